@@ -1,0 +1,100 @@
+import csv
+import shutil
+
+import numpy as np
+import pytest
+
+from training import faces_data, prepare_faces
+from vision.errors import InputError
+from vision.keypoints import KEYPOINT_NAMES
+
+
+def test_landmarks68_loads_known_row(fixtures):
+    data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+    assert data.points.shape == (10, 68, 2)
+    assert data.names[0] == "Abdel_Aziz_Al-Hakim_41.jpg"
+    assert data.points[0, 0].tolist() == [69.0, 144.0] and data.points[0, 1].tolist() == [73.0, 159.0]
+    assert data.read_image(0).ndim == 3
+
+
+def test_identity_strips_the_frame_number():
+    assert faces_data.identity("Abdel_Aziz_Al-Hakim_41.jpg") == "Abdel_Aziz_Al-Hakim"
+    assert faces_data.identity("dir/Chris_Noth_10.jpg") == "Chris_Noth"
+
+
+def _copy_faces(fixtures, tmp_path):
+    target = tmp_path / "faces"
+    shutil.copytree(fixtures / "faces", target)
+    return target
+
+
+def test_csv_row_of_wrong_width_names_file_and_row(fixtures, tmp_path):
+    faces_dir = _copy_faces(fixtures, tmp_path)
+    path = faces_dir / "keypoints68.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = ",".join(lines[3].split(",")[:-2])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"keypoints68.csv, row 4: 135 columns"):
+        faces_data.load_landmarks68(path)
+
+
+def test_unreadable_image_is_named_and_nothing_is_written(fixtures, tmp_path):
+    faces_dir = _copy_faces(fixtures, tmp_path)
+    (faces_dir / "images" / "Chris_Noth_10.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match="Chris_Noth_10.jpg: missing or unreadable image"):
+        prepare_faces.main(["--data", str(faces_dir), "--out", str(out)])
+    assert not (out / "faces.npz").exists()
+
+
+def _kaggle_csv(path, rows):
+    columns = [f"{n}_{a}" for n in KEYPOINT_NAMES for a in "xy"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns + ["Image"])
+        writer.writerows(rows)
+
+
+def test_kaggle_csv_drops_rows_with_missing_keypoints(tmp_path):
+    pixels = " ".join(str(i % 256) for i in range(96 * 96))
+    full = [str(float(i)) for i in range(30)]
+    partial = full[:-1] + [""]
+    _kaggle_csv(tmp_path / "training.csv", [full + [pixels], partial + [pixels], full + [pixels]])
+    images, keypoints = faces_data.load_kaggle_csv(tmp_path / "training.csv")
+    assert images.shape == (2, 96, 96) and images.dtype == np.uint8
+    assert images[0, 0, :3].tolist() == [0, 1, 2] and images[0, 1, 64] == 160  # row-major 96x96
+    assert keypoints.shape == (2, 15, 2) and keypoints[0, 1].tolist() == [2.0, 3.0]
+
+
+def test_kaggle_csv_with_short_image_names_the_row(tmp_path):
+    _kaggle_csv(tmp_path / "training.csv", [[str(float(i)) for i in range(30)] + ["1 2 3"]])
+    with pytest.raises(InputError, match=r"training.csv, row 2: 3 pixels"):
+        faces_data.load_kaggle_csv(tmp_path / "training.csv")
+
+
+def test_prepare_faces_on_fixtures(fixtures, tmp_path, capsys):
+    out = tmp_path / "crops"
+    prepare_faces.main(["--data", str(fixtures / "faces"), "--out", str(out), "--validation-share", "0.4"])
+    printed = capsys.readouterr().out
+    assert "cropped from a Haar detection" in printed
+    arrays = np.load(out / "faces.npz")
+    assert arrays["images"].shape == (10, 96, 96) and arrays["keypoints"].shape == (10, 15, 2)
+    assert arrays["detected"].sum() >= 8
+    assert np.abs(arrays["keypoints"]).max() <= 1.0
+    val, ids = arrays["validation"], arrays["identities"]
+    assert 0 < val.sum() < 10
+    assert not set(ids[val]) & set(ids[~val])  # identity-disjoint
+    assert (out / "contact_sheet.png").stat().st_size > 0
+
+
+def test_fallback_box_approximates_the_haar_box(fixtures):
+    data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+    from vision import faces
+
+    detector = faces.FaceDetector()
+    ious = []
+    for i in range(len(data.names)):
+        box, detected = prepare_faces.face_box(detector, faces.to_gray(data.read_image(i)), data.points[i])
+        if detected:
+            ious.append(faces.iou(box, prepare_faces.fallback_box(data.points[i])))
+    assert ious and np.median(ious) > 0.6

@@ -1,0 +1,46 @@
+import cv2
+import numpy as np
+
+from training.mnist import load_mnist
+from vision.digits import to_mnist, to_model_input
+
+
+def _mnist(fixtures):
+    return load_mnist(fixtures / "mnist")["train_images"]
+
+
+def test_mnist_digits_come_out_nearly_unchanged(fixtures):
+    digits = _mnist(fixtures)
+    diffs = np.array([np.abs(to_mnist(d).astype(int) - d).mean() for d in digits])
+    assert np.median(diffs) < 1.0 and diffs.mean() < 3.0
+
+
+def test_dark_ink_on_light_paper_of_any_size(fixtures):
+    digit = _mnist(fixtures)[0]
+    # A "scan": inverted, enlarged to a non-square page, grey paper, colour channels, margins.
+    page = np.full((420, 330), 255, np.uint8)
+    page[60:360, 40:265] = cv2.resize(255 - digit, (225, 300), interpolation=cv2.INTER_CUBIC)
+    scan = cv2.cvtColor(np.clip(page * 0.75 + 50, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    result = to_mnist(scan)
+    assert result.shape == (28, 28) and result.dtype == np.uint8
+    assert np.corrcoef(result.ravel(), digit.ravel())[0, 1] > 0.75
+    assert result[0].max() == 0 and result[:, 0].max() == 0  # background is black
+
+
+def test_ink_fits_20x20_with_center_of_mass_at_14():
+    bar = np.zeros((200, 50), np.uint8)
+    bar[20:180, 10:40] = 255
+    result = to_mnist(bar)
+    ys, xs = np.nonzero(result > 0)
+    assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 5
+    moments = cv2.moments(result.astype(np.float32))
+    assert abs(moments["m10"] / moments["m00"] - 14) <= 0.5 and abs(moments["m01"] / moments["m00"] - 14) <= 0.5
+
+
+def test_blank_image_gives_blank_digit():
+    assert to_mnist(np.full((50, 50), 255, np.uint8)).max() == 0
+
+
+def test_model_input_is_float_in_unit_range():
+    batch = to_model_input(np.full((3, 28, 28), 255, np.uint8))
+    assert batch.shape == (3, 1, 28, 28) and batch.dtype == np.float32 and batch.max() == 1.0

@@ -1,0 +1,98 @@
+"""Loaders for the two face-keypoint formats.
+
+(a) iBUG 68-point CSV (`Names` + 136 interleaved x, y columns) with a folder of images.
+(b) The Kaggle/course `training.csv`: 30 keypoint columns + `Image` (9,216 space-separated pixels).
+"""
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vision.errors import InputError
+from vision.keypoints import KEYPOINT_NAMES
+
+_FRAME_SUFFIX = re.compile(r"_\d+\.[A-Za-z]+$")
+
+
+def identity(file_name: str) -> str:
+    """The person in a frame: the file name without its trailing `_NN.jpg`."""
+    return _FRAME_SUFFIX.sub("", Path(file_name).name)
+
+
+@dataclass
+class Landmarks68:
+    names: list[str]
+    points: np.ndarray  # (N, 68, 2) float32, image pixels
+    image_dir: Path
+
+    def read_image(self, index: int) -> np.ndarray:
+        path = self.image_dir / self.names[index]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"{path}: missing or unreadable image")
+        return image
+
+
+def load_landmarks68(csv_path: Path, image_dir: Path | None = None) -> Landmarks68:
+    csv_path = Path(csv_path)
+    image_dir = Path(image_dir) if image_dir else csv_path.parent / "images"
+    if not image_dir.is_dir():
+        raise InputError(f"{image_dir}: image folder not found")
+    names, rows = [], []
+    try:
+        with open(csv_path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or header[0] != "Names" or len(header) != 137:
+                raise InputError(f"{csv_path}: expected a header of Names + 136 columns")
+            for line, row in enumerate(reader, start=2):
+                if len(row) != 137:
+                    raise InputError(f"{csv_path}, row {line}: {len(row)} columns, expected 137")
+                try:
+                    rows.append([float(v) for v in row[1:]])
+                except ValueError:
+                    raise InputError(f"{csv_path}, row {line}: a coordinate is not a number") from None
+                names.append(row[0])
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{csv_path}: cannot read ({e})") from None
+    if not rows:
+        raise InputError(f"{csv_path}: no rows")
+    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2)
+    return Landmarks68(names, points, image_dir)
+
+
+def load_kaggle_csv(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Kaggle/course CSV -> images (N, 96, 96) uint8 and keypoints (N, 15, 2) in pixels.
+
+    Rows with any missing keypoint are dropped, as the course does.
+    """
+    csv_path = Path(csv_path)
+    columns = [f"{name}_{axis}" for name in KEYPOINT_NAMES for axis in "xy"]
+    images, keypoints = [], []
+    try:
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(columns + ["Image"]) - set(reader.fieldnames or [])
+            if missing:
+                raise InputError(f"{csv_path}: missing columns {sorted(missing)}")
+            for line, row in enumerate(reader, start=2):
+                if any(not row[c] for c in columns):
+                    continue
+                pixels = row["Image"].split()
+                if len(pixels) != 96 * 96:
+                    raise InputError(f"{csv_path}, row {line}: {len(pixels)} pixels, expected 9216")
+                try:
+                    images.append(np.asarray(pixels, dtype=np.float32))
+                    keypoints.append([float(row[c]) for c in columns])
+                except ValueError:
+                    raise InputError(f"{csv_path}, row {line}: a value is not a number") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{csv_path}: cannot read ({e})") from None
+    if not images:
+        raise InputError(f"{csv_path}: no complete rows")
+    images = np.clip(np.stack(images), 0, 255).astype(np.uint8).reshape(-1, 96, 96)
+    return images, np.asarray(keypoints, dtype=np.float32).reshape(-1, 15, 2)

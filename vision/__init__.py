@@ -1,0 +1,9 @@
+"""Image code shared by training, the service and the clients.
+
+Torch-free on purpose: the service and the clients import it, and the training crops must be
+made by exactly the code that makes the serving crops.
+"""
+
+from vision.errors import InputError
+
+__all__ = ["InputError"]
