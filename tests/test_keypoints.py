@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training import common, keypoints as kp_training, prepare_faces
+from vision import faces, keypoints
+
+
+def test_flip_swaps_left_and_right_pairs():
+    image = np.zeros((96, 96), np.uint8)
+    image[10, 20] = 255
+    points = np.zeros((15, 2))
+    points[:, 1] = np.arange(15)  # y tags each point so we can follow it
+    points[:, 0] = 30.0
+    left_eye = keypoints.KEYPOINT_NAMES.index("left_eye_center")
+    right_eye = keypoints.KEYPOINT_NAMES.index("right_eye_center")
+    nose = keypoints.KEYPOINT_NAMES.index("nose_tip")
+    points[left_eye, 0] = 70.0  # the subject's left eye sits on the image's right
+
+    mirrored, flipped = kp_training.flip(image, points)
+
+    assert mirrored[10, 95 - 20] == 255 and mirrored[10, 20] == 0
+    # The right eye now holds the old left eye, mirrored: x -> 95 - x.
+    assert flipped[right_eye].tolist() == [95 - 70.0, left_eye]
+    assert flipped[left_eye].tolist() == [95 - 30.0, right_eye]
+    assert flipped[nose].tolist() == [95 - 30.0, nose]  # the nose has no partner
+    mouth_left = keypoints.KEYPOINT_NAMES.index("mouth_left_corner")
+    mouth_right = keypoints.KEYPOINT_NAMES.index("mouth_right_corner")
+    assert flipped[mouth_left, 1] == mouth_right and flipped[mouth_right, 1] == mouth_left
+    # Flipping twice is the identity.
+    again_image, again = kp_training.flip(mirrored, flipped)
+    assert np.array_equal(again_image, image) and np.array_equal(again, points)
+
+
+def test_augment_moves_keypoints_with_the_pixels():
+    """A bright dot at each keypoint must still be under the keypoint after augmentation."""
+    config = kp_training.Config(rotate=15, scale=0.1, shift=0.06)
+    rng = np.random.default_rng(3)
+    px = np.array([[30.0, 35.0], [66.0, 35.0], [48.0, 60.0]])
+    points = np.zeros((15, 2))
+    for trial in range(10):
+        image = np.zeros((96, 96), np.uint8)
+        chosen = [0, 1, 10]  # both eye centers and the nose
+        full = np.full((15, 2), 48.0)
+        full[chosen] = px
+        for x, y in px.astype(int):
+            cv2_circle(image, x, y)
+        points = faces.normalize(full)
+        x, out = kp_training.augment(image, points, config, rng)
+        out_px = faces.denormalize(out)
+        for i in chosen:
+            cx, cy = np.round(out_px[i]).astype(int)
+            assert x[cy, cx] > 0.3, f"trial {trial}: point {i} left its dot"
+
+
+def cv2_circle(image, x, y):
+    import cv2
+
+    cv2.circle(image, (int(x), int(y)), 3, 255, -1)
+
+
+def test_course_score_matches_the_formula_by_hand():
+    target = np.zeros((2, 30))
+    pred = np.zeros((2, 30))
+    pred[0, 0] = 0.1  # squared error 0.01
+    pred[1, 5] = -0.2  # squared error 0.04
+    # MSE = 0.05 / 60 values; score = 1 / (2 * MSE) = 600
+    assert kp_training.course_score(pred, target) == pytest.approx(600.0)
+    assert kp_training.course_score(pred.reshape(2, 15, 2), target.reshape(2, 15, 2)) == pytest.approx(600.0)
+
+
+def test_nme_by_hand():
+    left, right = keypoints.OUTER_EYE_CORNERS
+    target = np.zeros((2, 15, 2))
+    target[0, left] = [0.4, 0.0]
+    target[0, right] = [-0.4, 0.0]  # ocular distance 0.8
+    target[1, left] = [0.2, 0.0]
+    target[1, right] = [-0.2, 0.0]  # ocular distance 0.4
+    pred = target.copy()
+    pred[0, 0] += [0.3, 0.4]  # one point 0.5 off: mean error 0.5 / 15
+    pred[1] += [0.0, 0.04]  # every point 0.04 off: mean error 0.04
+    expected = ((0.5 / 15) / 0.8 + 0.04 / 0.4) / 2
+    assert kp_training.nme(pred, target) == pytest.approx(expected)
+    assert kp_training.nme(pred.reshape(2, 30), target.reshape(2, 30)) == pytest.approx(expected)
+
+
+def test_flip_averaging_in_forward_is_mirror_consistent():
+    torch.manual_seed(0)
+    model = kp_training.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
+    x = torch.rand(3, 1, 96, 96)
+    with torch.no_grad():
+        y = model(x).numpy().reshape(3, 15, 2)
+        y_mirror = model(torch.flip(x, dims=[3])).numpy().reshape(3, 15, 2)
+    # Mirroring the input must mirror the averaged prediction exactly.
+    back = faces.normalize(np.stack([kp_training.flip(np.zeros((96, 96)), faces.denormalize(p))[1] for p in y_mirror]))
+    assert np.allclose(back, y, atol=1e-5)
+
+
+def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
+    arrays = prepare_faces.prepare(fixtures / "faces", 0.4, 0, False)
+    npz = prepare_faces.save(arrays, tmp_path / "data")
+    out = tmp_path / "out"
+    kp_training.main(
+        ["--data", str(npz), "--out", str(out), "--epochs", "2", "--batch-size", "4",
+         "--widths", "8", "8", "8", "8", "8", "--hidden", "16", "--no-progress"]
+    )  # fmt: skip
+    metrics = json.loads((out / "keypoints.json").read_text())
+    for key in ("val_score", "val_nme", "baseline_score", "baseline_nme", "params", "train_seconds", "command", "epochs"):
+        assert key in metrics
+    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert (out / "keypoints_curves.png").stat().st_size > 0
+    assert (out / "keypoints_val_grid.png").stat().st_size > 0
+
+    checkpoint = common.load_checkpoint(out / "keypoints.pt")
+    assert checkpoint["model"] == "keypoints" and checkpoint["config"]["data"] == str(npz)
+    model = kp_training.model_from_checkpoint(checkpoint)
+    assert not model.training
+    _, _, val_images, val_points = kp_training.load_split(npz)
+    pred = model(torch.from_numpy(val_images[:, None].astype(np.float32) / 255)).detach().numpy()
+    assert pred.shape == (len(val_images), 30)
+    assert kp_training.course_score(pred, val_points) == pytest.approx(metrics["val_score"], rel=1e-4)
+
+
+def test_missing_data_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        kp_training.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
+    assert str(exit_info.value).startswith("error: ") and "\n" not in str(exit_info.value)
