@@ -1,0 +1,46 @@
+"""Writing `models/manifest.json` (reading and verifying it is `vision.manifest`, shared with the service)."""
+
+import json
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from export.convert import describe
+from export.parity import Parity
+from export.specs import Spec, Validation
+from vision.manifest import sha256_of
+
+
+def git_commit() -> str:
+    """HEAD's commit, marked `+dirty` when the working tree has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def entry(spec: Spec, onnx_path: Path, checkpoint_path: Path, checkpoint: dict, parity: Parity, data: Validation) -> dict:
+    return {
+        "file": onnx_path.name,
+        "sha256": sha256_of(onnx_path),
+        **describe(onnx_path),
+        "task": spec.task,
+        "metrics": {"training": checkpoint.get("metrics", {}), "onnxruntime": parity.onnx_metrics},
+        "parity": parity.as_dict(),
+        "trained_on": checkpoint.get("config", {}).get("data", "unknown"),
+        "validated_on": data.source,
+        "checkpoint": {"file": checkpoint_path.name, "sha256": sha256_of(checkpoint_path)},
+    }
+
+
+def write(path: Path, entries: dict[str, dict]) -> None:
+    manifest = {
+        "models": entries,
+        "git_commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    partial = Path(path).with_suffix(".partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    partial.replace(path)

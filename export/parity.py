@@ -1,0 +1,99 @@
+"""The parity gate: PyTorch (eval mode) against onnxruntime on real validation data."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from export.specs import Spec, Validation, measure
+
+BATCH_SIZES = (1, 7, 64)
+MAX_ABS_DIFF = 1e-4
+# A validation metric may move by at most 0.01 percentage points (digits accuracy) or 0.1% of
+# the score (keypoints).
+MAX_ACCURACY_DELTA = 0.0001
+MAX_SCORE_REL_DELTA = 0.001
+
+
+@dataclass
+class Parity:
+    name: str
+    max_abs_diff: dict[int, float] = field(default_factory=dict)  # per batch size
+    prediction_mismatches: int = 0
+    torch_metrics: dict = field(default_factory=dict)
+    onnx_metrics: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {
+            "max_abs_diff": {str(b): d for b, d in self.max_abs_diff.items()},
+            "prediction_mismatches": self.prediction_mismatches,
+            "torch_metrics": self.torch_metrics,
+            "onnx_metrics": self.onnx_metrics,
+            "passed": self.passed,
+        }
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([sess.run(None, {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def run_torch(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([model(torch.from_numpy(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)])
+
+
+def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Validation) -> Parity:
+    sess = session(onnx_path)
+    result = Parity(spec.name)
+    for batch in BATCH_SIZES:
+        images = data.images[:batch]
+        got, want = sess.run(None, {"image": images})[0], run_torch(model, images)
+        if got.shape != want.shape:
+            result.failures.append(f"batch {batch}: output shape {got.shape} != {want.shape}")
+            continue
+        result.max_abs_diff[batch] = float(np.abs(got - want).max())
+        if result.max_abs_diff[batch] > MAX_ABS_DIFF:
+            result.failures.append(f"batch {batch}: max |diff| {result.max_abs_diff[batch]:.2e} > {MAX_ABS_DIFF:.0e}")
+
+    onnx_out, torch_out = run_onnx(sess, data.images), run_torch(model, data.images)
+    result.torch_metrics = measure(spec, torch_out, data.targets)
+    result.onnx_metrics = measure(spec, onnx_out, data.targets)
+    if spec.task == "digits":
+        result.prediction_mismatches = int(np.sum(onnx_out.argmax(1) != torch_out.argmax(1)))
+        if result.prediction_mismatches:
+            result.failures.append(f"{result.prediction_mismatches} digit predictions differ")
+        delta = abs(result.onnx_metrics["val_accuracy"] - result.torch_metrics["val_accuracy"])
+        if delta > MAX_ACCURACY_DELTA:
+            result.failures.append(f"accuracy moved by {delta * 100:.3f} points")
+    else:
+        ref = result.torch_metrics["val_score"]
+        delta = abs(result.onnx_metrics["val_score"] - ref) / ref
+        if delta > MAX_SCORE_REL_DELTA:
+            result.failures.append(f"score moved by {delta:.2%}")
+    return result
+
+
+def table(results: list[Parity]) -> str:
+    """A readable table of the gate's figures, one row per model."""
+    header = f"{'model':<12} {'max|diff| b=1':>14} {'b=7':>10} {'b=64':>10} {'pred diff':>9}  {'torch':>22}  {'onnx':>22}  result"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        diffs = [f"{r.max_abs_diff.get(b, float('nan')):.2e}" for b in BATCH_SIZES]
+        fmt = lambda m: " ".join(f"{k.removeprefix('val_')}={v:.4f}" for k, v in m.items())  # noqa: E731
+        verdict = "ok" if r.passed else "FAIL: " + "; ".join(r.failures)
+        lines.append(
+            f"{r.name:<12} {diffs[0]:>14} {diffs[1]:>10} {diffs[2]:>10} {r.prediction_mismatches:>9}"
+            f"  {fmt(r.torch_metrics):>22}  {fmt(r.onnx_metrics):>22}  {verdict}"
+        )
+    return "\n".join(lines)
