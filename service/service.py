@@ -1,0 +1,186 @@
+"""The Vision service: MNIST digits, facial keypoints and faces over HTTP, on onnxruntime.
+
+    bentoml serve service.service:Vision        # or: make serve
+
+Image endpoints take a multipart field `image` and answer JSON; the array endpoints take
+float32 arrays in [0, 1] and are batched by BentoML across concurrent requests. Bad input gets a
+4xx with {"error": ...}. The API, the environment variables and deployment: docs/service.md.
+Heavy imports (onnxruntime, OpenCV) happen in the worker, not at module import.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import bentoml
+import numpy as np
+from bentoml.validators import DType, Shape
+from pydantic import BeforeValidator
+
+from service import limits, runtime
+from service.arrays import batch_of
+from vision.errors import InputError
+
+logger = logging.getLogger("bentoml.vision")
+
+DigitBatch = Annotated[np.ndarray, Shape((-1, 1, 28, 28)), DType("float32"), BeforeValidator(batch_of(1, 28, 28))]
+CropBatch = Annotated[np.ndarray, Shape((-1, 1, 96, 96)), DType("float32"), BeforeValidator(batch_of(1, 96, 96))]
+DigitModel = Literal["cnn", "mlp"]
+
+preprocess_seconds = bentoml.metrics.Histogram(
+    name="vision_preprocess_seconds",
+    documentation="Time spent decoding and preprocessing an uploaded image, before the model",
+    labelnames=["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+faces_per_image = bentoml.metrics.Histogram(
+    name="vision_faces_per_image",
+    documentation="Faces found in each image posted to /faces",
+    buckets=(0, 1, 2, 3, 4, 6, 10, 20),
+)
+faces_found = bentoml.metrics.Counter(name="vision_faces", documentation="Faces found by /faces, in total")
+refused = bentoml.metrics.Counter(
+    name="vision_refused_inputs", documentation="Inputs refused with a 4xx", labelnames=["endpoint", "status"]
+)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def refuse(error: InputError, endpoint: str):
+    from starlette.responses import JSONResponse
+
+    from service.images import TooLarge
+
+    status = 413 if isinstance(error, TooLarge) else 400
+    refused.labels(endpoint=endpoint, status=str(status)).inc()
+    return JSONResponse({"error": str(error)}, status_code=status)
+
+
+@bentoml.service(name="vision", threads=4, traffic={"timeout": 60})
+class Vision:
+    def __init__(self) -> None:
+        from service import images  # noqa: F401  (Pillow and OpenCV: fail at start, not at the first request)
+        from vision.faces import FaceDetector
+
+        self.ready = False
+        try:
+            self.models = runtime.load_models()
+        except (runtime.StartupError, runtime.ManifestError) as e:
+            logger.error("vision: cannot start: %s", e)
+            runtime.stop_server()  # a worker that cannot load its models must not leave a server hanging
+            raise SystemExit(1) from None
+        self.detector = FaceDetector()
+        self.max_bytes, self.max_pixels = limits.max_upload_bytes(), limits.max_pixels()
+        providers = sorted({m.provider for m in self.models.values()})
+        logger.info("vision: models from %s on %s", runtime.manifest_path(), ", ".join(providers))
+        self.ready = True
+
+    def __is_ready__(self) -> bool:
+        return self.ready
+
+    def _gray(self, image: Path) -> np.ndarray:
+        from service.images import decode
+        from vision.faces import to_gray
+
+        return to_gray(decode(Path(image).read_bytes(), self.max_bytes, self.max_pixels))
+
+    @bentoml.api
+    def digit(self, image: Path, model: DigitModel = "cnn") -> dict:
+        """A digit image (MNIST-style white on black, or dark ink on light paper, any size) -> the digit."""
+        from vision.digits import to_mnist, to_model_input
+
+        started = time.perf_counter()
+        try:
+            x = to_model_input(to_mnist(self._gray(image))[None])
+        except InputError as e:
+            return refuse(e, "digit")
+        preprocess_seconds.labels(endpoint="digit").observe(time.perf_counter() - started)
+        probabilities = softmax(self.models[f"digits_{model}"](x))[0]
+        return {
+            "digit": int(probabilities.argmax()),
+            "confidence": round(float(probabilities.max()), 6),
+            "probabilities": [round(float(p), 6) for p in probabilities],
+            "model": model,
+        }
+
+    @bentoml.api
+    def keypoints(self, image: Path) -> dict:
+        """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
+        padded to the square around its center, exactly as the face crops are)."""
+        from vision.faces import Box, Square, crop, denormalize
+        from vision.keypoints import as_records
+
+        started = time.perf_counter()
+        try:
+            gray = self._gray(image)
+        except InputError as e:
+            return refuse(e, "keypoints")
+        height, width = gray.shape
+        square = Square.around(Box(0, 0, width, height), margin=1.0)
+        x = crop(gray, square)[None, None].astype(np.float32) / 255
+        preprocess_seconds.labels(endpoint="keypoints").observe(time.perf_counter() - started)
+        prediction = self.models["keypoints"](x)[0]
+        return {"keypoints": as_records(square.to_image(denormalize(prediction.reshape(15, 2))))}
+
+    @bentoml.api
+    def faces(self, image: Path) -> dict:
+        """A photo -> every face the Haar detector finds, with its box and 15 keypoints in photo pixels."""
+        from vision.faces import Square, crop, denormalize
+        from vision.keypoints import as_records
+
+        started = time.perf_counter()
+        try:
+            gray = self._gray(image)
+        except InputError as e:
+            return refuse(e, "faces")
+        boxes = self.detector.detect(gray)
+        squares = [Square.around(box) for box in boxes]
+        crops = [crop(gray, square) for square in squares]
+        preprocess_seconds.labels(endpoint="faces").observe(time.perf_counter() - started)
+        faces_per_image.observe(len(boxes))
+        faces_found.inc(len(boxes))
+        predictions = self.models["keypoints"](np.stack(crops)[:, None].astype(np.float32) / 255) if crops else []
+        height, width = gray.shape
+        return {
+            "width": width,
+            "height": height,
+            "faces": [
+                {"box": box.as_dict(), "keypoints": as_records(square.to_image(denormalize(p.reshape(15, 2))))}
+                for box, square, p in zip(boxes, squares, predictions)
+            ],
+        }
+
+    # A batchable API takes exactly one argument, so the model is chosen by route, not by a field.
+    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)
+    def digits_array(self, images: DigitBatch) -> np.ndarray:
+        """(N, 1, 28, 28) float32 in [0, 1] -> (N, 10) probabilities from the CNN, the default (batched)."""
+        return softmax(self.models["digits_cnn"](images)).astype(np.float32)
+
+    @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000, route="/digits_array/mlp")
+    def digits_array_mlp(self, images: DigitBatch) -> np.ndarray:
+        """(N, 1, 28, 28) float32 in [0, 1] -> (N, 10) probabilities from the MLP (batched)."""
+        return softmax(self.models["digits_mlp"](images)).astype(np.float32)
+
+    @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
+    def keypoints_array(self, images: CropBatch) -> np.ndarray:
+        """(N, 1, 96, 96) float32 crops in [0, 1] -> (N, 30) keypoints in [-1, 1] (x0, y0, x1, ...; batched)."""
+        return self.models["keypoints"](images).astype(np.float32)
+
+    @bentoml.api(route="/info")
+    def info(self) -> dict:
+        """The models in use: file, sha256, manifest metrics, and the execution providers really used."""
+        return {
+            "manifest": str(runtime.manifest_path()),
+            "providers": sorted({m.provider for m in self.models.values()}),
+            "models": {name: model.describe() for name, model in self.models.items()},
+            "limits": {"max_upload_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+        }
+
+
+limits.files_only()
+runtime.check_before_start()  # a bad manifest or model stops `bentoml serve` before any worker starts
+Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=limits.max_upload_bytes())

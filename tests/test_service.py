@@ -1,0 +1,553 @@
+"""The Vision service over real HTTP: one `bentoml serve` subprocess per module, on stand-in models.
+
+The stand-ins (tests/service_models.py) have the real models' names and signatures, so every
+endpoint, every bad input and the start-up checks run before the real models exist; one test
+runs the shipped models/manifest.json when it is there.
+"""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service_models import ROOT, Server, rss_mib, write_models
+from training.mnist import read_idx
+from vision.digits import to_mnist, to_model_input
+from vision.faces import Square, crop, denormalize
+from vision.keypoints import KEYPOINT_NAMES
+from vision.manifest import DEFAULT_PATH, read_manifest
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
+
+
+def grace_hopper() -> bytes:
+    import matplotlib.cbook
+
+    return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+
+
+def png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG")
+    return out.getvalue()
+
+
+def mnist_samples(fixtures: Path, count: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(fixtures / "mnist" / "train-images-idx3-ubyte.gz")[:count]
+    labels = read_idx(fixtures / "mnist" / "train-labels-idx1-ubyte.gz")[:count]
+    return images, labels
+
+
+class Local:
+    """The stand-in models run here with onnxruntime: what the service must answer."""
+
+    def __init__(self, folder: Path):
+        import onnxruntime as ort
+
+        self.sessions = {
+            name: ort.InferenceSession(str(folder / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+            for name in ("digits_cnn", "digits_mlp", "keypoints")
+        }
+
+    def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
+        return self.sessions[name].run(None, {"image": x.astype(np.float32)})[0]
+
+    def probabilities(self, name: str, x: np.ndarray) -> np.ndarray:
+        logits = self(name, x)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    return write_models(tmp_path_factory.mktemp("models")).parent
+
+
+@pytest.fixture(scope="module")
+def local(models) -> Local:
+    return Local(models)
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    server = Server({"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "auto"}, log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+def post_image(http, endpoint: str, data: bytes, filename: str = "upload.png", **fields):
+    return http.post(endpoint, files={"image": (filename, data)}, data=fields)
+
+
+def still_serving(http) -> None:
+    assert http.get("/readyz").status_code == 200
+    r = http.post("/keypoints_array", json={"images": np.zeros((1, 1, 96, 96)).tolist()})
+    assert r.status_code == 200, r.text
+
+
+# --- health, docs, info -------------------------------------------------------------------------
+
+
+def test_probes_and_openapi(http):
+    assert http.get("/livez").status_code == 200
+    assert http.get("/readyz").status_code == 200
+    paths = http.get("/docs.json").json()["paths"]
+    for route in ("/digit", "/keypoints", "/faces", "/digits_array", "/keypoints_array", "/info"):
+        assert route in paths
+
+
+def test_info_reports_the_verified_models_and_only_providers_really_used(http, models):
+    import onnxruntime as ort
+
+    info = http.post("/info").json()
+    manifest = read_manifest(models / "manifest.json")
+    assert set(info["models"]) == {"digits_cnn", "digits_mlp", "keypoints"}
+    for name, model in info["models"].items():
+        assert model["sha256"] == manifest["models"][name]["sha256"]
+        assert model["metrics"] == manifest["models"][name]["metrics"]
+        assert model["providers"][-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert info["providers"] == ["CPUExecutionProvider"]
+
+
+def test_start_up_logs_the_provider_in_use(server):
+    assert re.search(r"loaded keypoints .* on (CPU|CUDA)ExecutionProvider", server.log())
+
+
+# --- digits ---------------------------------------------------------------------------------------
+
+
+def test_digit_answers_what_the_model_says_on_the_mnist_recipe(http, local, fixtures):
+    images, _ = mnist_samples(fixtures, 3)
+    for image in images:
+        r = post_image(http, "/digit", png(image))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        expected = local.probabilities("digits_cnn", to_model_input(to_mnist(image)[None]))[0]
+        assert body["model"] == "cnn"
+        assert body["digit"] == int(expected.argmax())
+        assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-5)
+        assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_digit_model_choice_and_ink_on_paper(http, local, fixtures):
+    image = mnist_samples(fixtures, 1)[0][0]
+    paper = cv2.resize(255 - image, (140, 140), interpolation=cv2.INTER_LINEAR)  # dark ink, light paper
+    ok, jpeg = cv2.imencode(".jpg", paper)
+    r = post_image(http, "/digit", jpeg.tobytes(), "digit.jpg", model="mlp")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+    expected = local.probabilities("digits_mlp", to_model_input(to_mnist(decoded)[None]))[0]
+    assert body["model"] == "mlp" and body["digit"] == int(expected.argmax())
+    assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+    cnn = post_image(http, "/digit", jpeg.tobytes(), "digit.jpg", model="cnn").json()
+    assert cnn["probabilities"] != body["probabilities"]
+
+
+# --- keypoints ------------------------------------------------------------------------------------
+
+
+def test_keypoints_on_a_square_crop(http, local, fixtures):
+    gray = cv2.imread(str(sorted((fixtures / "faces" / "images").glob("*.jpg"))[0]), cv2.IMREAD_GRAYSCALE)
+    side = min(gray.shape)
+    square_image = np.ascontiguousarray(gray[:side, :side])
+    r = post_image(http, "/keypoints", png(square_image))
+    assert r.status_code == 200, r.text
+    points = r.json()["keypoints"]
+    assert [p["name"] for p in points] == list(KEYPOINT_NAMES)
+    square = Square(0, 0, side)
+    x = crop(square_image, square)[None, None].astype(np.float32) / 255
+    expected = square.to_image(denormalize(local("keypoints", x)[0].reshape(15, 2)))
+    got = np.array([[p["x"], p["y"]] for p in points])
+    np.testing.assert_allclose(got, expected, atol=0.006)
+
+
+def test_keypoints_on_a_non_square_upload_match_its_centered_square(http):
+    """A 160x120 upload is padded to the 160x160 square around its center: the same keypoints as
+    uploading that padded square, shifted up by the 20-pixel top pad."""
+    rng = np.random.default_rng(3)
+    wide = cv2.GaussianBlur(rng.integers(0, 256, (120, 160), dtype=np.uint8), (9, 9), 3)
+    padded = cv2.copyMakeBorder(wide, 20, 20, 0, 0, cv2.BORDER_REPLICATE)
+    got = np.array([[p["x"], p["y"]] for p in post_image(http, "/keypoints", png(wide)).json()["keypoints"]])
+    ref = np.array([[p["x"], p["y"]] for p in post_image(http, "/keypoints", png(padded)).json()["keypoints"]])
+    np.testing.assert_allclose(got, ref - [0, 20], atol=0.011)
+
+
+# --- faces ----------------------------------------------------------------------------------------
+
+
+def test_faces_on_a_real_photo(http, local):
+    import vision.faces as vf
+
+    data = grace_hopper()
+    r = post_image(http, "/faces", data, "grace_hopper.jpg")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    gray = vf.to_gray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    assert (body["width"], body["height"]) == (gray.shape[1], gray.shape[0])
+    boxes = vf.FaceDetector().detect(gray)
+    assert len(body["faces"]) == len(boxes) == 1
+    face, box = body["faces"][0], boxes[0]
+    assert face["box"] == box.as_dict()
+    square = Square.around(box)
+    x = crop(gray, square)[None, None].astype(np.float32) / 255
+    expected = square.to_image(denormalize(local("keypoints", x)[0].reshape(15, 2)))
+    got = np.array([[p["x"], p["y"]] for p in face["keypoints"]])
+    np.testing.assert_allclose(got, expected, atol=0.006)
+
+
+def test_faces_finds_both_obamas(http, shared_data):
+    photo = shared_data / "photos" / "obamas.jpg"
+    if not photo.exists():
+        pytest.skip(f"{photo} is absent")
+    body = post_image(http, "/faces", photo.read_bytes(), "obamas.jpg").json()
+    assert len(body["faces"]) == 2
+    for face in body["faces"]:
+        assert len(face["keypoints"]) == 15
+
+
+def test_a_photo_without_a_face_is_an_empty_list(http):
+    body = post_image(http, "/faces", png(np.full((240, 320), 128, np.uint8))).json()
+    assert body == {"width": 320, "height": 240, "faces": []}
+
+
+# --- arrays and batching --------------------------------------------------------------------------
+
+
+def test_digits_array(http, local):
+    x = np.random.default_rng(4).random((5, 1, 28, 28), dtype=np.float32)
+    answers = {}
+    for route, model in (("/digits_array", "cnn"), ("/digits_array/mlp", "mlp")):
+        r = http.post(route, json={"images": x.tolist()})
+        assert r.status_code == 200, r.text
+        answers[model] = np.array(r.json())
+        np.testing.assert_allclose(answers[model], local.probabilities(f"digits_{model}", x), atol=1e-6)
+    np.testing.assert_allclose(answers["cnn"].sum(axis=1), 1, atol=1e-5)
+    assert not np.allclose(answers["cnn"], answers["mlp"])
+
+
+def test_keypoints_array(http, local):
+    x = np.random.default_rng(5).random((3, 1, 96, 96), dtype=np.float32)
+    r = http.post("/keypoints_array", json={"images": x.tolist()})
+    assert r.status_code == 200, r.text
+    got = np.array(r.json())
+    assert got.shape == (3, 30) and np.abs(got).max() <= 1
+    np.testing.assert_allclose(got, local("keypoints", x), atol=1e-6)
+
+
+def batch_metric(http, method: str) -> tuple[float, float]:
+    """(sum, count) of BentoML's adaptive batch size histogram for one batchable method."""
+    total = count = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size") and f'method_name="{method}"' in line:
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("bentoml_service_adaptive_batch_size_sum"):
+                total += value
+            elif line.startswith("bentoml_service_adaptive_batch_size_count"):
+                count += value
+    return total, count
+
+
+def test_concurrent_array_requests_go_through_the_adaptive_batcher(http, local):
+    rng = np.random.default_rng(6)
+    crops = [rng.random((1, 1, 96, 96), dtype=np.float32) for _ in range(32)]
+    digits = [rng.random((2, 1, 28, 28), dtype=np.float32) for _ in range(32)]
+    before_kp, before_cnn = batch_metric(http, "keypoints_array"), batch_metric(http, "digits_array")
+
+    def one(i):
+        kp = http.post("/keypoints_array", json={"images": crops[i].tolist()})
+        dg = http.post("/digits_array", json={"images": digits[i].tolist()})
+        return kp, dg
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(32)))
+    for i, (kp, dg) in enumerate(results):
+        assert kp.status_code == 200 and dg.status_code == 200, (kp.text, dg.text)
+        np.testing.assert_allclose(np.array(kp.json()), local("keypoints", crops[i]), atol=1e-6)
+        np.testing.assert_allclose(np.array(dg.json()), local.probabilities("digits_cnn", digits[i]), atol=1e-6)
+    after_kp, after_cnn = batch_metric(http, "keypoints_array"), batch_metric(http, "digits_array")
+    # Every request went through BentoML's dispatcher (the histogram counts requests per batch).
+    assert after_kp[0] - before_kp[0] == 32 and after_cnn[0] - before_cnn[0] == 32
+    assert 1 <= after_kp[1] - before_kp[1] <= 32
+    print(f"keypoints_array: 32 requests in {after_kp[1] - before_kp[1]:.0f} onnxruntime calls; "
+          f"digits_array: 32 in {after_cnn[1] - before_cnn[1]:.0f}")
+
+
+# --- bad input: a 4xx JSON error, and the server keeps serving --------------------------------------
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    from test_service_images import png_header
+
+    return png_header(width, height)
+
+
+def truncated_jpeg() -> bytes:
+    data = grace_hopper()
+    return data[: len(data) // 3]
+
+
+BAD_UPLOADS = {
+    "text": (b"this is not an image", 400),
+    "truncated": (truncated_jpeg(), 400),
+    "empty": (b"", 400),
+    "huge-declared-size": (png_bomb(), 413),
+    "gif": (None, 400),
+}
+
+
+@pytest.mark.parametrize("endpoint", ["/digit", "/keypoints", "/faces"])
+@pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
+def test_bad_uploads_get_a_clear_4xx(http, endpoint, case):
+    data, status = BAD_UPLOADS[case]
+    if data is None:
+        out = io.BytesIO()
+        Image.new("L", (8, 8)).save(out, format="GIF")
+        data = out.getvalue()
+    r = post_image(http, endpoint, data)
+    assert r.status_code == status, r.text
+    assert isinstance(r.json()["error"], str) and r.json()["error"]
+    still_serving(http)
+
+
+def test_an_upload_over_the_size_limit_is_413(http):
+    data = b"\x89PNG\r\n\x1a\n" + os.urandom(10 * 1024 * 1024 + 100 * 1024)
+    try:
+        r = post_image(http, "/faces", data)
+    except httpx.HTTPError:
+        pytest.fail("the server dropped the connection instead of answering 413")
+    assert r.status_code == 413 and "VISION_MAX_UPLOAD_BYTES" in r.json()["error"]
+    still_serving(http)
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"data": {"model": "cnn"}},  # no image field at all
+        {"files": {"picture": ("x.png", b"123")}},  # the wrong field name
+        {"data": {"image": "http://169.254.169.254/latest/meta-data"}},  # text, not a file: never fetched
+    ],
+    ids=["missing-field", "wrong-field", "text-in-file-field"],
+)
+def test_missing_or_wrong_fields_are_4xx(http, request_kwargs):
+    r = http.post("/digit", **request_kwargs)
+    assert 400 <= r.status_code < 500, r.text
+    assert "error" in r.json()
+    still_serving(http)
+
+
+def test_unknown_model_is_400(http, fixtures):
+    image = mnist_samples(fixtures, 1)[0][0]
+    r = post_image(http, "/digit", png(image), model="resnet")
+    assert r.status_code == 400 and "error" in r.json()
+    still_serving(http)
+
+
+NAN_DIGITS = json.dumps({"images": np.full((1, 1, 28, 28), np.nan).tolist()}).encode()
+
+
+@pytest.mark.parametrize(
+    "endpoint, body",
+    [
+        ("/digits_array", {"images": np.zeros((2, 784)).tolist()}),
+        ("/digits_array", {"images": np.zeros((1, 1, 96, 96)).tolist()}),
+        ("/keypoints_array", {"images": np.zeros((1, 1, 28, 28)).tolist()}),
+        ("/keypoints_array", {"images": np.zeros((96, 96)).tolist()}),
+        ("/digits_array", {"images": [[[["a"] * 28] * 28]]}),
+        ("/digits_array", {"images": np.ones((1, 1, 28, 28), bool).tolist()}),
+        ("/digits_array", {"images": np.full((1, 1, 28, 28), 255.0).tolist()}),
+        ("/digits_array", {"images": []}),
+        ("/digits_array", {"images": "zeros"}),
+        ("/keypoints_array", {}),
+        ("/digits_array", NAN_DIGITS),
+        ("/keypoints_array", b"{not json"),
+    ],
+    ids=[
+        "flat-784", "crop-to-digits", "digits-to-crop", "no-batch-axis", "strings", "bools", "0-255",
+        "empty", "a-string", "missing", "nan", "bad-json",
+    ],
+)
+def test_bad_arrays_get_400(http, endpoint, body):
+    if isinstance(body, bytes):
+        r = http.post(endpoint, content=body, headers={"content-type": "application/json"})
+    else:
+        r = http.post(endpoint, json=body)
+    assert r.status_code == 400, r.text
+    assert "error" in r.json()
+    still_serving(http)
+
+
+# --- metrics and leanness -------------------------------------------------------------------------
+
+
+def test_custom_metrics_are_exported(http):
+    post_image(http, "/faces", grace_hopper(), "g.jpg")
+    post_image(http, "/faces", b"junk")
+    text = http.get("/metrics").text
+    assert re.search(r"^vision_faces_per_image_count [1-9]", text, re.M)
+    assert re.search(r"^vision_faces_total [1-9]", text, re.M)
+    assert re.search(r'^vision_preprocess_seconds_count\{endpoint="faces"\} [1-9]', text, re.M)
+    assert re.search(r'^vision_refused_inputs_total\{endpoint="faces",status="400"\} [1-9]', text, re.M)
+
+
+def test_the_serving_worker_never_loads_torch(server):
+    pids = server.worker_pids()
+    assert pids, "no BentoML worker found under the server"
+    for pid in pids:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "libtorch" not in maps and "/torch/" not in maps
+        print(f"worker {pid}: RSS {rss_mib(pid):.0f} MiB; serving process {server.process.pid}: "
+              f"RSS {rss_mib(server.process.pid):.0f} MiB")
+
+
+def test_importing_the_service_module_imports_no_torch(models):
+    code = (
+        "import sys, service.service as s; "
+        "assert s.Vision is not None; "
+        "heavy = [m for m in ('torch', 'onnxruntime', 'cv2') if m in sys.modules]; "
+        "print(heavy); assert not heavy, heavy"
+    )
+    env = {**os.environ, "VISION_MANIFEST": str(models / "manifest.json")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- start-up failures: one clear line, and `bentoml serve` exits -----------------------------------
+
+
+def broken_copy(models: Path, tmp_path: Path, how: str) -> Path:
+    import shutil
+
+    folder = tmp_path / how
+    shutil.copytree(models, folder)
+    if how == "hash-mismatch":
+        data = bytearray((folder / "keypoints.onnx").read_bytes())
+        data[-1] ^= 0xFF
+        (folder / "keypoints.onnx").write_bytes(bytes(data))
+    elif how == "missing-model":
+        (folder / "digits_mlp.onnx").unlink()
+    elif how == "corrupt-manifest":
+        (folder / "manifest.json").write_text("{ not json")
+    return folder / "manifest.json"
+
+
+@pytest.mark.parametrize(
+    "how, env, message",
+    [
+        ("hash-mismatch", {}, "does not match the manifest"),
+        ("missing-model", {}, "model file for 'digits_mlp' is missing"),
+        ("corrupt-manifest", {}, "unreadable model manifest"),
+        ("missing-manifest", {}, "model manifest not found"),
+        ("ok", {"VISION_PROVIDER": "tpu"}, "VISION_PROVIDER='tpu'"),
+        ("ok", {"VISION_PROVIDER": "cuda"}, "VISION_PROVIDER=cuda"),
+    ],
+)
+def test_bad_models_or_settings_stop_start_up_with_one_line(models, tmp_path, how, env, message):
+    import onnxruntime as ort
+
+    if env.get("VISION_PROVIDER") == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here: forcing it is not an error")
+    manifest = tmp_path / "nowhere" / "manifest.json" if how == "missing-manifest" else broken_copy(models, tmp_path, how)
+    server = Server({"VISION_MANIFEST": str(manifest), **env}, tmp_path / "serve.log", timeout=60)
+    try:
+        server.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.stop()
+        pytest.fail(f"bentoml serve did not stop:\n{server.log()[-2000:]}")
+    finally:
+        server.stop()
+    lines = [line for line in server.log().splitlines() if "vision: cannot start" in line]
+    assert server.process.returncode != 0
+    assert len(lines) == 1 and message in lines[0], server.log()[-2000:]
+
+
+# --- the shipped models ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not DEFAULT_PATH.exists(), reason=f"{DEFAULT_PATH} does not exist yet (run `python -m export`)")
+def test_the_shipped_models(tmp_path, fixtures):
+    server = Server({"VISION_MANIFEST": str(DEFAULT_PATH)}, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            info = client.post("/info").json()
+            manifest = read_manifest(DEFAULT_PATH)
+            assert {n: m["sha256"] for n, m in info["models"].items()} == {
+                n: manifest["models"][n]["sha256"] for n in info["models"]
+            }
+            images, labels = mnist_samples(fixtures, 20)
+            for model in ("cnn", "mlp"):
+                right = sum(
+                    post_image(client, "/digit", png(image), model=model).json()["digit"] == int(label)
+                    for image, label in zip(images, labels)
+                )
+                assert right >= 18, f"{model}: {right}/20 fixture digits right"
+            faces = post_image(client, "/faces", grace_hopper(), "g.jpg").json()["faces"]
+            assert len(faces) == 1
+            points = {p["name"]: (p["x"], p["y"]) for p in faces[0]["keypoints"]}
+            box = faces[0]["box"]
+            assert points["left_eye_center"][0] > points["right_eye_center"][0]  # subject's left: image right
+            assert points["left_eye_center"][1] < points["mouth_center_bottom_lip"][1]
+            for x, y in points.values():
+                assert box["x"] - box["width"] * 0.1 <= x <= box["x"] + box["width"] * 1.1
+                assert box["y"] - box["height"] * 0.1 <= y <= box["y"] + box["height"] * 1.2
+    finally:
+        server.stop()
+
+
+# --- provider selection, without a GPU ---------------------------------------------------------------
+
+
+def test_a_cuda_provider_that_does_not_really_load_is_never_claimed(models, monkeypatch):
+    """onnxruntime-gpu lists CUDAExecutionProvider even when CUDA cannot load, and then runs on the
+    CPU. Simulated here: the CPU wheel is told it has CUDA; the session falls back to the CPU."""
+    import onnxruntime as ort
+
+    from service import runtime
+    from vision.manifest import verified_model
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is really available here")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    entry = verified_model("keypoints", models / "manifest.json")
+    auto = runtime.Model(entry, "auto")
+    assert auto.provider == "CPUExecutionProvider" and "CUDAExecutionProvider" not in auto.describe()["providers"]
+    with pytest.raises(runtime.StartupError, match="CUDA did not load"):
+        runtime.Model(entry, "cuda")
+    assert runtime.Model(entry, "cpu").providers == ["CPUExecutionProvider"]
+
+
+def test_a_model_with_the_wrong_signature_is_refused(models, tmp_path):
+    import shutil
+
+    from service import runtime
+    from vision.manifest import sha256_of, verified_model
+
+    shutil.copytree(models, tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["models"]["keypoints"] = {**manifest["models"]["digits_cnn"]}  # a digits model posing as keypoints
+    manifest["models"]["keypoints"]["sha256"] = sha256_of(tmp_path / "m" / "digits_cnn.onnx")
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(runtime.StartupError, match=r"expected \(1, 96, 96\) -> \(30,\)"):
+        runtime.Model(verified_model("keypoints", tmp_path / "m" / "manifest.json"), "cpu")

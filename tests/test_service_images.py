@@ -1,0 +1,203 @@
+"""Unit tests for the service's input guards: image decoding limits, array checks, the body limit."""
+
+import asyncio
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.arrays import batch_of
+from service.images import TooLarge, decode
+from service.limits import MULTIPART_SLACK, BodyLimit
+from vision.errors import InputError
+
+
+def encoded(image: np.ndarray, fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format=fmt)
+    return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header declares width x height 8-bit gray pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "WEBP"])
+def test_lossless_formats_decode_to_the_same_bgr_pixels(rgb, fmt):
+    data = encoded(rgb, fmt) if fmt != "WEBP" else _lossless_webp(rgb)
+    bgr = decode(data)
+    assert bgr.shape == (37, 53, 3) and bgr.dtype == np.uint8
+    np.testing.assert_array_equal(bgr[:, :, ::-1], rgb)
+
+
+def _lossless_webp(rgb: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="WEBP", lossless=True)
+    return out.getvalue()
+
+
+def test_jpeg_decodes_like_cv2_imread_did_for_training(rgb, tmp_path):
+    data = encoded(rgb, "JPEG")
+    (tmp_path / "x.jpg").write_bytes(data)
+    np.testing.assert_array_equal(decode(data), cv2.imread(str(tmp_path / "x.jpg"), cv2.IMREAD_COLOR))
+
+
+def test_gray_and_rgba_become_bgr(rgb):
+    assert decode(encoded(rgb[:, :, 0], "PNG")).shape == (37, 53, 3)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    assert decode(encoded(rgba, "PNG")).shape == (37, 53, 3)
+
+
+def test_empty_file_is_refused():
+    with pytest.raises(InputError, match="empty"):
+        decode(b"")
+
+
+@pytest.mark.parametrize("data", [b"hello, world", b"%PDF-1.7\n" + b"\0" * 100, b"\x89PNG\r\n\x1a\n"])
+def test_non_images_are_refused(data):
+    with pytest.raises(InputError) as caught:
+        decode(data)
+    assert not isinstance(caught.value, TooLarge)
+
+
+def test_gif_is_not_an_accepted_format(rgb):
+    with pytest.raises(InputError, match="PNG, JPEG, BMP or WebP"):
+        decode(encoded(rgb, "GIF"))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_images_are_refused(rgb, fmt):
+    big = np.tile(rgb, (8, 8, 1))
+    data = encoded(big, fmt)
+    with pytest.raises(InputError, match="truncated or corrupt"):
+        decode(data[: len(data) // 2])
+
+
+def test_over_the_byte_limit_is_too_large(rgb):
+    data = encoded(rgb, "PNG")
+    with pytest.raises(TooLarge, match="byte limit"):
+        decode(data, max_bytes=len(data) - 1)
+    assert decode(data, max_bytes=len(data)).shape == (37, 53, 3)
+
+
+@pytest.mark.parametrize("size", [(30000, 30000), (7000, 6000)])
+def test_a_huge_declared_size_is_refused_before_decoding(size):
+    data = png_header(*size)
+    assert len(data) < 200
+    with pytest.raises(TooLarge, match="pixels"):
+        decode(data, max_pixel_count=40_000_000)
+
+
+def test_a_huge_bmp_header_is_refused_before_decoding():
+    # BITMAPFILEHEADER + BITMAPINFOHEADER declaring 20000 x 20000 x 24 bits, and no pixel data.
+    header = struct.pack("<2sIHHI", b"BM", 54, 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    with pytest.raises(TooLarge):
+        decode(header + info, max_pixel_count=40_000_000)
+
+
+def test_the_pixel_limit_is_inclusive(rgb):
+    data = encoded(rgb, "PNG")
+    assert decode(data, max_pixel_count=37 * 53).shape == (37, 53, 3)
+    with pytest.raises(TooLarge):
+        decode(data, max_pixel_count=37 * 53 - 1)
+
+
+# --- array checks -------------------------------------------------------------------------------
+
+check = batch_of(1, 28, 28)
+
+
+def test_a_good_batch_passes_as_float32():
+    out = check(np.zeros((3, 1, 28, 28)).tolist())
+    assert out.shape == (3, 1, 28, 28) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (np.zeros((2, 784)).tolist(), "shape"),  # would reshape silently under bentoml's Shape
+        (np.zeros((1, 28, 28)).tolist(), "shape"),
+        (np.zeros((1, 1, 27, 28)).tolist(), "shape"),
+        ([], "shape"),
+        (np.zeros((0, 1, 28, 28), np.float32), "empty"),
+        ([[["a"] * 28] * 28], "numbers"),
+        (np.zeros((1, 1, 28, 28), bool).tolist(), "numbers"),
+        ([[[[0.0] * 28] * 27 + [[0.0] * 3]]], "rectangular|numbers"),
+        (np.full((1, 1, 28, 28), np.nan).tolist(), "NaN"),
+        (np.full((1, 1, 28, 28), np.inf).tolist(), "NaN"),
+        (np.full((1, 1, 28, 28), 255.0).tolist(), r"\[0, 1\]"),
+        (np.zeros((1, 1, 28, 28), np.float64), "float32"),
+    ],
+)
+def test_bad_batches_are_refused(value, reason):
+    with pytest.raises(ValueError, match=reason):
+        check(value)
+
+
+# --- body limit ---------------------------------------------------------------------------------
+
+
+def run_limited(body_chunks, headers, max_bytes=1000):
+    """Send a request through BodyLimit to an app that echoes the body length."""
+    sent, seen = [], {}
+
+    async def app(scope, receive, send):
+        message = await receive()
+        seen["body"] = message["body"]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def main():
+        messages = [
+            {"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1} for i, c in enumerate(body_chunks)
+        ]
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "headers": headers}
+        await BodyLimit(app, max_bytes=max_bytes)(scope, receive, send)
+
+    asyncio.run(main())
+    return sent[0]["status"], seen.get("body")
+
+
+def test_body_limit_refuses_a_declared_length_over_the_limit_without_reading():
+    status, seen = run_limited([b"x"], [(b"content-length", str(1000 + MULTIPART_SLACK + 1).encode())])
+    assert status == 413 and seen is None
+
+
+def test_body_limit_refuses_a_chunked_body_that_grows_over_the_limit():
+    chunk = b"x" * 20_000
+    status, seen = run_limited([chunk] * 10, [])
+    assert status == 413 and seen is None
+
+
+def test_body_limit_passes_a_small_chunked_body_on_whole():
+    status, seen = run_limited([b"ab", b"cd", b"ef"], [])
+    assert status == 200 and seen == b"abcdef"
+
+
+def test_body_limit_refuses_a_bad_content_length():
+    status, _ = run_limited([b"x"], [(b"content-length", b"lots")])
+    assert status == 400

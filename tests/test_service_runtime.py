@@ -1,0 +1,43 @@
+"""Model loading without a server: int8 variants are served only when asked for and kept."""
+
+import json
+import shutil
+
+import pytest
+
+from service import runtime
+from service_models import write_models
+from vision.manifest import ManifestError
+
+
+@pytest.fixture
+def manifest_with_int8(tmp_path):
+    manifest_path = write_models(tmp_path)
+    shutil.copyfile(tmp_path / "digits_mlp.onnx", tmp_path / "digits_mlp_int8.onnx")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["models"]["digits_mlp_int8"] = {
+        **manifest["models"]["digits_mlp"], "file": "digits_mlp_int8.onnx", "variant_of": "digits_mlp",
+    }  # fmt: skip
+    manifest_path.write_text(json.dumps(manifest))
+    return manifest_path
+
+
+def test_float32_models_by_default(manifest_with_int8, monkeypatch):
+    monkeypatch.delenv("VISION_INT8", raising=False)
+    models = runtime.load_models(manifest_with_int8, "cpu")
+    assert {name: m.entry.name for name, m in models.items()} == {n: n for n in runtime.SIGNATURES}
+
+
+def test_int8_variant_where_kept(manifest_with_int8, monkeypatch):
+    monkeypatch.setenv("VISION_INT8", "1")
+    models = runtime.load_models(manifest_with_int8, "cpu")
+    assert models["digits_mlp"].entry.name == "digits_mlp_int8"
+    assert models["digits_cnn"].entry.name == "digits_cnn"  # none kept: float32 stays
+    assert models["digits_mlp"].provider == "CPUExecutionProvider"
+
+
+def test_int8_variant_is_hash_checked_too(manifest_with_int8, monkeypatch):
+    monkeypatch.setenv("VISION_INT8", "1")
+    (manifest_with_int8.parent / "digits_mlp_int8.onnx").write_bytes(b"tampered")
+    with pytest.raises(ManifestError, match="digits_mlp_int8.onnx: sha256"):
+        runtime.load_models(manifest_with_int8, "cpu")
