@@ -24,11 +24,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUNTIME_STAMP)
 
 serve: $(RUNTIME_STAMP)
-	@if [ -f service/service.py ]; then \
-		exec $(BIN)/bentoml serve service.service:Vision --host 127.0.0.1 --port $(PORT); \
-	else \
-		echo "The service is not built yet (see the open issues)."; \
-	fi
+	$(BIN)/bentoml serve service.service:Vision --host 127.0.0.1 --port $(PORT)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
