@@ -122,6 +122,16 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
     assert pred.shape == (len(val_images), 30)
     assert kp_training.course_score(pred, val_points) == pytest.approx(metrics["val_score"], rel=1e-4)
 
+    # A fine-tuning run starts from those weights: with a zero learning rate it ends where it began.
+    tuned = tmp_path / "tuned"
+    kp_training.main(
+        ["--data", str(npz), "--out", str(tuned), "--epochs", "1", "--batch-size", "4", "--lr", "0", "--loss", "mse",
+         "--widths", "8", "8", "8", "8", "8", "--hidden", "16", "--no-progress", "--init", str(out / "keypoints.pt")]
+    )  # fmt: skip
+    start = checkpoint["state_dict"]
+    end = common.load_checkpoint(tuned / "keypoints.pt")["state_dict"]
+    assert all(torch.equal(start[k], end[k]) for k in start if "running" not in k and "num_batches" not in k)
+
 
 def test_missing_data_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
