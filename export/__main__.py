@@ -41,16 +41,22 @@ def export_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mni
         if all(r.passed for r in results):
             for name in names:
                 shutil.copyfile(Path(scratch) / SPECS[name].onnx, models_dir / SPECS[name].onnx)
-            previous = _previous_entries(models_dir / "manifest.json")
+            previous = _previous_entries(models_dir / "manifest.json", names, models_dir)
             manifest_writer.write(models_dir / "manifest.json", {**previous, **entries})
     return results
 
 
-def _previous_entries(path: Path) -> dict:
+def _previous_entries(path: Path, exported: list[str], models_dir: Path) -> dict:
+    """The manifest's other entries, less variants (int8) made from a model just re-exported:
+    they no longer match it, so they go, files included, until export.optimize remakes them."""
     try:
-        return read_manifest(path)["models"]
+        entries = read_manifest(path)["models"]
     except ManifestError:
         return {}
+    stale = {name for name, entry in entries.items() if entry.get("variant_of") in exported}
+    for name in stale:
+        (models_dir / entries[name]["file"]).unlink(missing_ok=True)
+    return {name: entry for name, entry in entries.items() if name not in stale}
 
 
 def check_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mnist_validation: int) -> list[parity.Parity]:

@@ -97,3 +97,7 @@ def test_shipped_onnx_files_match_their_manifest():
     for name in ("digits_cnn", "digits_mlp", "keypoints"):
         entry = verified_model(name, DEFAULT_PATH, manifest)
         assert entry.info["parity"]["passed"]
+    for name, info in manifest["models"].items():  # int8 variants too, where kept
+        assert verified_model(name, DEFAULT_PATH, manifest).path.suffix == ".onnx"
+        if "variant_of" in info:
+            assert info["speedup_batch64"] > 1.1 and info["variant_of"] in manifest["models"]
