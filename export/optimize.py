@@ -26,7 +26,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export import manifest as manifest_writer
 from export.convert import describe
-from export.parity import run_onnx
+from export.parity import run_onnx, session
 from export.specs import SPECS, Spec, measure, validation_data
 from training import keypoints
 from training.common import write_json
@@ -54,14 +54,6 @@ def calibration_images(spec: Spec, mnist: Path, faces: Path, count: int = 512) -
     else:
         images = keypoints.load_split(faces)[0][:count]
     return (images.astype(np.float32) / 255)[:, None]
-
-
-def session(path: Path, level: ort.GraphOptimizationLevel, save_to: Path | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    if save_to:
-        options.optimized_model_filepath = str(save_to)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def load_ms(path: Path, level: ort.GraphOptimizationLevel, repeats: int = 5) -> float:

@@ -40,8 +40,18 @@ class Parity:
         }
 
 
-def session(path: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def session(
+    path: Path,
+    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    save_to: Path | None = None,
+) -> ort.InferenceSession:
+    """A CPU session at an optimization level (the default is what the service runs); `save_to`
+    also writes the optimized graph."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    if save_to:
+        options.optimized_model_filepath = str(save_to)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -1,5 +1,6 @@
 """What gets exported: one spec per shipped checkpoint, and how to validate it."""
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,12 @@ class Validation:
 
 
 def validation_data(spec: Spec, mnist_dir: Path, faces_npz: Path, mnist_validation: int = VALIDATION_SIZE) -> Validation:
-    if spec.task == "digits":
+    return _validation(spec.task, Path(mnist_dir), Path(faces_npz), mnist_validation)
+
+
+@functools.lru_cache(maxsize=None)  # both digit models validate on the same images: read them once
+def _validation(task: str, mnist_dir: Path, faces_npz: Path, mnist_validation: int) -> Validation:
+    if task == "digits":
         arrays = load_mnist(mnist_dir)
         _, (images, labels) = train_validation_split(arrays["train_images"], arrays["train_labels"], mnist_validation)
         return Validation((images.astype(np.float32) / 255)[:, None], labels.astype(np.int64), str(mnist_dir))

@@ -1,7 +1,8 @@
 """An ASGI middleware that refuses request bodies over the size limit before anything parses them.
 
-A declared Content-Length over the limit is answered 413 at once, without reading the body; a
-body without one (chunked) is read up to the limit and refused as soon as it passes it. The
+A declared Content-Length over the limit is answered 413 at once, without reading the body (one
+within it passes straight through); a body without one (chunked) is read up to the limit and
+refused as soon as it passes it. The
 multipart framing around an upload gets a little slack; the upload itself is held to the exact
 limit again when it is decoded (`service.images.decode`).
 """
@@ -47,11 +48,13 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_body
+                size = int(declared)
             except ValueError:
                 return await self._refuse(send, 400, "invalid Content-Length header")
-            if too_big:
-                return await self._refuse(send, 413, self._message(int(declared)))
+            if size > self.max_body:
+                return await self._refuse(send, 413, self._message(size))
+            # The server holds a body to its declared length, so it needs no counting here.
+            return await self.app(scope, receive, send)
 
         chunks, total = [], 0
         while True:

@@ -20,10 +20,9 @@ INK_THRESHOLD = 0.1
 
 def _ink_on_black(gray: np.ndarray) -> np.ndarray:
     """Invert light-background images and stretch so the background is 0 and the ink up to 255."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 127:
-        gray = 255 - gray
-    background = float(np.median(border if np.median(border) <= 127 else 255 - border))
+    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    if background > 127:
+        gray, background = 255 - gray, 255 - background
     ink = np.clip(gray.astype(np.float32) - background, 0, None)
     peak = float(ink.max())
     if peak <= 0:
