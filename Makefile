@@ -6,31 +6,36 @@ BIN := $(VENV)/bin
 PORT ?= 3000
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 
 .PHONY: serve test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
 # The runtime: service and clients, onnxruntime on the CPU, no torch.
 $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[cpu]'
+	@echo "make: installing the runtime (service + clients, no torch) into $(VENV): about a minute, once"
+	$(PIP_INSTALL) -e '.[cpu]'
 	touch $@
 
 # Everything the tests need: runtime + training (torch, onnx) + dev tools.
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[cpu,train,dev]'
+	@echo "make: installing runtime + training + test tools into $(VENV): a few minutes, once"
+	$(PIP_INSTALL) -e '.[cpu,train,dev]'
 	touch $@ $(RUNTIME_STAMP)
 
+# `python -m service` is `bentoml serve service.service:Vision` with a metrics folder of its own
+# and a "ready at URL" line once /readyz answers.
 serve: $(RUNTIME_STAMP)
-	$(BIN)/bentoml serve service.service:Vision --host 127.0.0.1 --port $(PORT)
+	$(BIN)/python -m service --host 127.0.0.1 --port $(PORT)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest
 
+# Against the service that `make serve` (same PORT) is running.
 bench: $(RUNTIME_STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --url http://127.0.0.1:$(PORT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -2,38 +2,43 @@
 
     python -m bench [--url http://127.0.0.1:3000] [--seconds 10]
 
-Measures, each loop bounded in time and count:
-- sequential latency of /digit (a 28x28 PNG) and /faces (matplotlib's Grace Hopper photo, one face);
+The service is --url, else $VISION_URL, else http://127.0.0.1:3000. Measures, each loop bounded
+in time and count:
+- sequential latency of /digit (docs/examples/digit.png, 28x28) and /faces
+  (docs/examples/face.jpg, Grace Hopper, 512x600, one face);
 - /digits_array throughput with 1 vs 32 concurrent clients each sending one image, which shows
   BentoML's adaptive batching merging concurrent requests into one onnxruntime call.
 """
 
 import argparse
-import io
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import cv2
 import httpx
 import numpy as np
+from PIL import Image
 
-from clients.api import DEFAULT_URL
+from clients.api import URL_HELP, ServiceError, checked_url, service_url, unreachable_message
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+DIGIT = EXAMPLES / "digit.png"
+PHOTO = EXAMPLES / "face.jpg"
 
 
-def png(image: np.ndarray) -> bytes:
-    return cv2.imencode(".png", image)[1].tobytes()
+class BenchError(RuntimeError):
+    """A one-line reason to stop."""
 
 
-def sample_photo() -> tuple[bytes, str]:
+def sample(path: Path) -> tuple[bytes, str]:
+    """(the file's bytes, "WxH") of an example image shipped in docs/examples."""
     try:
-        import matplotlib.cbook
-
-        image = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
-        return cv2.imencode(".jpg", image)[1].tobytes(), f"{image.shape[1]}x{image.shape[0]}"
-    except ImportError:
-        sys.exit("error: the /faces benchmark uses matplotlib's sample photo; pip install matplotlib")
+        with Image.open(path) as image:
+            return path.read_bytes(), f"{image.width}x{image.height}"
+    except OSError as e:
+        raise BenchError(f"cannot read the example image {path} ({e.__class__.__name__})") from None
 
 
 def timed(call, seconds: float, max_calls: int) -> list[float]:
@@ -85,31 +90,47 @@ def batch_totals(http: httpx.Client, method: str) -> tuple[float, float]:
     return totals["sum"], totals["count"]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=DEFAULT_URL)
-    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
-    args = parser.parse_args(argv)
-    http = httpx.Client(base_url=args.url, timeout=30)
-    try:
-        if http.get("/readyz").status_code != 200:
-            sys.exit(f"error: {args.url} is not ready")
-    except httpx.HTTPError:
-        sys.exit(f"error: no service at {args.url}; start one with `make serve`")
+def run(url: str, seconds: float) -> None:
+    http = httpx.Client(base_url=url, timeout=30)
+    status = http.get("/readyz").status_code
+    if status != 200:
+        raise BenchError(f"{url} answers but is not ready (/readyz: {status}); wait, or read the service's log")
 
-    digit = png(np.pad(np.full((20, 6), 255, np.uint8), ((4, 4), (11, 11))))
-    photo, size = sample_photo()
-    report("POST /digit (28x28 PNG), sequential", timed(
-        lambda: http.post("/digit", files={"image": ("d.png", digit)}).raise_for_status(), args.seconds, 5000))
-    report(f"POST /faces ({size} JPEG, 1 face), sequential", timed(
-        lambda: http.post("/faces", files={"image": ("p.jpg", photo)}).raise_for_status(), args.seconds, 2000))
+    digit, digit_size = sample(DIGIT)
+    photo, photo_size = sample(PHOTO)
+    report(f"POST /digit ({digit_size} PNG), sequential", timed(
+        lambda: http.post("/digit", files={"image": ("d.png", digit)}).raise_for_status(), seconds, 5000))
+    report(f"POST /faces ({photo_size} JPEG, 1 face), sequential", timed(
+        lambda: http.post("/faces", files={"image": ("p.jpg", photo)}).raise_for_status(), seconds, 2000))
     payload = {"images": np.random.default_rng(0).random((1, 1, 28, 28)).round(3).tolist()}
     for clients in (1, 32):
         requests_before, calls_before = batch_totals(http, "digits_array")
-        rate, total, shed = throughput(args.url, clients, args.seconds, payload)
+        rate, total, shed = throughput(url, clients, seconds, payload)
         requests, calls = (a - b for a, b in zip(batch_totals(http, "digits_array"), (requests_before, calls_before)))
         print(f"POST /digits_array, 1 image each, {clients:>2} concurrent clients: {rate:8.1f} req/s"
               f" ({total} answered, {shed} shed with 503; {requests / max(calls, 1):.1f} requests per onnxruntime call)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help=URL_HELP)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    args = parser.parse_args(argv)
+    try:
+        url = checked_url(args.url or service_url())
+        run(url, args.seconds)
+    except (BenchError, ServiceError) as e:
+        sys.exit(f"error: {e}")
+    except (httpx.ConnectError, httpx.ConnectTimeout):
+        sys.exit(f"error: {unreachable_message(url)}")
+    except httpx.HTTPStatusError as e:
+        sys.exit(f"error: {e.request.method} {e.request.url.path} answered {e.response.status_code}")
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        sys.exit(f"error: {url}: {' '.join(str(e).split()) or type(e).__name__}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
 
 
 if __name__ == "__main__":

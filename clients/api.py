@@ -1,16 +1,85 @@
 """A thin client for the service's HTTP API."""
 
+import os
+import warnings
 from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+# Where the clients (`python -m clients`, `clients.webcam`) and `python -m bench` look for the
+# service when no --url is given: $VISION_URL, else the address `make serve` listens on.
+URL_ENV = "VISION_URL"
 DEFAULT_URL = "http://127.0.0.1:3000"
+URL_HELP = f"the service (default: ${URL_ENV}, else {DEFAULT_URL})"
+
+
+def service_url() -> str:
+    """$VISION_URL if set and not empty, else http://127.0.0.1:3000."""
+    return os.environ.get(URL_ENV, "").strip() or DEFAULT_URL
+
+
+def unreachable_message(url: str) -> str:
+    """The one line every client says when nothing listens at `url`."""
+    return f"nothing answers at {url}: start the service with `make serve`, or pass --url (or set {URL_ENV})"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ServiceError(RuntimeError):
     """The service answered with an error, or could not be reached."""
+
+
+def checked_url(url: str) -> str:
+    """`url` without a trailing slash, or ServiceError when it is not an http(s)://HOST[:PORT] URL."""
+    url = url.strip().rstrip("/")
+    try:
+        parsed = httpx.URL(url) if "://" in url else None
+        valid = parsed is not None and parsed.scheme in ("http", "https") and bool(parsed.host)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise ServiceError(f"bad service URL {url!r}: expected e.g. {DEFAULT_URL}")
+    return url
+
+
+class ImageError(ValueError):
+    """A local file that is missing or not a readable image."""
+
+
+def read_image(path) -> tuple[bytes, np.ndarray]:
+    """A local image file -> (its bytes, as sent to the service; its pixels as BGR uint8).
+
+    Decoded with Pillow rather than cv2.imread: libjpeg, as OpenCV calls it, prints warnings such
+    as "Corrupt JPEG data: ..." straight to the terminal, and silently returns a half-gray image for
+    a truncated file, which Pillow refuses. Pillow is also what the service validates uploads with.
+    Raises ImageError with a one-line message.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning; the service has its own limits
+            with Image.open(path) as image:
+                image.load()  # a full decode: raises on truncated or corrupt data
+                rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image") from None
+    except Exception as e:  # truncated, corrupt, too large for Pillow, ...
+        raise ImageError(f"{path}: truncated or corrupt image ({_one_line(e, 100)})") from None
+    return data, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def _as_bytes(image) -> bytes:
@@ -26,8 +95,10 @@ def _as_bytes(image) -> bytes:
 
 
 class VisionClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 30.0):
-        self.url = url.rstrip("/")
+    def __init__(self, url: str | None = None, timeout: float = 30.0):
+        """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000."""
+        self.url = checked_url(url or service_url())
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
@@ -42,15 +113,22 @@ class VisionClient:
     def _post(self, endpoint: str, files=None, data=None, json=None) -> dict:
         try:
             response = self._http.post(endpoint, files=files, data=data, json=json)
-        except httpx.HTTPError as e:
-            raise ServiceError(f"cannot reach {self.url}{endpoint}: {e}") from None
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise ServiceError(unreachable_message(self.url)) from None
+        except httpx.TimeoutException:
+            raise ServiceError(f"{self.url}{endpoint} did not answer within {self.timeout:g} s") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise ServiceError(f"{self.url}{endpoint}: {_one_line(e) or type(e).__name__}") from None
         if response.status_code >= 400:
             try:
                 message = response.json().get("error", response.text)
-            except ValueError:
+            except (ValueError, AttributeError):
                 message = response.text
-            raise ServiceError(f"{endpoint} answered {response.status_code}: {message}")
-        return response.json()
+            raise ServiceError(f"{endpoint} answered {response.status_code}: {_one_line(message)}")
+        try:
+            return response.json()
+        except ValueError:
+            raise ServiceError(f"{endpoint} answered with non-JSON: is {self.url} the vision service?") from None
 
     def _post_image(self, endpoint: str, image, **fields) -> dict:
         return self._post(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None)
@@ -70,7 +148,7 @@ class VisionClient:
     def ready(self) -> bool:
         try:
             return self._http.get("/readyz").status_code == 200
-        except httpx.HTTPError:
+        except (httpx.HTTPError, httpx.InvalidURL):
             return False
 
 

@@ -1,10 +1,17 @@
 """Drawing the service's answers onto images."""
 
+import math
+
+import cv2
 import numpy as np
 
 from clients.api import keypoint_array
 from vision import draw
 from vision.faces import Box
+
+# A digit image is often tiny (MNIST's are 28x28): it is enlarged to at least this many pixels on
+# its longer side, in whole-pixel steps, so that the label above it is readable.
+DIGIT_MIN_SIDE = 280
 
 
 def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
@@ -15,3 +22,27 @@ def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
         radius = max(2, round(box["width"] / 60))
         draw.draw_keypoints(image, keypoint_array(face["keypoints"]), radius=radius)
     return image
+
+
+def draw_digit(image: np.ndarray, answer: dict) -> np.ndarray:
+    """A new BGR image: the digit image (enlarged if small) under a banner with the /digit answer,
+    e.g. "7  98.1% (cnn)"."""
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    height, width = image.shape[:2]
+    factor = math.ceil(DIGIT_MIN_SIDE / max(height, width))
+    if factor > 1:
+        image = cv2.resize(image, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
+    width = image.shape[1]
+    label = f"{answer['digit']}  {answer['confidence']:.1%}"
+    if answer.get("model"):
+        label += f" ({answer['model']})"
+    font, pad = cv2.FONT_HERSHEY_SIMPLEX, max(6, width // 40)
+    scale = max(0.5, width / 320)
+    text_width = cv2.getTextSize(label, font, scale, 1)[0][0]
+    scale = min(scale, scale * (width - 2 * pad) / max(text_width, 1))  # fit the width
+    thickness = max(1, round(scale * 2))
+    (_, text_height), baseline = cv2.getTextSize(label, font, scale, thickness)
+    banner = np.full((text_height + baseline + 2 * pad, width, 3), 32, np.uint8)
+    cv2.putText(banner, label, (pad, pad + text_height), font, scale, (0, 255, 255), thickness, cv2.LINE_AA)
+    return np.vstack([banner, image])

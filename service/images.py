@@ -8,6 +8,7 @@ made the training crops (`cv2.imread`), so serving sees the same pixels training
 """
 
 import io
+import re
 import warnings
 
 import cv2
@@ -35,8 +36,10 @@ def decode(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixel_count: int 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
             width, height = image.size
-    except Image.DecompressionBombError:  # Pillow's hard stop, far above any sane photo
-        raise TooLarge(f"the image declares too many pixels (limit {max_pixel_count})") from None
+    except Image.DecompressionBombError as e:  # Pillow's hard stop, far above any sane photo
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        count = declared.group(1) if declared else "too many"
+        raise TooLarge(f"the image declares {count} pixels, over the {max_pixel_count}-pixel limit") from None
     except UnidentifiedImageError:
         raise InputError("not an image: expected PNG, JPEG, BMP or WebP") from None
     except Exception as e:  # a header so broken that a plugin raised something else

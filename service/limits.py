@@ -37,8 +37,8 @@ def max_pixels() -> int:
 
 
 class BodyLimit:
-    def __init__(self, app, max_bytes: int):
-        self.app = app
+    def __init__(self, app, max_bytes: int, on_refusal=None):
+        self.app, self.on_refusal = app, on_refusal
         self.max_body = max_bytes + MULTIPART_SLACK
         self.max_bytes = max_bytes
 
@@ -50,9 +50,9 @@ class BodyLimit:
             try:
                 size = int(declared)
             except ValueError:
-                return await self._refuse(send, 400, "invalid Content-Length header")
+                return await self._refuse(scope, send, 400, "invalid Content-Length header")
             if size > self.max_body:
-                return await self._refuse(send, 413, self._message(size))
+                return await self._refuse(scope, send, 413, self._message(size))
             # The server holds a body to its declared length, so it needs no counting here.
             return await self.app(scope, receive, send)
 
@@ -64,7 +64,7 @@ class BodyLimit:
             body = message.get("body", b"")
             total += len(body)
             if total > self.max_body:
-                return await self._refuse(send, 413, self._message(total, at_least=True))
+                return await self._refuse(scope, send, 413, self._message(total, at_least=True))
             chunks.append(body)
             if not message.get("more_body", False):
                 break
@@ -86,8 +86,9 @@ class BodyLimit:
             f"{self.max_bytes} bytes (VISION_MAX_UPLOAD_BYTES)"
         )
 
-    @staticmethod
-    async def _refuse(send, status: int, message: str) -> None:
+    async def _refuse(self, scope, send, status: int, message: str) -> None:
+        if self.on_refusal is not None:
+            self.on_refusal(scope["path"], status, message)
         payload = json.dumps({"error": message}).encode()
         await send(
             {
@@ -101,25 +102,3 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-
-
-def files_only() -> None:
-    """Make a text value in a multipart file field count as the file's content.
-
-    BentoML (1.4) treats a text value in a file field as a URL and downloads it from the server:
-    an unbounded download the server makes on a client's behalf, and a 500 for any text that is
-    not a URL. Here the text is the upload, so it is decoded, and refused, like any other bytes.
-    """
-    import io
-
-    from starlette.datastructures import UploadFile
-
-    from _bentoml_impl.serde import MultipartSerde
-
-    async def ensure_file(obj):
-        if isinstance(obj, UploadFile):
-            return obj
-        data = obj.encode("utf-8") if isinstance(obj, str) else bytes(obj)
-        return UploadFile(io.BytesIO(data), size=len(data), filename="field")
-
-    MultipartSerde.ensure_file = staticmethod(ensure_file)

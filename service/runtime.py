@@ -72,23 +72,6 @@ def check_before_start() -> None:
         raise SystemExit(1) from None
 
 
-def stop_server() -> None:
-    """From a BentoML worker: ask the serving process (the circus arbiter, our parent) to shut down,
-    so that `bentoml serve` exits instead of holding a port with no worker behind it."""
-    import signal
-
-    from bentoml._internal.context import server_context
-
-    if server_context.worker_index is None:
-        return  # not a worker of `bentoml serve` (e.g. the class instantiated in a test)
-    try:
-        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"bentoml" in parent or b"circus" in parent:
-        os.kill(os.getppid(), signal.SIGTERM)
-
-
 def requested_providers(choice: str) -> list[str]:
     import onnxruntime as ort
 
@@ -157,6 +140,7 @@ class Model:
         return {
             "file": info.get("file"),
             "sha256": self.entry.sha256,
+            "variant_of": info.get("variant_of"),  # set for an int8 variant (VISION_INT8=1)
             "inputs": info.get("inputs"),
             "outputs": info.get("outputs"),
             "opset": info.get("opset"),

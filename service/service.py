@@ -18,8 +18,10 @@ import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import BeforeValidator
 
-from service import limits, runtime
+from service import bentoml_compat, limits, runtime
+from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer
 from service.arrays import batch_of
+from service.openapi import ExtraRoutes
 from vision.errors import InputError
 
 logger = logging.getLogger("bentoml.vision")
@@ -50,13 +52,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def refused_input(path: str, status: int, reason: str) -> None:
+    """Every refusal, whoever makes it: one counter, one log line, no traceback."""
+    refused.labels(endpoint=path.strip("/"), status=str(status)).inc()
+    logger.warning("refused %s: %d %s", path, status, reason)
+
+
 def refuse(error: InputError, endpoint: str):
     from starlette.responses import JSONResponse
 
     from service.images import TooLarge
 
     status = 413 if isinstance(error, TooLarge) else 400
-    refused.labels(endpoint=endpoint, status=str(status)).inc()
+    refused_input(f"/{endpoint}", status, str(error))
     return JSONResponse({"error": str(error)}, status_code=status)
 
 
@@ -71,12 +79,15 @@ class Vision:
             self.models = runtime.load_models()
         except (runtime.StartupError, runtime.ManifestError) as e:
             logger.error("vision: cannot start: %s", e)
-            runtime.stop_server()  # a worker that cannot load its models must not leave a server hanging
+            bentoml_compat.stop_server()  # a worker that cannot load its models must not leave a server hanging
             raise SystemExit(1) from None
         self.detector = FaceDetector()
         self.max_bytes, self.max_pixels = limits.max_upload_bytes(), limits.max_pixels()
         providers = sorted({m.provider for m in self.models.values()})
         logger.info("vision: models from %s on %s", runtime.manifest_path(), ", ".join(providers))
+        if runtime.int8_requested():
+            int8 = [name for name, m in self.models.items() if m.entry.name != name]
+            logger.info("vision: VISION_INT8=1: int8 for %s; float32 for the rest", ", ".join(int8) or "no model")
         self.ready = True
 
     def __is_ready__(self) -> bool:
@@ -89,7 +100,7 @@ class Vision:
         return to_gray(decode(Path(image).read_bytes(), self.max_bytes, self.max_pixels))
 
     @bentoml.api
-    def digit(self, image: Path, model: DigitModel = "cnn") -> dict:
+    def digit(self, image: Path, model: DigitModel = "cnn") -> DigitAnswer:
         """A digit image (MNIST-style white on black, or dark ink on light paper, any size) -> the digit."""
         from vision.digits import to_mnist, to_model_input
 
@@ -100,15 +111,15 @@ class Vision:
             return refuse(e, "digit")
         preprocess_seconds.labels(endpoint="digit").observe(time.perf_counter() - started)
         probabilities = softmax(self.models[f"digits_{model}"](x))[0]
-        return {
-            "digit": int(probabilities.argmax()),
-            "confidence": round(float(probabilities.max()), 6),
-            "probabilities": [round(float(p), 6) for p in probabilities],
-            "model": model,
-        }
+        return DigitAnswer(
+            digit=int(probabilities.argmax()),
+            confidence=round(float(probabilities.max()), 6),
+            probabilities=[round(float(p), 6) for p in probabilities],
+            model=model,
+        )
 
     @bentoml.api
-    def keypoints(self, image: Path) -> dict:
+    def keypoints(self, image: Path) -> KeypointsAnswer:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
         padded to the square around its center, exactly as the face crops are)."""
         from vision.faces import Box, Square, crop, denormalize
@@ -124,10 +135,10 @@ class Vision:
         x = crop(gray, square)[None, None].astype(np.float32) / 255
         preprocess_seconds.labels(endpoint="keypoints").observe(time.perf_counter() - started)
         prediction = self.models["keypoints"](x)[0]
-        return {"keypoints": as_records(square.to_image(denormalize(prediction.reshape(15, 2))))}
+        return KeypointsAnswer(keypoints=as_records(square.to_image(denormalize(prediction.reshape(15, 2)))))
 
     @bentoml.api
-    def faces(self, image: Path) -> dict:
+    def faces(self, image: Path) -> FacesAnswer:
         """A photo -> every face the Haar detector finds, with its box and 15 keypoints in photo pixels."""
         from vision.faces import Square, crop, denormalize
         from vision.keypoints import as_records
@@ -145,14 +156,14 @@ class Vision:
         faces_found.inc(len(boxes))
         predictions = self.models["keypoints"](np.stack(crops)[:, None].astype(np.float32) / 255) if crops else []
         height, width = gray.shape
-        return {
-            "width": width,
-            "height": height,
-            "faces": [
+        return FacesAnswer(
+            width=width,
+            height=height,
+            faces=[
                 {"box": box.as_dict(), "keypoints": as_records(square.to_image(denormalize(p.reshape(15, 2))))}
                 for box, square, p in zip(boxes, squares, predictions)
             ],
-        }
+        )
 
     # A batchable API takes exactly one argument, so the model is chosen by route, not by a field.
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)
@@ -172,7 +183,8 @@ class Vision:
 
     @bentoml.api(route="/info")
     def info(self) -> dict:
-        """The models in use: file, sha256, manifest metrics, and the execution providers really used."""
+        """The models in use: file, sha256, manifest metrics, and the execution providers really used
+        (also `GET /info`)."""
         return {
             "manifest": str(runtime.manifest_path()),
             "providers": sorted({m.provider for m in self.models.values()}),
@@ -181,6 +193,7 @@ class Vision:
         }
 
 
-limits.files_only()
+bentoml_compat.install(on_refusal=refused_input)
 runtime.check_before_start()  # a bad manifest or model stops `bentoml serve` before any worker starts
-Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=limits.max_upload_bytes())
+Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=limits.max_upload_bytes(), on_refusal=refused_input)
+Vision.add_asgi_middleware(ExtraRoutes)

@@ -1,3 +1,6 @@
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -5,6 +8,26 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+EXAMPLES = ROOT / "docs" / "examples"
+
+
+def pytest_configure(config):
+    """A BentoML home of the test run's own: the servers the tests start must never touch the
+    user's ~/bentoml (its store, or the metrics folder of a server they are running)."""
+    config._vision_bentoml_home = tempfile.mkdtemp(prefix="vision-tests-bentoml-")
+    os.environ["BENTOML_HOME"] = config._vision_bentoml_home
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the full data carries the `data` marker: `pytest -m data` runs them."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_vision_bentoml_home", ""), ignore_errors=True)
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def write_models(folder: Path) -> Path:
 # --- a real `bentoml serve` in a subprocess ------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-BENTOML = ROOT / ".venv" / "bin" / "bentoml"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -125,19 +125,21 @@ def free_port() -> int:
 
 
 class Server:
-    """`bentoml serve service.service:Vision` on a free port, in its own process group."""
+    """`python -m service` (= `bentoml serve service.service:Vision`) on a free port, in its own
+    process group."""
 
-    def __init__(self, env: dict, log_path: Path, timeout: float = 120.0):
+    def __init__(self, env: dict, log_path: Path, timeout: float = 120.0, port: int | None = None):
         import os
         import subprocess
+        import sys
 
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        bentoml = str(BENTOML) if BENTOML.exists() else "bentoml"
+        python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
         self.process = subprocess.Popen(
-            [bentoml, "serve", "service.service:Vision", "--host", "127.0.0.1", "--port", str(self.port)],
+            [python, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=self._log,
@@ -166,6 +168,15 @@ class Server:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError(f"/readyz did not answer 200 within {self.timeout:.0f} s:\n{self.log()[-3000:]}")
+
+    def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
+        """The log once `text` is in it (or as it is after `timeout` seconds)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.log()
 
     def worker_pids(self) -> list[int]:
         """The BentoML worker processes under this server (where the models live)."""

@@ -109,17 +109,32 @@ def still_serving(http) -> None:
 
 
 def test_probes_and_openapi(http):
+    import vision
+
     assert http.get("/livez").status_code == 200
     assert http.get("/readyz").status_code == 200
-    paths = http.get("/docs.json").json()["paths"]
+    document = http.get("/docs.json").json()
+    paths = document["paths"]
     for route in ("/digit", "/keypoints", "/faces", "/digits_array", "/keypoints_array", "/info"):
         assert route in paths
+    assert document["info"]["title"] == "visionserve" and document["info"]["version"] == vision.__version__
+    assert "bentoml" not in json.dumps(document["info"]).lower()  # no badges, contacts or links of BentoML's
+    assert "get" in paths["/info"]
+    for route in ("/digit", "/keypoints", "/faces"):
+        responses = paths[route]["post"]["responses"]
+        assert {"200", "400", "413"} <= set(responses)
+        assert responses["400"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
+    schemas = document["components"]["schemas"]
+    assert set(schemas["Face"]["properties"]) == {"box", "keypoints"}
+    assert schemas["Keypoint"]["properties"]["name"]["enum"] == list(KEYPOINT_NAMES)
+    assert "digit" in json.dumps(paths["/digit"]["post"]["responses"]["200"])
 
 
 def test_info_reports_the_verified_models_and_only_providers_really_used(http, models):
     import onnxruntime as ort
 
-    info = http.post("/info").json()
+    info = http.get("/info").json()
+    assert http.post("/info").json() == info  # POST, as BentoML declares it, answers the same
     manifest = read_manifest(models / "manifest.json")
     assert set(info["models"]) == {"digits_cnn", "digits_mlp", "keypoints"}
     for name, model in info["models"].items():
@@ -341,26 +356,51 @@ def test_an_upload_over_the_size_limit_is_413(http):
     still_serving(http)
 
 
+@pytest.mark.parametrize("endpoint", ["/digit", "/keypoints", "/faces"])
 @pytest.mark.parametrize(
     "request_kwargs",
     [
         {"data": {"model": "cnn"}},  # no image field at all
-        {"files": {"picture": ("x.png", b"123")}},  # the wrong field name
-        {"data": {"image": "http://169.254.169.254/latest/meta-data"}},  # text, not a file: never fetched
+        {"files": {"file": ("x.jpg", grace_hopper())}},  # a real JPEG under the wrong field name
+        {"files": {"picture": ("x.png", b"123")}},  # the wrong field name, bytes that are valid JSON
     ],
-    ids=["missing-field", "wrong-field", "text-in-file-field"],
+    ids=["missing-field", "wrong-field-binary", "wrong-field-json-bytes"],
 )
-def test_missing_or_wrong_fields_are_4xx(http, request_kwargs):
-    r = http.post("/digit", **request_kwargs)
-    assert 400 <= r.status_code < 500, r.text
-    assert "error" in r.json()
+def test_a_request_without_an_image_field_is_400_naming_it(http, endpoint, request_kwargs):
+    r = http.post(endpoint, **request_kwargs)
+    assert r.status_code == 400, r.text
+    assert "'image'" in r.json()["error"] and "\n" not in r.json()["error"]
     still_serving(http)
+
+
+def test_text_in_the_file_field_is_the_file_never_a_url_to_fetch(http):
+    r = http.post("/digit", data={"image": "http://169.254.169.254/latest/meta-data"})
+    assert r.status_code == 400 and r.json()["error"] == "not an image: expected PNG, JPEG, BMP or WebP"
+    still_serving(http)
+
+
+def test_a_refused_input_is_one_log_line_without_a_traceback(http, server):
+    marker = f"marker-{os.getpid()}"
+    before = len(server.log())
+    http.post("/digit", files={"file": ("x.jpg", grace_hopper())})
+    http.post("/digit", files={"image": ("x.png", marker.encode())})
+    http.post("/digits_array", json={"images": np.zeros((2, 784)).tolist()})
+    http.post("/digit", files={"image": ("x.png", png(np.zeros((28, 28), np.uint8)))}, data={"model": "resnet"})
+    still_serving(http)
+    log = server.log()[before:]
+    assert "Traceback" not in log and "[ERROR]" not in log, log
+    refusals = [line for line in log.splitlines() if "refused " in line]
+    assert len(refusals) == 4, log
+    assert all("[WARNING]" in line for line in refusals)
+    assert any("refused /digit: 400 no file in the multipart field 'image'" in line for line in refusals)
+    assert any("refused /digits_array: 400 images: " in line for line in refusals)
+    assert any("refused /digit: 400 model: " in line for line in refusals)
 
 
 def test_unknown_model_is_400(http, fixtures):
     image = mnist_samples(fixtures, 1)[0][0]
     r = post_image(http, "/digit", png(image), model="resnet")
-    assert r.status_code == 400 and "error" in r.json()
+    assert r.status_code == 400 and r.json()["error"] == "model: Input should be 'cnn' or 'mlp'"
     still_serving(http)
 
 
@@ -409,6 +449,32 @@ def test_custom_metrics_are_exported(http):
     assert re.search(r"^vision_faces_total [1-9]", text, re.M)
     assert re.search(r'^vision_preprocess_seconds_count\{endpoint="faces"\} [1-9]', text, re.M)
     assert re.search(r'^vision_refused_inputs_total\{endpoint="faces",status="400"\} [1-9]', text, re.M)
+
+
+def test_a_second_server_leaves_the_first_ones_metrics_alone(http, server, models, tmp_path):
+    """BentoML empties its shared Prometheus folder whenever a server starts; `python -m service`
+    gives each server its own. A second server that starts, and one that fails on a busy port,
+    must not wipe the running server's counters."""
+    post_image(http, "/faces", b"junk")
+    counter = re.compile(r'^vision_refused_inputs_total\{endpoint="faces",status="400"\} ([0-9.]+)', re.M)
+    before = float(counter.search(http.get("/metrics").text).group(1))
+    env = {"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "cpu"}
+    second = Server(env, tmp_path / "second.log")
+    busy = Server(env, tmp_path / "busy.log", port=server.port)
+    try:
+        second.wait_ready()
+        busy.process.wait(timeout=60)
+    finally:
+        second.stop()
+        busy.stop()
+    assert busy.process.returncode != 0
+    after = counter.search(http.get("/metrics").text)
+    assert after is not None and float(after.group(1)) >= before, http.get("/metrics").text[-2000:]
+
+
+def test_the_server_says_when_it_is_ready(server):
+    lines = [line for line in server.wait_for_log("vision: ready at").splitlines() if "vision: ready at" in line]
+    assert len(lines) == 1 and server.url in lines[0] and "CPUExecutionProvider" in lines[0], server.log()[-2000:]
 
 
 def test_the_serving_worker_never_loads_torch(server):
@@ -491,7 +557,7 @@ def test_the_shipped_models(tmp_path, fixtures):
     try:
         server.wait_ready()
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            info = client.post("/info").json()
+            info = client.get("/info").json()
             manifest = read_manifest(DEFAULT_PATH)
             assert {n: m["sha256"] for n, m in info["models"].items()} == {
                 n: manifest["models"][n]["sha256"] for n in info["models"]

@@ -36,6 +36,20 @@ def test_int8_variant_where_kept(manifest_with_int8, monkeypatch):
     assert models["digits_mlp"].provider == "CPUExecutionProvider"
 
 
+def test_the_server_logs_which_models_run_int8(manifest_with_int8, tmp_path):
+    from service_models import Server
+
+    server = Server({"VISION_MANIFEST": str(manifest_with_int8), "VISION_INT8": "1", "VISION_PROVIDER": "cpu"},
+                    tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        log = server.wait_for_log("vision: ready at")
+    finally:
+        server.stop()
+    assert "VISION_INT8=1: int8 for digits_mlp; float32 for the rest" in log, log[-2000:]
+    assert "int8: digits_mlp" in next(line for line in log.splitlines() if "vision: ready at" in line)
+
+
 def test_int8_variant_is_hash_checked_too(manifest_with_int8, monkeypatch):
     monkeypatch.setenv("VISION_INT8", "1")
     (manifest_with_int8.parent / "digits_mlp_int8.onnx").write_bytes(b"tampered")

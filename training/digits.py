@@ -404,7 +404,9 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.digits", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     d = Config()
     p.add_argument("--model", choices=("cnn", "mlp"), default=d.model)
     p.add_argument("--data", default=d.data, help="folder of the MNIST IDX files")

@@ -338,7 +338,9 @@ def train(config: Config, command: str = "") -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.keypoints", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     defaults = Config()
     for field in dataclasses.fields(Config):
         flag, default = "--" + field.name.replace("_", "-"), getattr(defaults, field.name)

@@ -120,7 +120,10 @@ def download(directory: Path) -> None:
             errors.append(f"{mirror}: checksum mismatch")
             payload = None
         if payload is None:
-            raise InputError(f"could not download {name} ({'; '.join(errors)})")
+            raise InputError(
+                f"could not download {name} ({'; '.join(errors)}); without internet, copy "
+                f"train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz into {directory} by hand"
+            )
         partial = target.with_suffix(".part")
         partial.write_bytes(payload)
         partial.replace(target)  # never leave a half-written file under the real name
@@ -128,7 +131,9 @@ def download(directory: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.mnist", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("data/mnist"), help="folder of the IDX files")
     parser.add_argument("--download", action="store_true", help="fetch the official files first")
     args = parser.parse_args(argv)

@@ -110,7 +110,9 @@ def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.prepare_faces", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="folder with keypoints68.csv and images/")
     parser.add_argument("--out", type=Path, default=Path("data/faces"), help="where faces.npz goes")
     parser.add_argument("--validation-share", type=float, default=0.15, help="share of identities held out")

@@ -1,0 +1,56 @@
+"""The JSON answers of the image endpoints, as pydantic models: BentoML serializes them and
+publishes their schemas in /docs.json, so the document and the answers cannot drift apart."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+
+KeypointName = Literal[KEYPOINT_NAMES]
+
+
+class DigitAnswer(BaseModel):
+    digit: int = Field(ge=0, le=9, description="the most probable digit")
+    confidence: float = Field(ge=0, le=1, description="its probability")
+    probabilities: list[float] = Field(min_length=10, max_length=10, description="P(0) ... P(9)")
+    model: Literal["cnn", "mlp"] = Field(description="the model that answered")
+
+
+class Keypoint(BaseModel):
+    name: KeypointName
+    x: float = Field(description="pixels from the image's left edge")
+    y: float = Field(description="pixels from the image's top edge")
+
+
+Keypoints = list[Keypoint]
+KEYPOINTS_FIELD = Field(
+    min_length=NUM_KEYPOINTS, max_length=NUM_KEYPOINTS, description="15 keypoints in course order, image pixels"
+)
+
+
+class KeypointsAnswer(BaseModel):
+    keypoints: Keypoints = KEYPOINTS_FIELD
+
+
+class FaceBox(BaseModel):
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class Face(BaseModel):
+    box: FaceBox = Field(description="the detector's box, photo pixels")
+    keypoints: Keypoints = KEYPOINTS_FIELD
+
+
+class FacesAnswer(BaseModel):
+    width: int = Field(description="the photo's width in pixels")
+    height: int = Field(description="the photo's height in pixels")
+    faces: list[Face] = Field(description="one entry per detected face; empty when there is none")
+
+
+class Error(BaseModel):
+    error: str = Field(description="why the request was refused, in one line")
+    detail: list[dict] | None = Field(None, description="for a malformed field: pydantic's errors, one per field")
