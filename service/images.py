@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.limits import MAX_PIXELS, MAX_UPLOAD_BYTES
+from service.settings import Settings
 from vision.errors import InputError
 
 FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
@@ -25,7 +25,9 @@ class TooLarge(InputError):
     """The upload or the image it declares is over a limit (HTTP 413)."""
 
 
-def decode(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixel_count: int = MAX_PIXELS) -> np.ndarray:
+def decode(
+    data: bytes, max_bytes: int = Settings.max_upload_bytes, max_pixel_count: int = Settings.max_pixels
+) -> np.ndarray:
     """Upload bytes -> a BGR uint8 image (H, W, 3), or InputError / TooLarge in one line."""
     if not data:
         raise InputError("the uploaded file is empty")

@@ -8,32 +8,8 @@ limit again when it is decoded (`service.images.decode`).
 """
 
 import json
-import os
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # VISION_MAX_UPLOAD_BYTES
-MAX_PIXELS = 40_000_000  # VISION_MAX_PIXELS: a declared width x height over this is refused undecoded
 MULTIPART_SLACK = 64 * 1024
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not an integer") from None
-    if number <= 0:
-        raise ValueError(f"{name}={value!r} must be positive")
-    return number
-
-
-def max_upload_bytes() -> int:
-    return env_int("VISION_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES)
-
-
-def max_pixels() -> int:
-    return env_int("VISION_MAX_PIXELS", MAX_PIXELS)
 
 
 class BodyLimit:

@@ -1,75 +1,52 @@
 """onnxruntime sessions for the models in the manifest, on the execution provider that really loads.
 
 `VISION_INT8=1` serves the int8 variant of a model where `python -m export.optimize` kept one
-(listed in the manifest as NAME_int8); the others stay float32. `VISION_PROVIDER` picks: `auto` (default) tries CUDA and falls back to the CPU, `cpu` never
-touches CUDA, `cuda` refuses to start unless CUDA really loads. "Really" means what the session
+(listed in the manifest as NAME_int8); the others stay float32. `VISION_PROVIDER` picks: `auto`
+(default) tries CUDA and falls back to the CPU, `cpu` never touches CUDA, `cuda` refuses to start
+unless CUDA really loads. "Really" means what the session
 reports after creation (`session.get_providers()`), not what the wheel advertises: onnxruntime-gpu
 lists CUDAExecutionProvider even when libcudart or cuDNN is missing, and then quietly runs on the CPU.
 """
 
 import logging
-import os
-from pathlib import Path
+import sys
 
 import numpy as np
 
-from vision.manifest import DEFAULT_PATH, ManifestError, ModelEntry, read_manifest, verified_model  # noqa: F401
+from service.settings import Settings, SettingsError
+from vision.manifest import ManifestError, ModelEntry, read_manifest, verified_model
+from vision.signatures import INPUT_NAME, SIGNATURES, Signature
 
 logger = logging.getLogger("bentoml.vision")
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-CHOICES = ("auto", "cpu", "cuda")
-
-# Manifest name -> (input shape after the batch axis, output shape after the batch axis).
-SIGNATURES = {
-    "digits_cnn": ((1, 28, 28), (10,)),
-    "digits_mlp": ((1, 28, 28), (10,)),
-    "keypoints": ((1, 96, 96), (30,)),
-}
 
 
 class StartupError(RuntimeError):
     """The service cannot start; the message is one line that says why."""
 
 
-def manifest_path() -> Path:
-    return Path(os.environ.get("VISION_MANIFEST") or DEFAULT_PATH)
-
-
-def provider_choice() -> str:
-    choice = os.environ.get("VISION_PROVIDER", "auto").strip().lower() or "auto"
-    if choice not in CHOICES:
-        raise StartupError(f"VISION_PROVIDER={choice!r}: expected one of {', '.join(CHOICES)}")
-    return choice
-
-
-def int8_requested() -> bool:
-    return os.environ.get("VISION_INT8", "").strip().lower() in ("1", "true", "yes")
-
-
-def served_name(name: str, manifest: dict) -> str:
+def served_name(name: str, manifest: dict, int8: bool) -> str:
     """The manifest entry that serves `name`: its int8 variant if asked for and kept, else itself."""
     variant = f"{name}_int8"
-    return variant if int8_requested() and variant in manifest["models"] else name
+    return variant if int8 and variant in manifest["models"] else name
 
 
-def check_before_start() -> None:
-    """Cheap start-up checks for the serving process, before any worker is spawned: the provider
-    choice, and every model file against its manifest hash. Exits with one line on failure."""
-    import sys
-
+def check_before_start() -> Settings:
+    """Cheap start-up checks for the serving process, before any worker is spawned: the settings,
+    and every model file against its manifest hash. Exits with one line on failure."""
     try:
-        choice = provider_choice()
-        path = manifest_path()
-        manifest = read_manifest(path)
+        settings = Settings.from_environment()
+        manifest = read_manifest(settings.manifest)
         for name in SIGNATURES:
-            verified_model(served_name(name, manifest), path, manifest)
-        if choice == "cuda":
-            requested_providers(choice)
-    except (StartupError, ManifestError) as e:
+            verified_model(served_name(name, manifest, settings.int8), settings.manifest, manifest)
+        if settings.provider == "cuda":
+            requested_providers(settings.provider)
+    except (StartupError, ManifestError, SettingsError) as e:
         print(f"vision: cannot start: {e}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    return settings
 
 
 def requested_providers(choice: str) -> list[str]:
@@ -87,7 +64,7 @@ def requested_providers(choice: str) -> list[str]:
 class Model:
     """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output."""
 
-    def __init__(self, entry: ModelEntry, choice: str, signature: tuple[tuple, tuple] | None = None):
+    def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None):
         import onnxruntime as ort
 
         # An int8 variant (NAME_int8) keeps the signature of the model it stands in for.
@@ -107,7 +84,6 @@ class Model:
                 f"VISION_PROVIDER=cuda, but CUDA did not load for {entry.name!r} "
                 f"(session providers: {', '.join(self.providers)}); check the NVIDIA driver, CUDA 12 and cuDNN 9"
             )
-        self.input_name = self.session.get_inputs()[0].name
         self._check_signature()
 
     @property
@@ -115,24 +91,23 @@ class Model:
         return self.providers[0]
 
     def _check_signature(self) -> None:
-        want_in, want_out = self.signature
-        got_in = tuple(self.session.get_inputs()[0].shape[1:])
-        got_out = tuple(self.session.get_outputs()[0].shape[1:])
-        if got_in != want_in or got_out != want_out:
+        want_in, want_out = self.signature.input, self.signature.output
+        inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        got_in, got_out = tuple(inputs.shape[1:]), tuple(outputs.shape[1:])
+        if inputs.name != INPUT_NAME or got_in != want_in or got_out != want_out:
             raise StartupError(
-                f"{self.entry.path}: {self.entry.name!r} takes {got_in} -> {got_out} per item, "
-                f"expected {want_in} -> {want_out}"
+                f"{self.entry.path}: {self.entry.name!r} takes {inputs.name!r} {got_in} -> {got_out} per item, "
+                f"expected {INPUT_NAME!r} {want_in} -> {want_out}"
             )
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def warm_up(self) -> None:
         """Run once on zeros, so the first request does not pay for lazy allocation."""
-        shape, output = self.signature
         for n in (1, 4):
-            out = self(np.zeros((n, *shape), np.float32))
-            if out.shape != (n, *output) or not np.isfinite(out).all():
+            out = self(np.zeros((n, *self.signature.input), np.float32))
+            if out.shape != (n, *self.signature.output) or not np.isfinite(out).all():
                 raise StartupError(f"{self.entry.path}: warm-up of {self.entry.name!r} gave {out.shape}, non-finite or wrong")
 
     def describe(self) -> dict:
@@ -149,18 +124,17 @@ class Model:
         }
 
 
-def load_models(path: Path | None = None, choice: str | None = None) -> dict[str, Model]:
+def load_models(settings: Settings) -> dict[str, Model]:
     """Every model the service needs, verified against the manifest, loaded and warmed up."""
-    path = Path(path) if path is not None else manifest_path()
-    choice = choice or provider_choice()
-    manifest = read_manifest(path)
+    manifest = read_manifest(settings.manifest)
     models = {}
-    for name in SIGNATURES:
-        model = Model(verified_model(served_name(name, manifest), path, manifest), choice, SIGNATURES[name])
+    for name, signature in SIGNATURES.items():
+        entry = verified_model(served_name(name, manifest, settings.int8), settings.manifest, manifest)
+        model = Model(entry, settings.provider, signature)
         model.warm_up()
         models[name] = model
-        logger.info("loaded %s (%s, sha256 %s…) on %s", name, model.entry.path.name, model.entry.sha256[:12], model.provider)
-    if choice == "auto" and any(m.provider != CUDA for m in models.values()):
+        logger.info("loaded %s (%s, sha256 %s…) on %s", name, entry.path.name, entry.sha256[:12], model.provider)
+    if settings.provider == "auto" and any(m.provider != CUDA for m in models.values()):
         import onnxruntime as ort
 
         if CUDA in ort.get_available_providers():

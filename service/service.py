@@ -22,12 +22,21 @@ from service import bentoml_compat, limits, runtime
 from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer
 from service.arrays import batch_of
 from service.openapi import ExtraRoutes
+from vision import signatures
 from vision.errors import InputError
+from vision.signatures import Signature
 
 logger = logging.getLogger("bentoml.vision")
 
-DigitBatch = Annotated[np.ndarray, Shape((-1, 1, 28, 28)), DType("float32"), BeforeValidator(batch_of(1, 28, 28))]
-CropBatch = Annotated[np.ndarray, Shape((-1, 1, 96, 96)), DType("float32"), BeforeValidator(batch_of(1, 96, 96))]
+
+def batch_type(signature: Signature):
+    """(N, *item) float32 in [0, 1], checked strictly (service.arrays) before BentoML's validators."""
+    item = signature.input
+    return Annotated[np.ndarray, Shape((-1, *item)), DType("float32"), BeforeValidator(batch_of(*item))]
+
+
+DigitBatch = batch_type(signatures.DIGITS)
+CropBatch = batch_type(signatures.KEYPOINTS)
 DigitModel = Literal["cnn", "mlp"]
 
 preprocess_seconds = bentoml.metrics.Histogram(
@@ -74,18 +83,17 @@ class Vision:
         from service import images  # noqa: F401  (Pillow and OpenCV: fail at start, not at the first request)
         from vision.faces import FaceDetector
 
-        self.ready = False
+        self.ready, self.settings = False, settings
         try:
-            self.models = runtime.load_models()
+            self.models = runtime.load_models(self.settings)
         except (runtime.StartupError, runtime.ManifestError) as e:
             logger.error("vision: cannot start: %s", e)
             bentoml_compat.stop_server()  # a worker that cannot load its models must not leave a server hanging
             raise SystemExit(1) from None
         self.detector = FaceDetector()
-        self.max_bytes, self.max_pixels = limits.max_upload_bytes(), limits.max_pixels()
         providers = sorted({m.provider for m in self.models.values()})
-        logger.info("vision: models from %s on %s", runtime.manifest_path(), ", ".join(providers))
-        if runtime.int8_requested():
+        logger.info("vision: models from %s on %s", self.settings.manifest, ", ".join(providers))
+        if self.settings.int8:
             int8 = [name for name, m in self.models.items() if m.entry.name != name]
             logger.info("vision: VISION_INT8=1: int8 for %s; float32 for the rest", ", ".join(int8) or "no model")
         self.ready = True
@@ -97,7 +105,7 @@ class Vision:
         from service.images import decode
         from vision.faces import to_gray
 
-        return to_gray(decode(Path(image).read_bytes(), self.max_bytes, self.max_pixels))
+        return to_gray(decode(Path(image).read_bytes(), self.settings.max_upload_bytes, self.settings.max_pixels))
 
     @bentoml.api
     def digit(self, image: Path, model: DigitModel = "cnn") -> DigitAnswer:
@@ -186,14 +194,14 @@ class Vision:
         """The models in use: file, sha256, manifest metrics, and the execution providers really used
         (also `GET /info`)."""
         return {
-            "manifest": str(runtime.manifest_path()),
+            "manifest": str(self.settings.manifest),
             "providers": sorted({m.provider for m in self.models.values()}),
             "models": {name: model.describe() for name, model in self.models.items()},
-            "limits": {"max_upload_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+            "limits": {"max_upload_bytes": self.settings.max_upload_bytes, "max_pixels": self.settings.max_pixels},
         }
 
 
 bentoml_compat.install(on_refusal=refused_input)
-runtime.check_before_start()  # a bad manifest or model stops `bentoml serve` before any worker starts
-Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=limits.max_upload_bytes(), on_refusal=refused_input)
+settings = runtime.check_before_start()  # bad settings or models stop `bentoml serve` before any worker starts
+Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=settings.max_upload_bytes, on_refusal=refused_input)
 Vision.add_asgi_middleware(ExtraRoutes)

@@ -615,5 +615,5 @@ def test_a_model_with_the_wrong_signature_is_refused(models, tmp_path):
     manifest["models"]["keypoints"] = {**manifest["models"]["digits_cnn"]}  # a digits model posing as keypoints
     manifest["models"]["keypoints"]["sha256"] = sha256_of(tmp_path / "m" / "digits_cnn.onnx")
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(runtime.StartupError, match=r"expected \(1, 96, 96\) -> \(30,\)"):
+    with pytest.raises(runtime.StartupError, match=r"expected 'image' \(1, 96, 96\) -> \(30,\)"):
         runtime.Model(verified_model("keypoints", tmp_path / "m" / "manifest.json"), "cpu")

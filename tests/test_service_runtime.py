@@ -6,7 +6,9 @@ import shutil
 import pytest
 
 from service import runtime
+from service.settings import Settings
 from service_models import write_models
+from vision.signatures import SIGNATURES
 from vision.manifest import ManifestError
 
 
@@ -22,15 +24,13 @@ def manifest_with_int8(tmp_path):
     return manifest_path
 
 
-def test_float32_models_by_default(manifest_with_int8, monkeypatch):
-    monkeypatch.delenv("VISION_INT8", raising=False)
-    models = runtime.load_models(manifest_with_int8, "cpu")
-    assert {name: m.entry.name for name, m in models.items()} == {n: n for n in runtime.SIGNATURES}
+def test_float32_models_by_default(manifest_with_int8):
+    models = runtime.load_models(Settings(manifest=manifest_with_int8, provider="cpu"))
+    assert {name: m.entry.name for name, m in models.items()} == {n: n for n in SIGNATURES}
 
 
-def test_int8_variant_where_kept(manifest_with_int8, monkeypatch):
-    monkeypatch.setenv("VISION_INT8", "1")
-    models = runtime.load_models(manifest_with_int8, "cpu")
+def test_int8_variant_where_kept(manifest_with_int8):
+    models = runtime.load_models(Settings(manifest=manifest_with_int8, provider="cpu", int8=True))
     assert models["digits_mlp"].entry.name == "digits_mlp_int8"
     assert models["digits_cnn"].entry.name == "digits_cnn"  # none kept: float32 stays
     assert models["digits_mlp"].provider == "CPUExecutionProvider"
@@ -50,8 +50,7 @@ def test_the_server_logs_which_models_run_int8(manifest_with_int8, tmp_path):
     assert "int8: digits_mlp" in next(line for line in log.splitlines() if "vision: ready at" in line)
 
 
-def test_int8_variant_is_hash_checked_too(manifest_with_int8, monkeypatch):
-    monkeypatch.setenv("VISION_INT8", "1")
+def test_int8_variant_is_hash_checked_too(manifest_with_int8):
     (manifest_with_int8.parent / "digits_mlp_int8.onnx").write_bytes(b"tampered")
     with pytest.raises(ManifestError, match="digits_mlp_int8.onnx: sha256"):
-        runtime.load_models(manifest_with_int8, "cpu")
+        runtime.load_models(Settings(manifest=manifest_with_int8, provider="cpu", int8=True))

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 
 from vision.faces import to_gray
+from vision.signatures import MNIST_SIZE
 
-MNIST_SIZE = 28
 INK_BOX = 20
 # Where MNIST puts the center of mass, in pixel-index coordinates (measured on the training set: mean 14.00, 13.99).
 MNIST_CENTER = 14.0

@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from vision.errors import InputError
-
-CROP_SIZE = 96
+from vision.signatures import CROP_SIZE
 # The square's side is this many times the Haar box side. The Haar box spans brows to chin;
 # 1.2 leaves room around the 15 keypoints (measured on the faces data: see prepare_faces).
 CROP_MARGIN = 1.2

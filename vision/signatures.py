@@ -1,0 +1,29 @@
+"""What each served model takes and gives, per item after the batch axis: the one definition that
+the ONNX export, the service's runtime checks and its array validators all derive from.
+
+Every model takes `image`, (N, 1, H, W) float32 pixels in [0, 1]; normalization is inside the graph.
+Imports nothing heavy (no OpenCV), so the service module can use it at import time.
+"""
+
+from dataclasses import dataclass
+
+from vision.keypoints import NUM_KEYPOINTS
+
+MNIST_SIZE = 28  # a digit is 28x28, as in MNIST
+CROP_SIZE = 96  # a face crop is 96x96, as in the course's keypoint data
+INPUT_NAME = "image"
+DIGIT_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Signature:
+    input: tuple[int, ...]  # (1, H, W)
+    output: tuple[int, ...]  # (width,)
+    output_name: str
+
+
+DIGITS = Signature((1, MNIST_SIZE, MNIST_SIZE), (DIGIT_CLASSES,), "logits")
+KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoints")
+
+# Manifest name -> signature. An int8 variant (NAME_int8) has the signature of NAME.
+SIGNATURES = {"digits_cnn": DIGITS, "digits_mlp": DIGITS, "keypoints": KEYPOINTS}
