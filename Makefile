@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 
-.PHONY: serve test bench clean
+.PHONY: serve test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 serve: $(RUNTIME_STAMP)
 	$(BIN)/python -m service --host 127.0.0.1 --port $(PORT)
 
+# The linter first (format and rules in pyproject.toml): a tree that is not clean does not pass.
 test: $(DEV_STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Rewrite the tree as the linter wants it (format, import order, safe fixes).
+lint: $(DEV_STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Against the service that `make serve` (same PORT) is running.
 bench: $(RUNTIME_STAMP)

@@ -4,8 +4,9 @@
 
 The service is --url, else $VISION_URL, else http://127.0.0.1:3000. Measures, each loop bounded
 in time and count:
-- sequential latency of /digit (docs/examples/digit.png, 28x28) and /faces
-  (docs/examples/face.jpg, Grace Hopper, 512x600, one face);
+- sequential latency of /digit (docs/examples/digit.png, 28x28) and /faces (docs/examples/face.jpg,
+  Grace Hopper, one face, placed in a 640x480 webcam-sized frame and in a 3000x2000 photo), with
+  each detector (YuNet, the default, and Haar);
 - /digits_array throughput with 1 vs 32 concurrent clients each sending one image, which shows
   BentoML's adaptive batching merging concurrent requests into one onnxruntime call.
 """
@@ -39,6 +40,20 @@ def sample(path: Path) -> tuple[bytes, str]:
             return path.read_bytes(), f"{image.width}x{image.height}"
     except OSError as e:
         raise BenchError(f"cannot read the example image {path} ({e.__class__.__name__})") from None
+
+
+def framed(path: Path, width: int, height: int) -> bytes:
+    """The example photo scaled to the frame's height and centred on a grey frame, as a JPEG."""
+    import io
+
+    with Image.open(path) as photo:
+        photo = photo.convert("RGB")
+        scaled = photo.resize((round(photo.width * height / photo.height), height), Image.LANCZOS)
+    frame = Image.new("RGB", (width, height), (120, 120, 120))
+    frame.paste(scaled, ((width - scaled.width) // 2, 0))
+    out = io.BytesIO()
+    frame.save(out, format="JPEG", quality=90)
+    return out.getvalue()
 
 
 def timed(call, seconds: float, max_calls: int) -> list[float]:
@@ -97,18 +112,33 @@ def run(url: str, seconds: float) -> None:
         raise BenchError(f"{url} answers but is not ready (/readyz: {status}); wait, or read the service's log")
 
     digit, digit_size = sample(DIGIT)
-    photo, photo_size = sample(PHOTO)
-    report(f"POST /digit ({digit_size} PNG), sequential", timed(
-        lambda: http.post("/digit", files={"image": ("d.png", digit)}).raise_for_status(), seconds, 5000))
-    report(f"POST /faces ({photo_size} JPEG, 1 face), sequential", timed(
-        lambda: http.post("/faces", files={"image": ("p.jpg", photo)}).raise_for_status(), seconds, 2000))
+    sample(PHOTO)  # a clear error if the example is missing
+    report(
+        f"POST /digit ({digit_size} PNG), sequential",
+        timed(lambda: http.post("/digit", files={"image": ("d.png", digit)}).raise_for_status(), seconds, 5000),
+    )
+    for width, height in ((640, 480), (3000, 2000)):
+        photo = framed(PHOTO, width, height)
+        for detector in ("yunet", "haar"):
+            report(
+                f"POST /faces ({width}x{height} JPEG, 1 face, {detector})",
+                timed(
+                    lambda photo=photo, detector=detector: http.post(
+                        "/faces", files={"image": ("p.jpg", photo)}, data={"detector": detector}
+                    ).raise_for_status(),
+                    seconds,
+                    2000,
+                ),
+            )
     payload = {"images": np.random.default_rng(0).random((1, 1, 28, 28)).round(3).tolist()}
     for clients in (1, 32):
         requests_before, calls_before = batch_totals(http, "digits_array")
         rate, total, shed = throughput(url, clients, seconds, payload)
         requests, calls = (a - b for a, b in zip(batch_totals(http, "digits_array"), (requests_before, calls_before)))
-        print(f"POST /digits_array, 1 image each, {clients:>2} concurrent clients: {rate:8.1f} req/s"
-              f" ({total} answered, {shed} shed with 503; {requests / max(calls, 1):.1f} requests per onnxruntime call)")
+        print(
+            f"POST /digits_array, 1 image each, {clients:>2} concurrent clients: {rate:8.1f} req/s"
+            f" ({total} answered, {shed} shed with 503; {requests / max(calls, 1):.1f} requests per onnxruntime call)"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

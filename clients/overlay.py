@@ -21,6 +21,12 @@ def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
         draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]))
         radius = max(2, round(box["width"] / 60))
         draw.draw_keypoints(image, keypoint_array(face["keypoints"]), radius=radius)
+        if face.get("score") is not None:  # YuNet's confidence; Haar gives none
+            scale = max(0.4, box["width"] / 250)
+            origin = (int(box["x"]), max(int(box["y"]) - 6, 12))
+            cv2.putText(
+                image, f"{face['score']:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), 1, cv2.LINE_AA
+            )
     return image
 
 

@@ -12,6 +12,7 @@ http://127.0.0.1:3000.
 """
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -98,10 +99,8 @@ class Window:
     def close(self) -> None:
         if self.open:
             self.open = False
-            try:
+            with contextlib.suppress(self._tcl_error):
                 self.root.destroy()
-            except self._tcl_error:
-                pass
 
 
 def run(source: str, url: str, out: Path | None, window: bool, max_frames: int) -> int:

@@ -9,6 +9,7 @@ any changed digit prediction, or a metric moved by more than 0.01 points / 0.1% 
 """
 
 import argparse
+import shlex
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,9 @@ from vision.errors import InputError
 from vision.manifest import ManifestError, read_manifest, verified_model
 
 
-def export_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mnist_validation: int) -> list[parity.Parity]:
+def export_all(
+    names: list[str], models_dir: Path, mnist: Path, faces: Path, mnist_validation: int
+) -> list[parity.Parity]:
     """Export into a scratch folder; only when every model passes do files reach `models_dir`."""
     results, entries = [], {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -37,29 +40,47 @@ def export_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mni
             convert.to_onnx(model, spec, onnx_path)
             data = validation_data(spec, mnist, faces, mnist_validation)
             results.append(parity.check_parity(spec, model, onnx_path, data))
-            entries[name] = manifest_writer.entry(spec, onnx_path, models_dir / spec.checkpoint, checkpoint, results[-1], data)
+            entries[name] = manifest_writer.entry(
+                spec, onnx_path, models_dir / spec.checkpoint, checkpoint, results[-1], data
+            )
         if all(r.passed for r in results):
             for name in names:
                 shutil.copyfile(Path(scratch) / SPECS[name].onnx, models_dir / SPECS[name].onnx)
-            previous = _previous_entries(models_dir / "manifest.json", names, models_dir)
+            rebuild = optimize_command(models_dir, mnist, faces, mnist_validation)
+            previous = _previous_entries(models_dir / "manifest.json", names, models_dir, rebuild)
             manifest_writer.write(models_dir / "manifest.json", {**previous, **entries})
     return results
 
 
-def _previous_entries(path: Path, exported: list[str], models_dir: Path) -> dict:
+def optimize_command(models_dir: Path, mnist: Path, faces: Path, mnist_validation: int = VALIDATION_SIZE) -> str:
+    """The command that remakes the int8 variants, with the paths this export was given."""
+    models = [] if Path(models_dir) == Path("models") else ["--models", str(models_dir)]
+    val_size = [] if mnist_validation == VALIDATION_SIZE else ["--val-size", str(mnist_validation)]
+    paths = ["--mnist", str(mnist), "--faces", str(faces)]
+    return shlex.join(["python", "-m", "export.optimize", *models, *paths, *val_size])
+
+
+def _previous_entries(path: Path, exported: list[str], models_dir: Path, rebuild: str) -> dict:
     """The manifest's other entries, less variants (int8) made from a model just re-exported:
-    they no longer match it, so they go, files included, until export.optimize remakes them."""
+    they no longer match it, so they go, files included, each with a line saying so and how to
+    remake them, until export.optimize does."""
     try:
         entries = read_manifest(path)["models"]
     except ManifestError:
         return {}
     stale = {name for name, entry in entries.items() if entry.get("variant_of") in exported}
-    for name in stale:
+    for name in sorted(stale):
         (models_dir / entries[name]["file"]).unlink(missing_ok=True)
+        print(
+            f"dropped {name} ({models_dir / entries[name]['file']}): made from the previous "
+            f"{entries[name]['variant_of']}, stale now; rebuild it with: {rebuild}"
+        )
     return {name: entry for name, entry in entries.items() if name not in stale}
 
 
-def check_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mnist_validation: int) -> list[parity.Parity]:
+def check_all(
+    names: list[str], models_dir: Path, mnist: Path, faces: Path, mnist_validation: int
+) -> list[parity.Parity]:
     manifest_path = models_dir / "manifest.json"
     manifest = read_manifest(manifest_path)
     results = []
@@ -68,7 +89,9 @@ def check_all(names: list[str], models_dir: Path, mnist: Path, faces: Path, mnis
         entry = verified_model(name, manifest_path, manifest)
         convert.check(entry.path)
         model, _ = load_torch_model(spec, models_dir)
-        results.append(parity.check_parity(spec, model, entry.path, validation_data(spec, mnist, faces, mnist_validation)))
+        results.append(
+            parity.check_parity(spec, model, entry.path, validation_data(spec, mnist, faces, mnist_validation))
+        )
     return results
 
 
@@ -76,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("models"), help="checkpoints in, ONNX + manifest out")
     parser.add_argument("--mnist", type=Path, default=Path("data/mnist"), help="MNIST IDX folder (validation split)")
-    parser.add_argument("--faces", type=Path, default=Path("data/faces/faces.npz"), help="crops from training.prepare_faces")
-    parser.add_argument("--val-size", type=int, default=VALIDATION_SIZE, help="digits validate on the last N training images")
+    parser.add_argument(
+        "--faces", type=Path, default=Path("data/faces/faces.npz"), help="crops from training.prepare_faces"
+    )
+    parser.add_argument(
+        "--val-size", type=int, default=VALIDATION_SIZE, help="digits validate on the last N training images"
+    )
     parser.add_argument("--only", nargs="+", choices=sorted(SPECS), help="just these models")
     parser.add_argument("--check", action="store_true", help="gate the existing ONNX files; export nothing")
     args = parser.parse_args(argv)

@@ -6,10 +6,11 @@ For each model in the manifest, measures session load time, onnxruntime latency 
 and the validation metric of: the raw graph with no runtime optimization, the graph as the
 service runs it (online optimization, ORT_ENABLE_ALL), an offline-optimized graph saved to disk
 (what shipping one would save is load time), and int8 static quantization (QDQ, calibrated on
-training images, never validation ones). An int8 model is kept only if digits lose <= 0.1
-points / keypoints <= 5% of the score, and it is at least 10% faster at batch 64: it is written
-as models/NAME_int8.onnx and listed in the manifest as NAME_int8 (the service uses it with
-VISION_INT8=1). The figures go to models/optimizations.json.
+training images, never validation ones; settings in QUANTIZATION). An int8 model is kept only if
+digits lose <= 0.1 points / keypoints <= 5% of the score, and it is at least 10% faster at batch
+64: it is written as models/NAME_int8.onnx and listed in the manifest as NAME_int8 (the service
+uses it with VISION_INT8=1). A shipped NAME_int8 that no longer earns it is removed, file and
+manifest entry, with a line saying why. The figures go to models/optimizations.json.
 """
 
 import argparse
@@ -37,6 +38,35 @@ from vision.manifest import ManifestError, read_manifest, sha256_of, verified_mo
 MAX_DIGIT_LOSS = 0.001  # 0.1 accuracy points
 MAX_SCORE_LOSS = 0.05  # 5% of the keypoint score
 
+# How int8 models are made, in one place; int8_entry describes it in the manifest. uint8
+# activations times int8 weights (U8S8) run on x86 with VPMADDUBSW where the CPU has AVX2 or
+# AVX-512 but no VNNI: it adds pairs of u8*s8 products into an int16, which saturates
+# (2 * 255 * 127 > 32767), so the same model lost accuracy there but not on VNNI CPUs (issue 16).
+# reduce_range keeps weights to 7 bits (|w| <= 64, 2 * 255 * 64 < 32767), so nothing saturates:
+# outputs came out bit-identical on this VNNI CPU and on an emulated AVX2 one (README, "CPU
+# speed-ups"). U8U8 avoids it too but runs no VNNI kernel: 2-2.5x slower here, no faster than fp32.
+QUANTIZATION = {
+    "quant_format": QuantFormat.QDQ,
+    "activation_type": QuantType.QUInt8,
+    "weight_type": QuantType.QInt8,
+    "per_channel": True,
+    "reduce_range": True,
+}
+CALIBRATION_IMAGES = 512
+INT8 = "int8 QDQ (static, per-channel)"  # the variant's label in the figures
+FP32 = "fp32 as served (online ORT_ENABLE_ALL)"
+
+
+def quantization_summary() -> str:
+    """The manifest's words for QUANTIZATION."""
+    q = QUANTIZATION
+    bits = "7-bit (reduce_range)" if q["reduce_range"] else "8-bit"
+    per = "per-channel" if q["per_channel"] else "per-tensor"
+    return (
+        f"int8 {q['quant_format'].name}, static: {q['activation_type'].name} activations, "
+        f"{q['weight_type'].name} {per} weights in {bits}, calibrated on {CALIBRATION_IMAGES} training images"
+    )
+
 
 class Calibration(CalibrationDataReader):
     def __init__(self, images: np.ndarray, batch_size: int = 32):
@@ -47,7 +77,7 @@ class Calibration(CalibrationDataReader):
         return None if batch is None else {"image": batch}
 
 
-def calibration_images(spec: Spec, mnist: Path, faces: Path, count: int = 512) -> np.ndarray:
+def calibration_images(spec: Spec, mnist: Path, faces: Path, count: int = CALIBRATION_IMAGES) -> np.ndarray:
     """Training images (never validation ones) to calibrate int8 activation ranges."""
     if spec.task == "digits":
         images = load_mnist(mnist)["train_images"][:count]
@@ -80,14 +110,12 @@ def quantize(source: Path, target: Path, calibration: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
-        quantize_static(
-            str(prepared), str(target), Calibration(calibration),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
+        quantize_static(str(prepared), str(target), Calibration(calibration), **QUANTIZATION)
 
 
-def evaluate_variants(spec: Spec, onnx_path: Path, scratch: Path, mnist: Path, faces: Path, mnist_validation: int) -> dict:
+def evaluate_variants(
+    spec: Spec, onnx_path: Path, scratch: Path, mnist: Path, faces: Path, mnist_validation: int
+) -> dict:
     data = validation_data(spec, mnist, faces, mnist_validation)
     offline, int8 = scratch / f"{spec.name}_ort.onnx", scratch / f"{spec.name}_int8.onnx"
     session(onnx_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, save_to=offline)
@@ -95,9 +123,9 @@ def evaluate_variants(spec: Spec, onnx_path: Path, scratch: Path, mnist: Path, f
     level = ort.GraphOptimizationLevel
     variants = {
         "raw graph (no optimization)": (onnx_path, level.ORT_DISABLE_ALL),
-        "fp32 as served (online ORT_ENABLE_ALL)": (onnx_path, level.ORT_ENABLE_ALL),
+        FP32: (onnx_path, level.ORT_ENABLE_ALL),
         "offline-optimized file (+ online)": (offline, level.ORT_ENABLE_ALL),
-        "int8 QDQ (static, per-channel)": (int8, level.ORT_ENABLE_ALL),
+        INT8: (int8, level.ORT_ENABLE_ALL),
     }
     rows = {}
     for label, (path, optimization) in variants.items():
@@ -112,7 +140,7 @@ def evaluate_variants(spec: Spec, onnx_path: Path, scratch: Path, mnist: Path, f
 
 
 def int8_verdict(spec: Spec, rows: dict) -> tuple[bool, str]:
-    base, int8 = rows["fp32 as served (online ORT_ENABLE_ALL)"], rows["int8 QDQ (static, per-channel)"]
+    base, int8 = rows[FP32], rows[INT8]
     faster = int8["batch64_ms"] < base["batch64_ms"] * 0.9
     if spec.task == "digits":
         loss = base["val_accuracy"] - int8["val_accuracy"]
@@ -129,18 +157,24 @@ def int8_entry(spec: Spec, models_dir: Path, result: dict, name: str) -> dict:
     """Copy a kept int8 model next to its fp32 original; its manifest entry."""
     target = models_dir / f"{name}_int8.onnx"
     target.write_bytes(result["int8_path"].read_bytes())
-    row = result["variants"]["int8 QDQ (static, per-channel)"]
-    base = result["variants"]["fp32 as served (online ORT_ENABLE_ALL)"]
+    row, base = result["variants"][INT8], result["variants"][FP32]
     return {
         "file": target.name,
         "sha256": sha256_of(target),
         **describe(target),
         "task": spec.task,
         "variant_of": name,
-        "quantization": "int8 QDQ, static, per-channel weights, calibrated on 512 training images",
+        "quantization": quantization_summary(),
         "metrics": {"onnxruntime": {k: v for k, v in row.items() if k.startswith("val_")}},
         "speedup_batch64": base["batch64_ms"] / row["batch64_ms"],
     }
+
+
+def drop_variant(models_dir: Path, models: dict, name: str, why: str) -> None:
+    """Remove a shipped int8 variant, file and manifest entry, and say so."""
+    path = models_dir / models.pop(name)["file"]
+    path.unlink(missing_ok=True)
+    print(f"dropped {name} ({path}) and its manifest entry: {why}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,7 +184,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faces", type=Path, default=Path("data/faces/faces.npz"))
     parser.add_argument("--val-size", type=int, default=10_000)
     args = parser.parse_args(argv)
-    report, kept = {"onnxruntime": ort.__version__, "models": {}}, {}
+    report, kept, dropped = (
+        {"onnxruntime": ort.__version__, "quantization": quantization_summary(), "models": {}},
+        {},
+        {},
+    )
     try:
         manifest = read_manifest(args.models / "manifest.json")
         with tempfile.TemporaryDirectory() as scratch:
@@ -162,6 +200,8 @@ def main(argv: list[str] | None = None) -> None:
                 keep, verdict = int8_verdict(spec, result["variants"])
                 if keep:
                     kept[f"{name}_int8"] = int8_entry(spec, args.models, result, name)
+                elif f"{name}_int8" in manifest["models"]:
+                    dropped[f"{name}_int8"] = f"re-quantized int8 {verdict}"
                 report["models"][name] = {"variants": result["variants"], "int8": verdict}
                 for label, row in result["variants"].items():
                     figures = "  ".join(f"{k}={v:.4f}" for k, v in row.items())
@@ -169,8 +209,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  int8 {verdict}")
     except (InputError, ManifestError) as e:
         sys.exit(f"error: {e}")
+    if kept or dropped:
+        models = {**manifest["models"], **kept}
+        for name, why in dropped.items():
+            drop_variant(args.models, models, name, why)
+        manifest_writer.write(args.models / "manifest.json", models)
     if kept:
-        manifest_writer.write(args.models / "manifest.json", {**manifest["models"], **kept})
         print(f"kept {', '.join(kept)} in {args.models / 'manifest.json'}")
     write_json(args.models / "optimizations.json", report)
     print(f"wrote {args.models / 'optimizations.json'}")

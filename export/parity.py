@@ -55,12 +55,16 @@ def session(
 
 
 def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([sess.run(None, {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [sess.run(None, {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
+    )
 
 
 @torch.no_grad()
 def run_torch(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([model(torch.from_numpy(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [model(torch.from_numpy(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+    )
 
 
 def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Validation) -> Parity:
@@ -96,7 +100,10 @@ def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Vali
 
 def table(results: list[Parity]) -> str:
     """A readable table of the gate's figures, one row per model."""
-    header = f"{'model':<12} {'max|diff| b=1':>14} {'b=7':>10} {'b=64':>10} {'pred diff':>9}  {'torch':>22}  {'onnx':>22}  result"
+    header = (
+        f"{'model':<12} {'max|diff| b=1':>14} {'b=7':>10} {'b=64':>10} {'pred diff':>9}  "
+        f"{'torch':>22}  {'onnx':>22}  result"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
         diffs = [f"{r.max_abs_diff.get(b, float('nan')):.2e}" for b in BATCH_SIZES]

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import digits, keypoints
+from training import keypoints as keypoints_data
 from training.common import load_checkpoint
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
+from training.models import model_from_checkpoint
+from vision.metrics import course_score, nme
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,10 @@ SPECS = {
 }
 
 
-def torch_model(spec: Spec, checkpoint: dict) -> torch.nn.Module:
-    module = digits if spec.task == "digits" else keypoints
-    return module.model_from_checkpoint(checkpoint).eval()
-
-
 def load_torch_model(spec: Spec, models_dir: Path) -> tuple[torch.nn.Module, dict]:
+    """The spec's checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model is refused."""
     checkpoint = load_checkpoint(Path(models_dir) / spec.checkpoint)
-    return torch_model(spec, checkpoint), checkpoint
+    return model_from_checkpoint(checkpoint, expected=spec.name), checkpoint
 
 
 @dataclass
@@ -55,17 +53,19 @@ class Validation:
     source: str
 
 
-def validation_data(spec: Spec, mnist_dir: Path, faces_npz: Path, mnist_validation: int = VALIDATION_SIZE) -> Validation:
+def validation_data(
+    spec: Spec, mnist_dir: Path, faces_npz: Path, mnist_validation: int = VALIDATION_SIZE
+) -> Validation:
     return _validation(spec.task, Path(mnist_dir), Path(faces_npz), mnist_validation)
 
 
-@functools.lru_cache(maxsize=None)  # both digit models validate on the same images: read them once
+@functools.cache  # both digit models validate on the same images: read them once
 def _validation(task: str, mnist_dir: Path, faces_npz: Path, mnist_validation: int) -> Validation:
     if task == "digits":
         arrays = load_mnist(mnist_dir)
         _, (images, labels) = train_validation_split(arrays["train_images"], arrays["train_labels"], mnist_validation)
         return Validation((images.astype(np.float32) / 255)[:, None], labels.astype(np.int64), str(mnist_dir))
-    *_, images, points = keypoints.load_split(faces_npz)
+    *_, images, points = keypoints_data.load_split(faces_npz)
     return Validation((images.astype(np.float32) / 255)[:, None], points.reshape(len(points), -1), str(faces_npz))
 
 
@@ -73,4 +73,4 @@ def measure(spec: Spec, outputs: np.ndarray, targets: np.ndarray) -> dict:
     """The validation metric(s) of a model's outputs: accuracy for digits; score and NME for keypoints."""
     if spec.task == "digits":
         return {"val_accuracy": float(np.mean(outputs.argmax(axis=1) == targets))}
-    return {"val_score": keypoints.course_score(outputs, targets), "val_nme": keypoints.nme(outputs, targets)}
+    return {"val_score": course_score(outputs, targets), "val_nme": nme(outputs, targets)}

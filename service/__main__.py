@@ -78,7 +78,9 @@ def port_in_use(host: str, port: int) -> bool:
 def main(argv: list[str] | None = None) -> None:
     args, rest = parse(sys.argv[1:] if argv is None else argv)
     if port_in_use(args.host, args.port):
-        sys.exit(f"vision: cannot start: {args.host}:{args.port} is already in use (another server?); pick --port or PORT=")
+        sys.exit(
+            f"vision: cannot start: {args.host}:{args.port} is already in use (another server?); pick --port or PORT="
+        )
     from bentoml_cli.cli import cli
 
     metrics = tempfile.mkdtemp(prefix="vision-metrics-")
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     threading.Thread(target=announce_when_ready, args=(f"http://{host}:{args.port}", stop), daemon=True).start()
     try:
-        cli.main(["serve", SERVICE, "--host", args.host, "--port", str(args.port), *rest], prog_name="python -m service")
+        cli.main(
+            ["serve", SERVICE, "--host", args.host, "--port", str(args.port), *rest], prog_name="python -m service"
+        )
     finally:
         stop.set()
         shutil.rmtree(metrics, ignore_errors=True)

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from vision.signatures import DETECTORS
 
 KeypointName = Literal[KEYPOINT_NAMES]
 
@@ -42,6 +43,10 @@ class FaceBox(BaseModel):
 
 class Face(BaseModel):
     box: FaceBox = Field(description="the detector's box, photo pixels")
+    score: float | None = Field(
+        ge=0, le=1, description="the detector's confidence (YuNet); null for Haar, which has none"
+    )
+    detector: Literal[DETECTORS] = Field(description="the detector that found this face")
     keypoints: Keypoints = KEYPOINTS_FIELD
 
 

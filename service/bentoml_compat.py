@@ -49,9 +49,8 @@ def install(on_refusal: RefusalHook) -> None:
 def _multipart_uploads() -> None:
     import json
 
-    from starlette.datastructures import UploadFile
-
     from _bentoml_impl.serde import MultipartSerde
+    from starlette.datastructures import UploadFile
 
     async def parse_request(self, request, cls):
         form = await request.form()
@@ -60,7 +59,9 @@ def _multipart_uploads() -> None:
             values = form.getlist(name)
             if not values:
                 sent = ", ".join(repr(k) for k in form) or "no fields"
-                raise MissingUpload(f"no file in the multipart field {name!r} (the request has {sent}); send -F {name}=@FILE")
+                raise MissingUpload(
+                    f"no file in the multipart field {name!r} (the request has {sent}); send -F {name}=@FILE"
+                )
             data[name] = await as_upload(values[0])
         for name in cls.model_fields:
             if name in cls.multipart_fields or name not in form:
@@ -89,10 +90,9 @@ def validation_message(error) -> str:
 
 
 def _one_line_refusals(on_refusal: RefusalHook) -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
     from pydantic import ValidationError
     from starlette.responses import JSONResponse
-
-    from _bentoml_impl.server.app import ServiceAppFactory
 
     api_endpoint = ServiceAppFactory.api_endpoint
 

@@ -2,9 +2,15 @@
 
 Order matters: the byte size is checked first, then Pillow reads only the header (format and
 declared size) so that a tiny file that claims 30000x30000 pixels is refused before anything is
-decoded; then Pillow decodes fully, which is what finds truncated files (OpenCV silently returns
-a half-gray JPEG); the pixels themselves come from `cv2.imdecode(IMREAD_COLOR)`, the decoder that
-made the training crops (`cv2.imread`), so serving sees the same pixels training saw.
+decoded. The pixels come from `cv2.imdecode`, the decoder that made the training crops
+(`cv2.imread`), so serving sees the pixels training saw, and the image is decoded once: OpenCV
+refuses a truncated PNG, WebP or BMP by itself, and a JPEG without its end-of-image marker is
+refused here (OpenCV would return it half grey). Only what OpenCV cannot read goes to Pillow,
+whose full decode raises on damage.
+
+`decode_for_faces` may let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (its DCT scaling:
+several times faster than decoding every pixel) while the longer side stays at least
+`FACE_DETAIL_SIDE` pixels, which keeps faces in a group photo at crop resolution.
 """
 
 import io
@@ -25,10 +31,36 @@ class TooLarge(InputError):
     """The upload or the image it declares is over a limit (HTTP 413)."""
 
 
+# A failed imdecode is answered with our own one-line error; OpenCV's log line would only repeat it.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+FACE_DETAIL_SIDE = 1280
+REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+JPEG_END = b"\xff\xd9"
+
+
 def decode(
     data: bytes, max_bytes: int = Settings.max_upload_bytes, max_pixel_count: int = Settings.max_pixels
 ) -> np.ndarray:
     """Upload bytes -> a BGR uint8 image (H, W, 3), or InputError / TooLarge in one line."""
+    return _decode(data, header(data, max_bytes, max_pixel_count), 1)
+
+
+def decode_for_faces(
+    data: bytes, max_bytes: int = Settings.max_upload_bytes, max_pixel_count: int = Settings.max_pixels
+) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """Upload bytes -> (BGR image, reduction factor f, the full (width, height)): image pixel p is
+    full-resolution pixel (p + 0.5) * f - 0.5. Large JPEGs come back reduced (see the module)."""
+    image = header(data, max_bytes, max_pixel_count)
+    factor = 1
+    if image.format == "JPEG":
+        while factor < 8 and max(image.size) // (factor * 2) >= FACE_DETAIL_SIDE:
+            factor *= 2
+    return _decode(data, image, factor), factor, image.size
+
+
+def header(data: bytes, max_bytes: int, max_pixel_count: int) -> Image.Image:
+    """The upload's Pillow image, header read only, after the byte-size and pixel-count limits."""
     if not data:
         raise InputError("the uploaded file is empty")
     if len(data) > max_bytes:
@@ -50,16 +82,23 @@ def decode(
         raise InputError(f"the image declares an empty size {width}x{height}")
     if width * height > max_pixel_count:
         raise TooLarge(
-            f"the image declares {width}x{height} = {width * height} pixels, "
-            f"over the {max_pixel_count}-pixel limit"
+            f"the image declares {width}x{height} = {width * height} pixels, over the {max_pixel_count}-pixel limit"
         )
-    try:
-        image.load()  # full decode: raises on truncated or corrupt data
+    return image
+
+
+def _decode(data: bytes, image: Image.Image, factor: int) -> np.ndarray:
+    if image.format == "JPEG" and JPEG_END not in data[-64:]:  # padding may follow the marker
+        raise InputError("truncated or corrupt JPEG image (no end-of-image marker)")
+    flags = REDUCED_READS[factor] if factor > 1 else cv2.IMREAD_COLOR
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if bgr is not None and bgr.size:
+        return bgr
+    try:  # a variant OpenCV cannot read (or a damaged file): Pillow's full decode decides
+        image.load()
     except Exception as e:
         raise InputError(f"truncated or corrupt {image.format} image ({e})") from None
-
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:  # a variant OpenCV cannot read: use Pillow's pixels
-        rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    return bgr
+    rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    if factor > 1:
+        rgb = cv2.resize(rgb, (rgb.shape[1] // factor, rgb.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)

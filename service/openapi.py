@@ -90,7 +90,11 @@ class ExtraRoutes:
 
 def as_post_of_empty_json(scope: dict) -> dict:
     headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() not in (b"content-type", b"content-length")]
-    return {**scope, "method": "POST", "headers": [*headers, (b"content-type", b"application/json"), (b"content-length", b"2")]}
+    return {
+        **scope,
+        "method": "POST",
+        "headers": [*headers, (b"content-type", b"application/json"), (b"content-length", b"2")],
+    }
 
 
 def body_once(body: bytes, receive):

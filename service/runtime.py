@@ -41,6 +41,7 @@ def check_before_start() -> Settings:
         manifest = read_manifest(settings.manifest)
         for name in SIGNATURES:
             verified_model(served_name(name, manifest, settings.int8), settings.manifest, manifest)
+        verified_model("yunet", settings.manifest, manifest)
         if settings.provider == "cuda":
             requested_providers(settings.provider)
     except (StartupError, ManifestError, SettingsError) as e:
@@ -108,7 +109,9 @@ class Model:
         for n in (1, 4):
             out = self(np.zeros((n, *self.signature.input), np.float32))
             if out.shape != (n, *self.signature.output) or not np.isfinite(out).all():
-                raise StartupError(f"{self.entry.path}: warm-up of {self.entry.name!r} gave {out.shape}, non-finite or wrong")
+                raise StartupError(
+                    f"{self.entry.path}: warm-up of {self.entry.name!r} gave {out.shape}, non-finite or wrong"
+                )
 
     def describe(self) -> dict:
         info = self.entry.info
@@ -140,3 +143,21 @@ def load_models(settings: Settings) -> dict[str, Model]:
         if CUDA in ort.get_available_providers():
             logger.warning("CUDAExecutionProvider is installed but did not load; running on the CPU")
     return models
+
+
+def load_detectors(settings: Settings) -> dict:
+    """Both face detectors, by name: YuNet (verified against the manifest) and Haar."""
+    from vision.faces import HaarDetector, YuNetDetector
+
+    yunet = verified_model("yunet", settings.manifest)
+    try:
+        detectors = [
+            YuNetDetector(yunet.path, settings.face_score, settings.face_nms, settings.detect_max_side),
+            HaarDetector(),
+        ]
+    except Exception as e:  # OpenCV's own errors are long; one line is enough
+        raise StartupError(
+            f"{yunet.path}: the face detector does not load: {str(e).strip().splitlines()[-1]}"
+        ) from None
+    logger.info("loaded yunet (%s, sha256 %s…) and the Haar cascade", yunet.path.name, yunet.sha256[:12])
+    return {detector.name: detector for detector in detectors}

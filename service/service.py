@@ -38,10 +38,11 @@ def batch_type(signature: Signature):
 DigitBatch = batch_type(signatures.DIGITS)
 CropBatch = batch_type(signatures.KEYPOINTS)
 DigitModel = Literal["cnn", "mlp"]
+Detector = Literal[signatures.DETECTORS]
 
 preprocess_seconds = bentoml.metrics.Histogram(
     name="vision_preprocess_seconds",
-    documentation="Time spent decoding and preprocessing an uploaded image, before the model",
+    documentation="Time spent checking and decoding an uploaded image",
     labelnames=["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
@@ -81,18 +82,22 @@ def refuse(error: InputError, endpoint: str):
 class Vision:
     def __init__(self) -> None:
         from service import images  # noqa: F401  (Pillow and OpenCV: fail at start, not at the first request)
-        from vision.faces import FaceDetector
 
         self.ready, self.settings = False, settings
         try:
             self.models = runtime.load_models(self.settings)
+            self.detectors = runtime.load_detectors(self.settings)
         except (runtime.StartupError, runtime.ManifestError) as e:
             logger.error("vision: cannot start: %s", e)
             bentoml_compat.stop_server()  # a worker that cannot load its models must not leave a server hanging
             raise SystemExit(1) from None
-        self.detector = FaceDetector()
         providers = sorted({m.provider for m in self.models.values()})
-        logger.info("vision: models from %s on %s", self.settings.manifest, ", ".join(providers))
+        logger.info(
+            "vision: models from %s on %s; faces found by %s",
+            self.settings.manifest,
+            ", ".join(providers),
+            self.settings.detector,
+        )
         if self.settings.int8:
             int8 = [name for name, m in self.models.items() if m.entry.name != name]
             logger.info("vision: VISION_INT8=1: int8 for %s; float32 for the rest", ", ".join(int8) or "no model")
@@ -101,23 +106,27 @@ class Vision:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    def _gray(self, image: Path) -> np.ndarray:
-        from service.images import decode
-        from vision.faces import to_gray
+    def _decode(self, image: Path, endpoint: str, for_faces: bool = False):
+        """The upload -> a BGR image (for faces: and the reduction factor and full size), or
+        InputError; the time it took goes to the metrics."""
+        from service.images import decode, decode_for_faces
 
-        return to_gray(decode(Path(image).read_bytes(), self.settings.max_upload_bytes, self.settings.max_pixels))
+        started = time.perf_counter()
+        read = decode_for_faces if for_faces else decode
+        picture = read(Path(image).read_bytes(), self.settings.max_upload_bytes, self.settings.max_pixels)
+        preprocess_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        return picture
 
     @bentoml.api
     def digit(self, image: Path, model: DigitModel = "cnn") -> DigitAnswer:
         """A digit image (MNIST-style white on black, or dark ink on light paper, any size) -> the digit."""
         from vision.digits import to_mnist, to_model_input
+        from vision.faces import to_gray
 
-        started = time.perf_counter()
         try:
-            x = to_model_input(to_mnist(self._gray(image))[None])
+            x = to_model_input(to_mnist(to_gray(self._decode(image, "digit")))[None])
         except InputError as e:
             return refuse(e, "digit")
-        preprocess_seconds.labels(endpoint="digit").observe(time.perf_counter() - started)
         probabilities = softmax(self.models[f"digits_{model}"](x))[0]
         return DigitAnswer(
             digit=int(probabilities.argmax()),
@@ -130,48 +139,31 @@ class Vision:
     def keypoints(self, image: Path) -> KeypointsAnswer:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
         padded to the square around its center, exactly as the face crops are)."""
-        from vision.faces import Box, Square, crop, denormalize
+        from vision.faces import FaceCrop, predict_keypoints, to_gray
         from vision.keypoints import as_records
 
-        started = time.perf_counter()
         try:
-            gray = self._gray(image)
+            gray = to_gray(self._decode(image, "keypoints"))
         except InputError as e:
             return refuse(e, "keypoints")
-        height, width = gray.shape
-        square = Square.around(Box(0, 0, width, height), margin=1.0)
-        x = crop(gray, square)[None, None].astype(np.float32) / 255
-        preprocess_seconds.labels(endpoint="keypoints").observe(time.perf_counter() - started)
-        prediction = self.models["keypoints"](x)[0]
-        return KeypointsAnswer(keypoints=as_records(square.to_image(denormalize(prediction.reshape(15, 2)))))
+        whole = FaceCrop.whole(gray.shape[1], gray.shape[0])
+        points = predict_keypoints(self.models["keypoints"], gray, [whole])[0]
+        return KeypointsAnswer(keypoints=as_records(points))
 
     @bentoml.api
-    def faces(self, image: Path) -> FacesAnswer:
-        """A photo -> every face the Haar detector finds, with its box and 15 keypoints in photo pixels."""
-        from vision.faces import Square, crop, denormalize
-        from vision.keypoints import as_records
+    def faces(self, image: Path, detector: Detector | None = None) -> FacesAnswer:
+        """A photo -> every face found (YuNet by default; `detector=haar` for the course's Haar
+        cascade), with its box, the detector's score and 15 keypoints in photo pixels."""
+        from vision.faces import find_faces
 
-        started = time.perf_counter()
         try:
-            gray = self._gray(image)
+            picture, factor, (width, height) = self._decode(image, "faces", for_faces=True)
         except InputError as e:
             return refuse(e, "faces")
-        boxes = self.detector.detect(gray)
-        squares = [Square.around(box) for box in boxes]
-        crops = [crop(gray, square) for square in squares]
-        preprocess_seconds.labels(endpoint="faces").observe(time.perf_counter() - started)
-        faces_per_image.observe(len(boxes))
-        faces_found.inc(len(boxes))
-        predictions = self.models["keypoints"](np.stack(crops)[:, None].astype(np.float32) / 255) if crops else []
-        height, width = gray.shape
-        return FacesAnswer(
-            width=width,
-            height=height,
-            faces=[
-                {"box": box.as_dict(), "keypoints": as_records(square.to_image(denormalize(p.reshape(15, 2))))}
-                for box, square, p in zip(boxes, squares, predictions)
-            ],
-        )
+        found = find_faces(picture, self.detectors[detector or self.settings.detector], self.models["keypoints"])
+        faces_per_image.observe(len(found))
+        faces_found.inc(len(found))
+        return FacesAnswer(width=width, height=height, faces=[face.scaled(factor).as_dict() for face in found])
 
     # A batchable API takes exactly one argument, so the model is chosen by route, not by a field.
     @bentoml.api(batchable=True, max_batch_size=256, max_latency_ms=1000)

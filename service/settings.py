@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vision.manifest import DEFAULT_PATH
+from vision.signatures import DETECTORS
 
 PROVIDERS = ("auto", "cpu", "cuda")
 TRUE = ("1", "true", "yes", "on")
@@ -26,20 +27,45 @@ class Settings:
     int8: bool = False  # VISION_INT8: serve the int8 variant of each model that has one
     max_upload_bytes: int = 10 * 1024 * 1024  # VISION_MAX_UPLOAD_BYTES: the largest upload
     max_pixels: int = 40_000_000  # VISION_MAX_PIXELS: the largest declared width x height
+    detector: str = "yunet"  # VISION_DETECTOR: yunet | haar, for /faces when a request names none
+    face_score: float = 0.7  # VISION_FACE_SCORE: YuNet's confidence threshold, in (0, 1)
+    face_nms: float = 0.3  # VISION_FACE_NMS: YuNet's non-maximum-suppression IoU threshold, in (0, 1)
+    detect_max_side: int = 640  # VISION_DETECT_MAX_SIDE: photos are detected at most this large
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> "Settings":
         defaults = cls()
-        provider = environ.get("VISION_PROVIDER", "").strip().lower() or defaults.provider
-        if provider not in PROVIDERS:
-            raise SettingsError(f"VISION_PROVIDER={provider!r}: expected one of {', '.join(PROVIDERS)}")
         return cls(
             manifest=Path(environ.get("VISION_MANIFEST", "").strip() or defaults.manifest),
-            provider=provider,
+            provider=_choice(environ, "VISION_PROVIDER", PROVIDERS, defaults.provider),
             int8=_flag(environ, "VISION_INT8"),
             max_upload_bytes=_positive(environ, "VISION_MAX_UPLOAD_BYTES", defaults.max_upload_bytes),
             max_pixels=_positive(environ, "VISION_MAX_PIXELS", defaults.max_pixels),
+            detector=_choice(environ, "VISION_DETECTOR", DETECTORS, defaults.detector),
+            face_score=_share(environ, "VISION_FACE_SCORE", defaults.face_score),
+            face_nms=_share(environ, "VISION_FACE_NMS", defaults.face_nms),
+            detect_max_side=_positive(environ, "VISION_DETECT_MAX_SIDE", defaults.detect_max_side),
         )
+
+
+def _choice(environ, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _share(environ, name: str, default: float) -> float:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    if not 0 < number < 1:
+        raise SettingsError(f"{name}={value!r} must lie between 0 and 1")
+    return number
 
 
 def _flag(environ, name: str) -> bool:

@@ -9,14 +9,18 @@ them apart, but they are tiny and deterministic:
   [-1, 1]; the bias is a plausible face layout and the weights are small.
 """
 
+import contextlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from export.manifest import YUNET
 from vision.manifest import sha256_of
 
 OPSET = 18
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _save(path: Path, nodes, inputs, outputs, initializers) -> None:
@@ -56,9 +60,21 @@ def digits_model(path: Path, seed: int) -> None:
 # A plausible 15-point face in normalized crop coordinates (course order).
 FACE_LAYOUT = np.array(
     [
-        [0.3, -0.2], [-0.3, -0.2], [0.15, -0.2], [0.45, -0.2], [-0.15, -0.2], [-0.45, -0.2],
-        [0.12, -0.4], [0.55, -0.42], [-0.12, -0.4], [-0.55, -0.42], [0.0, 0.15],
-        [0.3, 0.45], [-0.3, 0.45], [0.0, 0.38], [0.0, 0.55],
+        [0.3, -0.2],
+        [-0.3, -0.2],
+        [0.15, -0.2],
+        [0.45, -0.2],
+        [-0.15, -0.2],
+        [-0.45, -0.2],
+        [0.12, -0.4],
+        [0.55, -0.42],
+        [-0.12, -0.4],
+        [-0.55, -0.42],
+        [0.0, 0.15],
+        [0.3, 0.45],
+        [-0.3, 0.45],
+        [0.0, 0.38],
+        [0.0, 0.55],
     ]
 )
 
@@ -105,6 +121,9 @@ def write_models(folder: Path) -> Path:
         name: {"file": f"{name}.onnx", "sha256": sha256_of(folder / f"{name}.onnx"), "opset": OPSET, **entry}
         for name, entry in entries.items()
     }
+    # The real face detector: it is small, shipped in the repo, and the service needs one.
+    shutil.copytree(ROOT / "models" / "yunet", folder / "yunet", dirs_exist_ok=True)  # licence included
+    models["yunet"] = {**YUNET, "sha256": sha256_of(folder / YUNET["file"])}
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"models": models, "git_commit": "stand-in", "created": "test"}, indent=2))
     return manifest
@@ -112,7 +131,6 @@ def write_models(folder: Path) -> Path:
 
 # --- a real `bentoml serve` in a subprocess ------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
@@ -136,7 +154,7 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed by stop(), the server's whole life)
         python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
         self.process = subprocess.Popen(
             [python, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -206,10 +224,8 @@ class Server:
             except ProcessLookupError:
                 pass
         # workers left behind in the group, if any
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._log.close()
 
 

@@ -14,8 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def bench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "VISION_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=ROOT, env={**base, **(env or {})},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

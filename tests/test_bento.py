@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from service_models import ROOT, free_port, write_models
+
 from vision.manifest import read_manifest, verified_model
 
 BIN = ROOT / ".venv" / "bin"
@@ -59,8 +59,18 @@ def built(tmp_path_factory):
 def test_the_bento_holds_the_service_vision_and_verified_models_only(built):
     bento, tag, _ = built
     src = {str(p.relative_to(bento / "src")) for p in (bento / "src").rglob("*") if p.is_file()}
-    assert {"service/service.py", "service/images.py", "service/runtime.py", "vision/faces.py", "vision/manifest.py"} <= src
+    assert {
+        "service/service.py",
+        "service/images.py",
+        "service/runtime.py",
+        "vision/faces.py",
+        "vision/manifest.py",
+    } <= src
     assert {f"models/{n}.onnx" for n in ("digits_cnn", "digits_mlp", "keypoints")} | {"models/manifest.json"} <= src
+    assert {
+        "models/yunet/face_detection_yunet_2023mar.onnx",
+        "models/yunet/LICENSE",
+    } <= src  # the detector, licence beside it
     assert not [p for p in src if p.startswith(("training/", "tests/")) or p.endswith((".pt", ".pyc"))], src
     manifest = bento / "src" / "models" / "manifest.json"
     for name in read_manifest(manifest)["models"]:
@@ -72,7 +82,8 @@ def test_the_bento_holds_the_service_vision_and_verified_models_only(built):
 def test_the_bento_pins_its_packages_and_has_no_torch(built):
     bento, _, _ = built
     requirements = [
-        line.strip() for line in (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
+        line.strip()
+        for line in (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert requirements and all("==" in line for line in requirements), requirements
@@ -86,7 +97,10 @@ def test_the_bento_pins_its_packages_and_has_no_torch(built):
 def test_the_containerfile_is_a_cuda_cudnn9_image(built, tmp_path):
     _, tag, env = built
     out = tmp_path / "Containerfile"
-    code = "import sys, bentoml; bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
+    code = (
+        "import sys, bentoml; "
+        "bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
+    )
     run([sys.executable, "-c", code, tag, str(out)], env, tmp_path)
     text = out.read_text()
     assert re.search(r"^FROM nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04", text, re.M), text[:800]
@@ -103,21 +117,47 @@ def test_the_containerfile_is_a_cuda_cudnn9_image(built, tmp_path):
 def test_the_image_builds_and_answers_readyz(built, tmp_path):
     bento, tag, env = built
     containerfile = tmp_path / "Containerfile"
-    code = "import sys, bentoml; bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
+    code = (
+        "import sys, bentoml; "
+        "bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
+    )
     run([sys.executable, "-c", code, tag, str(containerfile)], env, tmp_path)
     # buildah does not resolve Docker Hub short names without a registries.conf alias.
     text = re.sub(r"^FROM (?![\w.-]+\.\w+/)", "FROM docker.io/", containerfile.read_text(), flags=re.M)
     containerfile.write_text(text)
     storage = ["--storage-driver", "vfs", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run")]
     image = "localhost/vision:test"
-    run(["buildah", *storage, "bud", "--isolation", "chroot", "-f", str(containerfile), "-t", image, str(bento)],
-        env, tmp_path, timeout=3600)
+    run(
+        ["buildah", *storage, "bud", "--isolation", "chroot", "-f", str(containerfile), "-t", image, str(bento)],
+        env,
+        tmp_path,
+        timeout=3600,
+    )
     container = run(["buildah", *storage, "from", image], env, tmp_path).strip()
     port = free_port()
     serve = subprocess.Popen(
-        ["buildah", *storage, "run", "--isolation", "chroot", "--network", "host", container, "--",
-         "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            "buildah",
+            *storage,
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            container,
+            "--",
+            "bentoml",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         import httpx
@@ -130,7 +170,8 @@ def test_the_image_builds_and_answers_readyz(built, tmp_path):
             except httpx.HTTPError:
                 time.sleep(1)
         else:
-            pytest.fail(f"the container did not become ready:\n{serve.stdout.read().decode()[-3000:] if serve.poll() is not None else ''}")
+            log = serve.stdout.read().decode()[-3000:] if serve.poll() is not None else ""
+            pytest.fail(f"the container did not become ready:\n{log}")
         info = httpx.post(f"http://127.0.0.1:{port}/info", timeout=30).json()
         assert info["providers"]
     finally:

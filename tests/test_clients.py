@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from service_models import Server, free_port, write_models
 
 from clients import webcam
 from clients.__main__ import main as cli
 from clients.api import ServiceError, VisionClient, keypoint_array
-from service_models import Server, free_port, write_models
 from training.mnist import load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,12 @@ def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProce
     """`python -m ...` in a fresh process, without a display and without $VISION_URL unless given."""
     base = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "VISION_URL")}
     return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, env={**base, **(env or {})}, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -51,7 +56,9 @@ def write_clip(path: Path, fps: float, frames: int = 8) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     models = write_models(tmp_path_factory.mktemp("models"))
-    server = Server({"VISION_MANIFEST": str(models), "VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log") / "serve.log")
+    server = Server(
+        {"VISION_MANIFEST": str(models), "VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log") / "serve.log"
+    )
     try:
         server.wait_ready()
         yield server
@@ -156,8 +163,12 @@ def test_cli_refuses_bad_inputs_in_one_line(tmp_path):
     truncated.write_bytes(FACE.read_bytes()[:20_000])
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
-    for path, reason in [(tmp_path / "missing.png", "no such file"), (text, "not an image"),
-                         (truncated, "truncated or corrupt"), (tmp_path, "is a directory")]:
+    for path, reason in [
+        (tmp_path / "missing.png", "no such file"),
+        (text, "not an image"),
+        (truncated, "truncated or corrupt"),
+        (tmp_path, "is a directory"),
+    ]:
         with pytest.raises(SystemExit) as exit_info:
             cli(["digit", str(path), "--url", dead_url()])  # refused before the service is asked
         message = str(exit_info.value.code)
@@ -219,4 +230,5 @@ def test_bench_runs_against_the_service(server):
     """A smoke run (bench is a tool, not a test): it finds its example images and talks to the service."""
     done = run_module("bench", "--seconds", "0.2", env={"VISION_URL": server.url})
     assert done.returncode == 0, done.stderr
-    assert "POST /digit (28x28 PNG)" in done.stdout and "POST /faces (512x600 JPEG" in done.stdout
+    assert "POST /digit (28x28 PNG)" in done.stdout
+    assert "POST /faces (640x480 JPEG, 1 face, yunet)" in done.stdout and "3000x2000 JPEG, 1 face, haar" in done.stdout

@@ -1,18 +1,19 @@
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from training import digits
-from training.common import load_checkpoint
+from training import common, digits, models
+from training.common import count_params, load_checkpoint
+from vision.errors import InputError
 
 
 def tiny_run(fixtures, tmp_path, model: str, *extra: str):
     out = tmp_path / f"{model}.pt"
-    argv = ["--model", model, "--data", str(fixtures / "mnist"), "--val-size", "10", "--epochs", "1",
-            "--pretrain-epochs", "1", "--out", str(out), *extra]  # fmt: skip
-    digits.main(argv)
+    argv = ["--model", model, "--data", str(fixtures / "mnist"), "--val-size", "10", "--epochs", "1"]
+    digits.main([*argv, "--pretrain-epochs", "1", "--out", str(out), *extra])
     return out
 
 
@@ -22,7 +23,8 @@ def test_one_epoch_on_fixtures_writes_a_loadable_checkpoint(fixtures, tmp_path, 
     checkpoint = load_checkpoint(out)  # weights_only=True
     assert checkpoint["model"] == f"digits_{model}"
     assert checkpoint["config"]["model"] == model and checkpoint["config"]["epochs"] == 1
-    net = digits.model_from_checkpoint(checkpoint)
+    assert checkpoint["model_args"] == ({"channels": (16, 32, 64)} if model == "cnn" else {})
+    net = models.model_from_checkpoint(checkpoint, expected=f"digits_{model}")
     assert not net.training
     x = torch.rand(3, 1, 28, 28)
     assert net(x).shape == (3, 10)
@@ -31,7 +33,7 @@ def test_one_epoch_on_fixtures_writes_a_loadable_checkpoint(fixtures, tmp_path, 
         assert torch.equal(value, checkpoint["state_dict"][key])
     metrics = json.loads(out.with_suffix(".json").read_text())
     assert 0 <= metrics["val_accuracy"] <= 1 and metrics["val_images"] == 10
-    assert metrics["params"] == digits.count_params(net)
+    assert metrics["params"] == count_params(net)
     assert len(metrics["history"]) == 1 and "command" in metrics
     assert (tmp_path / f"{model}_curves.png").stat().st_size > 0
 
@@ -58,10 +60,10 @@ def test_parameter_counts_follow_the_architecture():
     bn = 2 * (392 + 196 + 98 + 49)  # BatchNorm1d weight+bias between layers, none at the ends
     encoder = linear_params(enc) + bn
     head = linear_params([32, 400, 400, 10]) + 2 * 2 * 400
-    assert digits.count_params(digits.AutoEncoder()) == encoder + linear_params(enc[::-1]) + bn == 824_702
-    assert digits.count_params(digits.MLPClassifier()) == encoder + head == 591_185
-    cnn = digits.DigitCNN()
-    assert digits.count_params(cnn) < 1_000_000
+    assert count_params(models.AutoEncoder()) == encoder + linear_params(enc[::-1]) + bn == 824_702
+    assert count_params(models.MLPClassifier()) == encoder + head == 591_185
+    cnn = models.DigitCNN()
+    assert count_params(cnn) < 1_000_000
     convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(m.bias is None for m in convs)  # BatchNorm follows every conv
     assert any(isinstance(m, torch.nn.Dropout2d) for m in cnn.modules())
@@ -69,10 +71,10 @@ def test_parameter_counts_follow_the_architecture():
 
 def test_output_shapes():
     x = torch.rand(4, 1, 28, 28)
-    for model in (digits.DigitCNN(), digits.MLPClassifier()):
+    for model in (models.DigitCNN(), models.MLPClassifier()):
         assert model.eval()(x).shape == (4, 10)
-    assert digits.AutoEncoder().eval()(x).shape == (4, 784)
-    assert digits.AutoEncoder().encoder(x.flatten(1)).shape == (4, 32)
+    assert models.AutoEncoder().eval()(x).shape == (4, 784)
+    assert models.AutoEncoder().encoder(x.flatten(1)).shape == (4, 32)
 
 
 def test_mflops_count_a_linear_layer_exactly():
@@ -81,7 +83,7 @@ def test_mflops_count_a_linear_layer_exactly():
 
 
 def config_with(p: float) -> digits.Config:
-    return digits.Config(model="mlp", rotate_p=p, blur_p=p, translate_p=p)
+    return digits.Config(model="mlp", rotate_p=p, blur_p=p, translate_p=p).resolved()
 
 
 def test_augmentation_keeps_shape_and_dtype_and_changes_images():
@@ -100,11 +102,12 @@ def test_augmentation_is_identity_at_p_zero():
 
 def test_blur_alone_preserves_a_flat_image_and_shift_moves_ink():
     flat = torch.full((2, 1, 28, 28), 0.5)
-    c = digits.Config(rotate_p=0, translate_p=0, blur_p=1.0)
-    assert torch.allclose(digits.augment(flat, c, torch.Generator().manual_seed(0)), flat)
+    for radius in (1, 2):
+        c = digits.Config(rotate_p=0, translate_p=0, blur_p=1.0, blur_radius=radius).resolved()
+        assert torch.allclose(digits.augment(flat, c, torch.Generator().manual_seed(0)), flat)
     dot = torch.zeros(1, 1, 28, 28)
     dot[0, 0, 14, 14] = 1
-    c = digits.Config(rotate_p=0, translate_p=1.0, blur_p=0, translate=0.1)
+    c = digits.Config(rotate_p=0, translate_p=1.0, blur_p=0, translate=0.1).resolved()
     moved = digits.augment(dot, c, torch.Generator().manual_seed(1))
     assert moved[0, 0, 14, 14] < 1
 
@@ -115,3 +118,166 @@ def test_balanced_subset_is_balanced_and_seeded():
     assert np.bincount(labels[picked], minlength=10).tolist() == [10] * 10
     assert np.array_equal(picked, digits.balanced_subset(labels, 100, seed=3))
     assert not np.array_equal(picked, digits.balanced_subset(labels, 100, seed=4))
+
+
+def test_blur_radius_sets_the_kernel():
+    """A wider kernel spreads a dot further: the radius is the config's, not a literal 3x3."""
+    dot = torch.zeros(1, 1, 28, 28)
+    dot[0, 0, 14, 14] = 1
+    spread = {}
+    for radius in (1, 2):
+        c = digits.Config(rotate_p=0, translate_p=0, blur_p=1.0, blur_sigma=(1.5, 1.5), blur_radius=radius).resolved()
+        spread[radius] = digits.augment(dot, c, torch.Generator().manual_seed(0))[0, 0, 14, 16].item()
+    assert spread[1] == 0 and spread[2] > 0
+
+
+# --- config: one definition of every default -----------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_a_config_from_python_trains_as_the_command_line_does(fixtures, monkeypatch, model):
+    """fit(Config(model=...)) resolves the per-model defaults, augmentation included, as the CLI."""
+    seen = []
+
+    def capture(net, train, val, config, generator):
+        seen.append(config)
+        raise KeyboardInterrupt  # stop before training: the config is what is under test
+
+    monkeypatch.setattr(digits, "train_classifier", capture)
+    data = digits.load_split(digits.Config(data=str(fixtures / "mnist"), val_size=10))
+    with pytest.raises(KeyboardInterrupt):
+        digits.fit(digits.Config(model=model, pretrain=False), data)
+    assert seen[0] == digits.parse_args(["--model", model, "--no-pretrain"])
+    assert seen[0] == digits.Config(model=model, pretrain=False).resolved()
+    for name, value in digits.MODEL_DEFAULTS[model].items():
+        assert getattr(seen[0], name) == value
+    # The CNN's milder, more frequent augmentation is its default, not a command-line override.
+    assert (seen[0].rotate_deg, seen[0].rotate_p) == ((12.0, 0.5) if model == "cnn" else (30.0, 0.2))
+
+
+def test_resolved_keeps_what_was_given_and_fills_the_rest():
+    config = digits.Config(model="cnn", lr=0.0, epochs=3, translate=0.0).resolved()
+    assert (config.lr, config.epochs, config.translate) == (0.0, 3, 0.0)  # 0 is zero, not "the default"
+    assert config.batch_size == 128 and config.out == "models/digits_cnn.pt"
+    assert config.resolved() == config
+    assert digits.Config(ablation=True).resolved().model == "mlp"
+    assert digits.Config().resolved().model == "cnn"
+
+
+def test_zero_learning_rate_is_zero_and_zero_epochs_are_refused(capsys):
+    assert digits.parse_args(["--lr", "0"]).lr == 0.0
+    assert digits.parse_args(["--model", "mlp", "--lr", "0"]).lr == 0.0
+    for argv in (
+        ["--epochs", "0"],
+        ["--batch-size", "0"],
+        ["--labels", "0"],
+        ["--lr", "-1"],
+        ["--model", "cnn", "--ablation"],
+    ):
+        with pytest.raises(SystemExit) as exc:
+            digits.parse_args(argv)
+        assert exc.value.code == 2
+        assert "error:" in capsys.readouterr().err
+    with pytest.raises(InputError):
+        digits.fit(digits.Config(epochs=0))
+
+
+def test_existing_flags_keep_their_meaning():
+    config = digits.parse_args(["--ablation", "--no-pretrain", "--cnn-channels", "8", "16", "32", "--labels", "300"])
+    assert config.model == "mlp" and config.ablation and not config.pretrain
+    assert config.cnn_channels == (8, 16, 32) and config.labels == 300
+    assert digits.parse_args([]).pretrain and digits.parse_args([]).labels is None
+
+
+def test_config_parser_maps_fields_to_flags():
+    @dataclasses.dataclass
+    class Toy:
+        name_with_parts: str = common.option("a", "the name")
+        on: bool = common.option(True, "switch")
+        sizes: tuple[int, ...] = common.option((1, 2), "sizes")
+        pair: tuple[float, float] = common.option((0.5, 1.0), "a range")
+        rate: float | None = common.option(None, "rate")
+
+    parser = common.config_parser(Toy, "toy", "", {"small": {"rate": 0.1}})
+    args = parser.parse_args(["--name-with-parts", "b", "--no-on", "--sizes", "3", "4", "5", "--pair", "1", "2"])
+    assert vars(args) == {"name_with_parts": "b", "on": False, "sizes": [3, 4, 5], "pair": [1.0, 2.0], "rate": None}
+    assert parser.parse_args(["--rate", "0"]).rate == 0.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--pair", "1"])
+    text = parser.format_help()
+    assert "the name (default: a)" in text and "(default: small 0.1)" in text and "(default: on)" in text
+
+
+# --- the model registry and checkpoints -----------------------------------------------------------
+
+
+def digits_checkpoint(model_name="digits_cnn", model_args=None, config=None):
+    model_args = {"channels": (8, 16, 32)} if model_args is None else model_args
+    torch.manual_seed(0)
+    net = models.build(model_name, model_args)
+    return {
+        "model": model_name,
+        "model_args": model_args,
+        "config": config or {},
+        "state_dict": net.state_dict(),
+        "metrics": {},
+    }
+
+
+def test_model_from_checkpoint_refuses_a_wrong_or_unknown_model_name():
+    checkpoint = digits_checkpoint()
+    assert isinstance(models.model_from_checkpoint(checkpoint, expected="digits_cnn"), models.DigitCNN)
+    with pytest.raises(InputError, match="expected a keypoints checkpoint") as exc:
+        models.model_from_checkpoint(checkpoint, expected="keypoints")
+    assert "\n" not in str(exc.value)
+    with pytest.raises(InputError, match="not a model checkpoint") as exc:
+        models.model_from_checkpoint(checkpoint | {"model": "resnet"})
+    assert "\n" not in str(exc.value)
+
+
+def test_model_from_checkpoint_refuses_unknown_model_args():
+    checkpoint = digits_checkpoint()
+    with pytest.raises(InputError, match="unknown model_args .*width") as exc:
+        models.model_from_checkpoint(checkpoint | {"model_args": {"channels": (8, 16, 32), "width": 3}})
+    assert "\n" not in str(exc.value)
+    with pytest.raises(InputError, match="unknown model_args"):
+        models.model_from_checkpoint(digits_checkpoint("digits_mlp", {}) | {"model_args": {"channels": (8, 16, 32)}})
+
+
+def test_model_from_checkpoint_loads_strictly():
+    checkpoint = digits_checkpoint()
+    state = dict(checkpoint["state_dict"])
+    state.pop("classifier.2.bias")
+    with pytest.raises(InputError, match="do not fit") as exc:
+        models.model_from_checkpoint(checkpoint | {"state_dict": state})
+    assert "\n" not in str(exc.value)
+    with pytest.raises(InputError, match="do not fit"):  # the weights of (8, 16, 32), built as (16, 32, 64)
+        models.model_from_checkpoint(checkpoint | {"model_args": {"channels": (16, 32, 64)}})
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_a_legacy_checkpoint_with_only_a_config_loads_to_the_same_outputs(model):
+    """Checkpoints from before "model_args" (the shipped ones) carry the arguments in the config."""
+    config = dataclasses.asdict(digits.Config(model=model, cnn_channels=(8, 16, 32)).resolved())
+    checkpoint = digits_checkpoint(f"digits_{model}", {"channels": (8, 16, 32)} if model == "cnn" else {}, config)
+    legacy = {k: v for k, v in checkpoint.items() if k != "model_args"}
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = models.model_from_checkpoint(checkpoint)(x)
+        assert torch.equal(models.model_from_checkpoint(legacy)(x), expected)
+    # A legacy config in the shipped form: no_pretrain and no "pretrain" field, lists from JSON.
+    shipped_style = {k: v for k, v in config.items() if k != "pretrain"} | {
+        "no_pretrain": False,
+        "cnn_channels": [8, 16, 32],
+    }
+    assert torch.equal(models.model_from_checkpoint(legacy | {"config": shipped_style})(x), expected)
+
+
+def test_the_shipped_digit_checkpoints_still_load(request):
+    for name in ("digits_cnn", "digits_mlp"):
+        path = request.config.rootpath / "models" / f"{name}.pt"
+        if not path.exists():
+            pytest.skip(f"no shipped {path}")
+        checkpoint = load_checkpoint(path)
+        net = models.model_from_checkpoint(checkpoint, expected=name)
+        assert not net.training and net(torch.rand(2, 1, 28, 28)).shape == (2, 10)

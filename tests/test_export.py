@@ -2,17 +2,23 @@
 
 import dataclasses
 import json
+import shlex
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
+from export import optimize
 from export.__main__ import main as export_main
+from export.__main__ import optimize_command
 from export.convert import describe
 from training import digits, keypoints, prepare_faces
 from training.common import save_checkpoint
+from training.models import build
 from vision.manifest import DEFAULT_PATH, ManifestError, read_manifest, sha256_of, verified_model
 
 
@@ -22,13 +28,25 @@ def exported(tmp_path_factory, request):
     fixtures = request.config.rootpath / "tests" / "fixtures"
     root = tmp_path_factory.mktemp("export")
     models = root / "models"
-    for name, config in (("digits_cnn", digits.Config(model="cnn")), ("digits_mlp", digits.Config(model="mlp"))):
-        config = config.resolved()
-        save_checkpoint(models / f"{name}.pt", name, dataclasses.asdict(config), digits.build_model(config), {})
-    config = keypoints.Config()
-    save_checkpoint(models / "keypoints.pt", "keypoints", dataclasses.asdict(config), keypoints.build_model(config), {})
-    prepare_faces.save(prepare_faces.prepare(fixtures / "faces", 0.4, 0, progress=False), root / "faces")
-    args = ["--models", str(models), "--mnist", str(fixtures / "mnist"), "--faces", str(root / "faces" / "faces.npz"), "--val-size", "20"]
+    torch.manual_seed(0)  # fresh weights, the same whichever tests ran before: the perturbation test needs live units
+    for config in (
+        digits.Config(model="cnn").resolved(),
+        digits.Config(model="mlp").resolved(),
+        keypoints.Config().resolved(),
+    ):
+        name, args = config.model_name, config.model_args()
+        save_checkpoint(models / f"{name}.pt", name, args, dataclasses.asdict(config), build(name, args), {})
+    prepare_faces.save(prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, progress=False), root / "faces")
+    args = [
+        "--models",
+        str(models),
+        "--mnist",
+        str(fixtures / "mnist"),
+        "--faces",
+        str(root / "faces" / "faces.npz"),
+        "--val-size",
+        "20",
+    ]
     export_main(args)
     return models, args
 
@@ -42,7 +60,9 @@ def test_fresh_models_export_and_pass_the_gate(exported, capsys):
         assert entry["opset"] >= 17 and entry["parity"]["passed"]
         assert entry["inputs"][0]["name"] == "image" and entry["inputs"][0]["shape"][0] == "batch"
         assert all(d <= 1e-4 for d in entry["parity"]["max_abs_diff"].values())
-    assert describe(models / "keypoints.onnx")["outputs"] == [{"name": "keypoints", "shape": ["batch", 30], "dtype": "float32"}]
+    assert describe(models / "keypoints.onnx")["outputs"] == [
+        {"name": "keypoints", "shape": ["batch", 30], "dtype": "float32"}
+    ]
     assert describe(models / "digits_cnn.onnx")["inputs"][0]["shape"] == ["batch", 1, 28, 28]
 
 
@@ -83,6 +103,81 @@ def test_a_manifest_whose_sha256_does_not_match_is_detected(exported, tmp_path):
         verified_model("keypoints", copy / "manifest.json")
     with pytest.raises(SystemExit, match="error: .*keypoints.onnx: sha256"):
         export_main(["--models", str(copy), *args[2:], "--check"])
+
+
+def _with_int8_variants(models, tmp_path, *names):
+    """A copy of `models` whose manifest also lists NAME_int8 for each name (a copy of NAME.onnx stands in)."""
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in names:
+        shutil.copyfile(copy / f"{name}.onnx", copy / f"{name}_int8.onnx")
+        fp32 = manifest["models"][name]
+        manifest["models"][f"{name}_int8"] = {**fp32, "file": f"{name}_int8.onnx", "variant_of": name}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def _dropped(out):
+    return [line for line in out.splitlines() if line.startswith("dropped ")]
+
+
+def test_reexport_says_which_int8_variants_it_drops_and_how_to_rebuild_them(exported, tmp_path, capsys):
+    models, args = exported
+    copy = _with_int8_variants(models, tmp_path, "digits_cnn", "keypoints")
+    capsys.readouterr()
+    export_main(["--models", str(copy), *args[2:], "--only", "digits_cnn"])
+    manifest = read_manifest(copy / "manifest.json")["models"]
+    assert "digits_cnn_int8" not in manifest and not (copy / "digits_cnn_int8.onnx").exists()
+    assert verified_model("keypoints_int8", copy / "manifest.json").info["variant_of"] == "keypoints"  # not re-exported
+    rebuild = shlex.join(["python", "-m", "export.optimize", "--models", str(copy), *args[2:]])
+    assert _dropped(capsys.readouterr().out) == [
+        f"dropped digits_cnn_int8 ({copy / 'digits_cnn_int8.onnx'}): made from the previous digits_cnn, "
+        f"stale now; rebuild it with: {rebuild}"
+    ]
+
+
+def test_the_rebuild_command_names_only_what_differs_from_the_defaults():
+    command = optimize_command(Path("models"), Path("../shared/data/mnist"), Path("data/faces/faces.npz"))
+    assert command == "python -m export.optimize --mnist ../shared/data/mnist --faces data/faces/faces.npz"
+
+
+def test_optimize_drops_a_shipped_int8_variant_that_no_longer_earns_it(exported, tmp_path, monkeypatch, capsys):
+    models, args = exported
+    copy = _with_int8_variants(models, tmp_path, "digits_cnn")
+    before = read_manifest(copy / "manifest.json")["models"]
+
+    def measured(spec, onnx_path, scratch, *_):  # digits: int8 1 point worse (dropped); keypoints: 2x faster (kept)
+        if spec.task == "digits":
+            fp32, int8 = {"batch64_ms": 1.0, "val_accuracy": 0.90}, {"batch64_ms": 0.5, "val_accuracy": 0.89}
+        else:
+            fp32, int8 = {"batch64_ms": 1.0, "val_score": 100.0}, {"batch64_ms": 0.5, "val_score": 99.0}
+        return {"variants": {optimize.FP32: fp32, optimize.INT8: int8}, "int8_path": onnx_path}
+
+    monkeypatch.setattr(optimize, "evaluate_variants", measured)
+    capsys.readouterr()
+    optimize.main(["--models", str(copy), *args[2:]])
+    manifest = read_manifest(copy / "manifest.json")["models"]
+    assert set(manifest) == {"digits_cnn", "digits_mlp", "keypoints", "keypoints_int8"}
+    assert not (copy / "digits_cnn_int8.onnx").exists()
+    assert _dropped(capsys.readouterr().out) == [
+        f"dropped digits_cnn_int8 ({copy / 'digits_cnn_int8.onnx'}) and its manifest entry: "
+        "re-quantized int8 not kept: accuracy -1.00 points, batch-64 speed-up x2.00"
+    ]
+    assert all(manifest[name] == before[name] for name in ("digits_cnn", "digits_mlp", "keypoints"))
+    kept = verified_model("keypoints_int8", copy / "manifest.json").info
+    assert kept["quantization"] == optimize.quantization_summary() and kept["speedup_batch64"] == 2.0
+
+
+def test_int8_weights_fit_in_7_bits_so_avx2_cpus_without_vnni_cannot_saturate(exported, tmp_path):
+    models, _ = exported
+    calibration = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    optimize.quantize(models / "digits_cnn.onnx", tmp_path / "int8.onnx", calibration)
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 5  # every conv and linear layer
+    assert all(np.abs(w.astype(np.int16)).max() <= 64 for w in weights)  # 2 * 255 * 64 < 32767
+    assert "7-bit" in optimize.quantization_summary()
 
 
 def test_missing_checkpoints_exit_with_one_line(tmp_path):

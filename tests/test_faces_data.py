@@ -43,7 +43,7 @@ def test_unreadable_image_is_named_and_nothing_is_written(fixtures, tmp_path):
     (faces_dir / "images" / "Chris_Noth_10.jpg").write_bytes(b"\xff\xd8 truncated")
     out = tmp_path / "out"
     with pytest.raises(SystemExit, match="Chris_Noth_10.jpg: missing or unreadable image"):
-        prepare_faces.main(["--data", str(faces_dir), "--out", str(out)])
+        prepare_faces.main(["--faces", str(faces_dir), "--out", str(out)])
     assert not (out / "faces.npz").exists()
 
 
@@ -73,13 +73,13 @@ def test_kaggle_csv_with_short_image_names_the_row(tmp_path):
 
 
 def test_prepare_faces_on_fixtures(fixtures, tmp_path, capsys):
-    out = tmp_path / "crops"
-    prepare_faces.main(["--data", str(fixtures / "faces"), "--out", str(out), "--validation-share", "0.4"])
-    printed = capsys.readouterr().out
-    assert "cropped from a Haar detection" in printed
+    out = tmp_path / "faces"
+    prepare_faces.main(["--faces", str(fixtures / "faces"), "--out", str(out), "--validation-share", "0.4"])
+    assert "youtube: 10 faces, 10 cropped from a YuNet detection" in capsys.readouterr().out
     arrays = np.load(out / "faces.npz")
     assert arrays["images"].shape == (10, 96, 96) and arrays["keypoints"].shape == (10, 15, 2)
-    assert arrays["detected"].sum() >= 8
+    assert arrays["context"].shape == (10, 144, 144) and arrays["points"].shape == (10, 15, 2)
+    assert set(arrays["sources"]) == {"youtube"} and arrays["detected"].all()
     assert np.abs(arrays["keypoints"]).max() <= 1.0
     val, ids = arrays["validation"], arrays["identities"]
     assert 0 < val.sum() < 10
@@ -87,14 +87,30 @@ def test_prepare_faces_on_fixtures(fixtures, tmp_path, capsys):
     assert (out / "contact_sheet.png").stat().st_size > 0
 
 
-def test_fallback_box_approximates_the_haar_box(fixtures):
-    data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+def test_the_training_crops_are_the_services_crops(fixtures, tmp_path):
+    """Each stored crop is exactly what vision.faces cuts for the frame's YuNet face, and its
+    keypoints are the labels mapped into that crop."""
+    from vision import faces, keypoints
+
+    arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, progress=False)
+    data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv", fixtures / "faces" / "images")
+    detector = faces.YuNetDetector(prepare_faces.YUNET, score_threshold=0.5)
+    for i in range(len(data.names)):
+        image = data.read_image(i)
+        crop = faces.FaceCrop.around(prepare_faces.best_detection(detector, image, data.points[i]))
+        np.testing.assert_array_equal(arrays["images"][i], crop.cut(faces.to_gray(image)))
+        expected = faces.normalize(crop.to_crop(keypoints.from_ibug68(data.points[i])))
+        np.testing.assert_allclose(arrays["keypoints"][i], expected, atol=1e-5)
+
+
+def test_a_made_up_detection_approximates_yunets(fixtures):
     from vision import faces
 
-    detector = faces.FaceDetector()
-    ious = []
-    for i in range(len(data.names)):
-        box, detected = prepare_faces.face_box(detector, faces.to_gray(data.read_image(i)), data.points[i])
-        if detected:
-            ious.append(faces.iou(box, prepare_faces.fallback_box(data.points[i])))
-    assert ious and np.median(ious) > 0.6
+    data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+    detector = faces.YuNetDetector(prepare_faces.YUNET)
+    found = [prepare_faces.best_detection(detector, data.read_image(i), data.points[i]) for i in range(len(data.names))]
+    placement = prepare_faces.box_from_labels(found, list(data.points))
+    ious = [faces.iou(d.box, placement.detection(p).box) for d, p in zip(found, data.points)]
+    assert np.median(ious) > 0.8
+    rolls = [abs(d.roll - placement.detection(p).roll) for d, p in zip(found, data.points)]
+    assert np.median(rolls) < 5  # degrees: the labelled eyes agree with YuNet's

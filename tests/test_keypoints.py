@@ -1,11 +1,17 @@
+import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from training import common, keypoints as kp_training, prepare_faces
+from training import common, models, prepare_faces
+from training import keypoints as kp_training
 from vision import faces, keypoints
+from vision.errors import InputError
+from vision.metrics import course_score, nme, nme_per_face
 
 
 def test_flip_swaps_left_and_right_pairs():
@@ -35,20 +41,22 @@ def test_flip_swaps_left_and_right_pairs():
 
 
 def test_augment_moves_keypoints_with_the_pixels():
-    """A bright dot at each keypoint must still be under the keypoint after augmentation."""
+    """A bright dot at each keypoint of a context crop (144x144, the 96x96 crop at its center) must
+    still be under the keypoint in the augmented 96x96 crop."""
     config = kp_training.Config(rotate=15, scale=0.1, shift=0.06)
     rng = np.random.default_rng(3)
     px = np.array([[30.0, 35.0], [66.0, 35.0], [48.0, 60.0]])
     points = np.zeros((15, 2))
     for trial in range(10):
-        image = np.zeros((96, 96), np.uint8)
+        image = np.zeros((144, 144), np.uint8)
         chosen = [0, 1, 10]  # both eye centers and the nose
         full = np.full((15, 2), 48.0)
         full[chosen] = px
-        for x, y in px.astype(int):
+        for x, y in px.astype(int) + 24:
             cv2_circle(image, x, y)
         points = faces.normalize(full)
         x, out = kp_training.augment(image, points, config, rng)
+        assert x.shape == (96, 96)
         out_px = faces.denormalize(out)
         for i in chosen:
             cx, cy = np.round(out_px[i]).astype(int)
@@ -67,8 +75,8 @@ def test_course_score_matches_the_formula_by_hand():
     pred[0, 0] = 0.1  # squared error 0.01
     pred[1, 5] = -0.2  # squared error 0.04
     # MSE = 0.05 / 60 values; score = 1 / (2 * MSE) = 600
-    assert kp_training.course_score(pred, target) == pytest.approx(600.0)
-    assert kp_training.course_score(pred.reshape(2, 15, 2), target.reshape(2, 15, 2)) == pytest.approx(600.0)
+    assert course_score(pred, target) == pytest.approx(600.0)
+    assert course_score(pred.reshape(2, 15, 2), target.reshape(2, 15, 2)) == pytest.approx(600.0)
 
 
 def test_nme_by_hand():
@@ -82,13 +90,44 @@ def test_nme_by_hand():
     pred[0, 0] += [0.3, 0.4]  # one point 0.5 off: mean error 0.5 / 15
     pred[1] += [0.0, 0.04]  # every point 0.04 off: mean error 0.04
     expected = ((0.5 / 15) / 0.8 + 0.04 / 0.4) / 2
-    assert kp_training.nme(pred, target) == pytest.approx(expected)
-    assert kp_training.nme(pred.reshape(2, 30), target.reshape(2, 30)) == pytest.approx(expected)
+    assert nme(pred, target) == pytest.approx(expected)
+    assert nme(pred.reshape(2, 30), target.reshape(2, 30)) == pytest.approx(expected)
+
+
+def test_nme_per_face_and_per_keypoint():
+    left, right = keypoints.OUTER_EYE_CORNERS
+    target = np.zeros((2, 15, 2))
+    target[:, left, 0], target[:, right, 0] = 10.0, -10.0  # pixels: ocular distance 20
+    pred = target.copy()
+    pred[0, 3] += [6.0, 8.0]  # 10 px off at one point
+    per_point = nme_per_face(pred, target, per_keypoint=True)
+    assert (
+        per_point.shape == (2, 15) and per_point[0, 3] == pytest.approx(0.5) and per_point.sum() == pytest.approx(0.5)
+    )
+    assert nme_per_face(pred, target) == pytest.approx([0.5 / 15, 0.0])
+    assert nme(pred, target) == pytest.approx(0.5 / 30)
+
+
+def test_the_metrics_need_no_torch():
+    """Evaluation and serving code measure with vision.metrics too: importing it must not pull in torch."""
+    code = (
+        "import sys, numpy as np\n"
+        "from vision import keypoints, metrics\n"
+        "t = np.zeros((2, 15, 2)); t[:, keypoints.OUTER_EYE_CORNERS[0], 0] = 0.5\n"
+        "p = t + 0.1\n"
+        "assert abs(metrics.course_score(p, t) - 50.0) < 1e-9, metrics.course_score(p, t)\n"
+        "assert metrics.nme(p, t) > 0\n"
+        "assert 'torch' not in sys.modules, 'vision.metrics imported torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # One definition: the trainer uses vision's metrics, it keeps no copy of its own.
+    assert kp_training.course_score is course_score and kp_training.nme is nme
 
 
 def test_flip_averaging_in_forward_is_mirror_consistent():
     torch.manual_seed(0)
-    model = kp_training.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
+    model = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
     x = torch.rand(3, 1, 96, 96)
     with torch.no_grad():
         y = model(x).numpy().reshape(3, 15, 2)
@@ -99,15 +138,41 @@ def test_flip_averaging_in_forward_is_mirror_consistent():
 
 
 def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
-    arrays = prepare_faces.prepare(fixtures / "faces", 0.4, 0, False)
+    arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, False)
     npz = prepare_faces.save(arrays, tmp_path / "data")
     out = tmp_path / "out"
     kp_training.main(
-        ["--data", str(npz), "--out", str(out), "--epochs", "2", "--batch-size", "4",
-         "--widths", "8", "8", "8", "8", "8", "--hidden", "16", "--no-progress"]
-    )  # fmt: skip
+        [
+            "--data",
+            str(npz),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--widths",
+            "8",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--hidden",
+            "16",
+            "--no-progress",
+        ]
+    )
     metrics = json.loads((out / "keypoints.json").read_text())
-    for key in ("val_score", "val_nme", "baseline_score", "baseline_nme", "params", "train_seconds", "command", "epochs"):
+    for key in (
+        "val_score",
+        "val_nme",
+        "baseline_score",
+        "baseline_nme",
+        "params",
+        "train_seconds",
+        "command",
+        "epochs",
+    ):
         assert key in metrics
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
     assert (out / "keypoints_curves.png").stat().st_size > 0
@@ -115,19 +180,49 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
 
     checkpoint = common.load_checkpoint(out / "keypoints.pt")
     assert checkpoint["model"] == "keypoints" and checkpoint["config"]["data"] == str(npz)
-    model = kp_training.model_from_checkpoint(checkpoint)
+    assert checkpoint["model_args"] == {"widths": (8, 8, 8, 8, 8), "hidden": 16, "dropout": 0.1, "flip_tta": True}
+    model = models.model_from_checkpoint(checkpoint, expected="keypoints")
     assert not model.training
     _, _, val_images, val_points = kp_training.load_split(npz)
-    pred = model(torch.from_numpy(val_images[:, None].astype(np.float32) / 255)).detach().numpy()
+    x = torch.from_numpy(val_images[:, None].astype(np.float32) / 255)
+    pred = model(x).detach().numpy()
     assert pred.shape == (len(val_images), 30)
-    assert kp_training.course_score(pred, val_points) == pytest.approx(metrics["val_score"], rel=1e-4)
+    assert course_score(pred, val_points) == pytest.approx(metrics["val_score"], rel=1e-4)
+    # A checkpoint from before "model_args" (config only, as the shipped ones) loads the same model.
+    legacy = {k: v for k, v in checkpoint.items() if k != "model_args"}
+    assert torch.equal(models.model_from_checkpoint(legacy, expected="keypoints")(x), model(x))
+    with pytest.raises(InputError, match="expected a digits_cnn checkpoint"):
+        models.model_from_checkpoint(checkpoint, expected="digits_cnn")
 
     # A fine-tuning run starts from those weights: with a zero learning rate it ends where it began.
     tuned = tmp_path / "tuned"
     kp_training.main(
-        ["--data", str(npz), "--out", str(tuned), "--epochs", "1", "--batch-size", "4", "--lr", "0", "--loss", "mse",
-         "--widths", "8", "8", "8", "8", "8", "--hidden", "16", "--no-progress", "--init", str(out / "keypoints.pt")]
-    )  # fmt: skip
+        [
+            "--data",
+            str(npz),
+            "--out",
+            str(tuned),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0",
+            "--loss",
+            "mse",
+            "--widths",
+            "8",
+            "8",
+            "8",
+            "8",
+            "8",
+            "--hidden",
+            "16",
+            "--no-progress",
+            "--init",
+            str(out / "keypoints.pt"),
+        ]
+    )
     start = checkpoint["state_dict"]
     end = common.load_checkpoint(tuned / "keypoints.pt")["state_dict"]
     assert all(torch.equal(start[k], end[k]) for k in start if "running" not in k and "num_batches" not in k)
@@ -137,3 +232,61 @@ def test_missing_data_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         kp_training.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)])
     assert str(exit_info.value).startswith("error: ") and "\n" not in str(exit_info.value)
+
+
+def test_the_command_line_and_python_share_one_config():
+    assert kp_training.parse_args([]) == kp_training.Config().resolved()
+    config = kp_training.parse_args(["--lr", "0", "--widths", "8", "16", "--no-flip-tta", "--blur-sigma", "0.2", "0.3"])
+    assert config.lr == 0.0  # zero is zero: a run that keeps its starting weights
+    assert config.widths == (8, 16) and not config.flip_tta and config.blur_sigma == (0.2, 0.3)
+    assert config.model_args() == {"widths": (8, 16), "hidden": 256, "dropout": 0.1, "flip_tta": False}
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-1"], ["--loss", "huber"]])
+def test_a_bad_config_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        kp_training.parse_args(argv)
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_augmentation_strengths_are_config_fields():
+    """With every strength at zero the augmentation is the identity, the context crop's 96x96
+    center: no literal is left in it."""
+    still = dataclasses.replace(
+        kp_training.Config(),
+        flip_p=0.0,
+        rotate=0.0,
+        scale=0.0,
+        shift=0.0,
+        blur_p=0.0,
+        contrast=(1.0, 1.0),
+        brightness=0.0,
+        noise_p=0.0,
+        jpeg_p=0.0,
+    )
+    rng = np.random.default_rng(0)
+    context = rng.integers(0, 256, (144, 144), dtype=np.uint8)
+    center = context[24:120, 24:120]
+    points = rng.uniform(-0.8, 0.8, (15, 2)).astype(np.float32)
+    for _ in range(5):
+        x, out = kp_training.augment(context, points, still, rng)
+        assert np.allclose(x, center / 255, atol=1e-6) and np.allclose(out, points, atol=1e-5)
+    flipped = dataclasses.replace(still, flip_p=1.0)
+    x, out = kp_training.augment(context, points, flipped, rng)
+    assert np.allclose(x, center[:, ::-1] / 255, atol=1e-6)
+    noisy = dataclasses.replace(still, noise_p=1.0, noise_sigma=(0.05, 0.05))
+    x, _ = kp_training.augment(context, points, noisy, rng)
+    assert 0.02 < np.std(x - center / 255) < 0.06
+    compressed = dataclasses.replace(still, jpeg_p=1.0, jpeg_quality=(10, 10))
+    x, _ = kp_training.augment(context, points, compressed, rng)
+    assert 0 < np.abs(x - center / 255).mean() < 0.2
+
+
+def test_the_shipped_keypoints_checkpoint_still_loads(request):
+    path = request.config.rootpath / "models" / "keypoints.pt"
+    if not path.exists():
+        pytest.skip(f"no shipped {path}")
+    checkpoint = common.load_checkpoint(path)  # torch.load(weights_only=True): plain data only
+    assert checkpoint["model_args"]["widths"] == (24, 32, 64, 128, 256)
+    model = models.model_from_checkpoint(checkpoint, expected="keypoints")
+    assert not model.training and model.flip_tta and model(torch.rand(2, 1, 96, 96)).shape == (2, 30)

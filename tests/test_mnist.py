@@ -53,7 +53,12 @@ def _write(path, payload: bytes):
     [
         (lambda p: p.write_bytes(b"not gzip at all"), "cannot read"),
         (lambda p: _write(p, b"\x00\x00\x09\x03" + b"\x00" * 12), "bad magic"),
-        (lambda p: _write(p, b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100), "header says"),
+        (
+            lambda p: _write(
+                p, b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100
+            ),
+            "header says",
+        ),
     ],
 )
 def test_corrupt_idx_names_the_file(fixtures, tmp_path, corrupt, message):

@@ -18,12 +18,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header
 from PIL import Image
-
 from service_models import ROOT, Server, rss_mib, write_models
+
 from training.mnist import read_idx
 from vision.digits import to_mnist, to_model_input
-from vision.faces import Square, crop, denormalize
+from vision.faces import FaceCrop, HaarDetector, YuNetDetector, find_faces, predict_keypoints
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
 
@@ -34,6 +35,10 @@ def grace_hopper() -> bytes:
     import matplotlib.cbook
 
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
 
 
 def png(image: np.ndarray) -> bytes:
@@ -61,6 +66,9 @@ class Local:
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         return self.sessions[name].run(None, {"image": x.astype(np.float32)})[0]
+
+    def keypoints(self, x: np.ndarray) -> np.ndarray:
+        return self("keypoints", x)
 
     def probabilities(self, name: str, x: np.ndarray) -> np.ndarray:
         logits = self(name, x)
@@ -125,7 +133,7 @@ def test_probes_and_openapi(http):
         assert {"200", "400", "413"} <= set(responses)
         assert responses["400"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
     schemas = document["components"]["schemas"]
-    assert set(schemas["Face"]["properties"]) == {"box", "keypoints"}
+    assert set(schemas["Face"]["properties"]) == {"box", "score", "detector", "keypoints"}
     assert schemas["Keypoint"]["properties"]["name"]["enum"] == list(KEYPOINT_NAMES)
     assert "digit" in json.dumps(paths["/digit"]["post"]["responses"]["200"])
 
@@ -191,9 +199,7 @@ def test_keypoints_on_a_square_crop(http, local, fixtures):
     assert r.status_code == 200, r.text
     points = r.json()["keypoints"]
     assert [p["name"] for p in points] == list(KEYPOINT_NAMES)
-    square = Square(0, 0, side)
-    x = crop(square_image, square)[None, None].astype(np.float32) / 255
-    expected = square.to_image(denormalize(local("keypoints", x)[0].reshape(15, 2)))
+    expected = predict_keypoints(local.keypoints, square_image, [FaceCrop.whole(side, side)])[0]
     got = np.array([[p["x"], p["y"]] for p in points])
     np.testing.assert_allclose(got, expected, atol=0.006)
 
@@ -212,24 +218,34 @@ def test_keypoints_on_a_non_square_upload_match_its_centered_square(http):
 # --- faces ----------------------------------------------------------------------------------------
 
 
-def test_faces_on_a_real_photo(http, local):
-    import vision.faces as vf
+YUNET = ROOT / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 
+
+@pytest.mark.parametrize("detector", [None, "yunet", "haar"])
+def test_faces_on_a_real_photo_answer_what_the_shared_pipeline_says(http, local, detector):
     data = grace_hopper()
-    r = post_image(http, "/faces", data, "grace_hopper.jpg")
+    fields = {"detector": detector} if detector else {}
+    r = post_image(http, "/faces", data, "grace_hopper.jpg", **fields)
     assert r.status_code == 200, r.text
     body = r.json()
-    gray = vf.to_gray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
-    assert (body["width"], body["height"]) == (gray.shape[1], gray.shape[0])
-    boxes = vf.FaceDetector().detect(gray)
-    assert len(body["faces"]) == len(boxes) == 1
-    face, box = body["faces"][0], boxes[0]
-    assert face["box"] == box.as_dict()
-    square = Square.around(box)
-    x = crop(gray, square)[None, None].astype(np.float32) / 255
-    expected = square.to_image(denormalize(local("keypoints", x)[0].reshape(15, 2)))
+    picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert (body["width"], body["height"]) == (picture.shape[1], picture.shape[0])
+    expected = find_faces(picture, HaarDetector() if detector == "haar" else YuNetDetector(YUNET), local.keypoints)
+    assert len(body["faces"]) == len(expected) == 1
+    face, want = body["faces"][0], expected[0]
+    assert face["box"] == want.detection.box.as_dict()
+    assert face["detector"] == (detector or "yunet")
+    if face["detector"] == "yunet":
+        assert 0.5 < face["score"] <= 1 and face["score"] == pytest.approx(want.detection.score, abs=1e-4)
+    else:
+        assert face["score"] is None
     got = np.array([[p["x"], p["y"]] for p in face["keypoints"]])
-    np.testing.assert_allclose(got, expected, atol=0.006)
+    np.testing.assert_allclose(got, want.keypoints, atol=0.006)
+
+
+def test_an_unknown_detector_is_400(http):
+    r = post_image(http, "/faces", grace_hopper(), "g.jpg", detector="dlib")
+    assert r.status_code == 400 and r.json()["error"] == "detector: Input should be 'yunet' or 'haar'"
 
 
 def test_faces_finds_both_obamas(http, shared_data):
@@ -245,6 +261,30 @@ def test_faces_finds_both_obamas(http, shared_data):
 def test_a_photo_without_a_face_is_an_empty_list(http):
     body = post_image(http, "/faces", png(np.full((240, 320), 128, np.uint8))).json()
     assert body == {"width": 320, "height": 240, "faces": []}
+    for name, image in no_face_images().items():
+        assert post_image(http, "/faces", jpeg(image)).json()["faces"] == [], name
+
+
+def test_the_group_photo_gets_exactly_one_box_per_face(http):
+    body = post_image(http, "/faces", jpeg(group_photo()), "group.jpg").json()
+    assert len(body["faces"]) == len(GROUP_PEOPLE)
+    assert all(face["detector"] == "yunet" and face["score"] > 0.7 for face in body["faces"])
+
+
+def test_a_large_photo_answers_in_its_own_pixels(http, local):
+    """A 3000x2000 JPEG is decoded at half size for the faces (service.images.decode_for_faces):
+    the answer is still in the photo's own pixels, close to the full-resolution pipeline's."""
+    picture = cv2.imdecode(np.frombuffer(grace_hopper(), np.uint8), cv2.IMREAD_COLOR)
+    big = cv2.copyMakeBorder(cv2.resize(picture, (1707, 2000)), 0, 0, 646, 647, cv2.BORDER_CONSTANT, value=(90, 90, 90))
+    data = jpeg(big)
+    body = post_image(http, "/faces", data, "big.jpg").json()
+    assert (body["width"], body["height"]) == (3000, 2000) and len(body["faces"]) == 1
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    (want,) = find_faces(full, YuNetDetector(YUNET, max_side=640), local.keypoints)
+    box = body["faces"][0]["box"]
+    assert abs(box["x"] - want.detection.box.x) < 8 and abs(box["width"] - want.detection.box.width) < 12
+    got = np.array([[p["x"], p["y"]] for p in body["faces"][0]["keypoints"]])
+    assert np.abs(got - want.keypoints).max() < 10  # pixels, on a face about 700 pixels wide
 
 
 # --- arrays and batching --------------------------------------------------------------------------
@@ -305,16 +345,16 @@ def test_concurrent_array_requests_go_through_the_adaptive_batcher(http, local):
     # Every request went through BentoML's dispatcher (the histogram counts requests per batch).
     assert after_kp[0] - before_kp[0] == 32 and after_cnn[0] - before_cnn[0] == 32
     assert 1 <= after_kp[1] - before_kp[1] <= 32
-    print(f"keypoints_array: 32 requests in {after_kp[1] - before_kp[1]:.0f} onnxruntime calls; "
-          f"digits_array: 32 in {after_cnn[1] - before_cnn[1]:.0f}")
+    print(
+        f"keypoints_array: 32 requests in {after_kp[1] - before_kp[1]:.0f} onnxruntime calls; "
+        f"digits_array: 32 in {after_cnn[1] - before_cnn[1]:.0f}"
+    )
 
 
 # --- bad input: a 4xx JSON error, and the server keeps serving --------------------------------------
 
 
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
-    from test_service_images import png_header
-
     return png_header(width, height)
 
 
@@ -424,8 +464,18 @@ NAN_DIGITS = json.dumps({"images": np.full((1, 1, 28, 28), np.nan).tolist()}).en
         ("/keypoints_array", b"{not json"),
     ],
     ids=[
-        "flat-784", "crop-to-digits", "digits-to-crop", "no-batch-axis", "strings", "bools", "0-255",
-        "empty", "a-string", "missing", "nan", "bad-json",
+        "flat-784",
+        "crop-to-digits",
+        "digits-to-crop",
+        "no-batch-axis",
+        "strings",
+        "bools",
+        "0-255",
+        "empty",
+        "a-string",
+        "missing",
+        "nan",
+        "bad-json",
     ],
 )
 def test_bad_arrays_get_400(http, endpoint, body):
@@ -483,8 +533,10 @@ def test_the_serving_worker_never_loads_torch(server):
     for pid in pids:
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "libtorch" not in maps and "/torch/" not in maps
-        print(f"worker {pid}: RSS {rss_mib(pid):.0f} MiB; serving process {server.process.pid}: "
-              f"RSS {rss_mib(server.process.pid):.0f} MiB")
+        print(
+            f"worker {pid}: RSS {rss_mib(pid):.0f} MiB; serving process {server.process.pid}: "
+            f"RSS {rss_mib(server.process.pid):.0f} MiB"
+        )
 
 
 def test_importing_the_service_module_imports_no_torch(models):
@@ -534,7 +586,9 @@ def test_bad_models_or_settings_stop_start_up_with_one_line(models, tmp_path, ho
 
     if env.get("VISION_PROVIDER") == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here: forcing it is not an error")
-    manifest = tmp_path / "nowhere" / "manifest.json" if how == "missing-manifest" else broken_copy(models, tmp_path, how)
+    manifest = (
+        tmp_path / "nowhere" / "manifest.json" if how == "missing-manifest" else broken_copy(models, tmp_path, how)
+    )
     server = Server({"VISION_MANIFEST": str(manifest), **env}, tmp_path / "serve.log", timeout=60)
     try:
         server.process.wait(timeout=60)

@@ -3,11 +3,11 @@
 import asyncio
 import io
 import struct
-import zlib
 
 import cv2
 import numpy as np
 import pytest
+from photos import png_header
 from PIL import Image
 
 from service.arrays import batch_of
@@ -20,16 +20,6 @@ def encoded(image: np.ndarray, fmt: str) -> bytes:
     out = io.BytesIO()
     Image.fromarray(image).save(out, format=fmt)
     return out.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A tiny, valid-looking PNG whose header declares width x height 8-bit gray pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -100,7 +90,9 @@ def test_over_the_byte_limit_is_too_large(rgb):
 def test_a_huge_declared_size_is_refused_before_decoding(size):
     data = png_header(*size)
     assert len(data) < 200
-    with pytest.raises(TooLarge, match=f"^the image declares .*{size[0] * size[1]} pixels, over the 40000000-pixel limit$"):
+    with pytest.raises(
+        TooLarge, match=f"^the image declares .*{size[0] * size[1]} pixels, over the 40000000-pixel limit$"
+    ):
         decode(data, max_pixel_count=40_000_000)
 
 
@@ -166,7 +158,8 @@ def run_limited(body_chunks, headers, max_bytes=1000):
 
     async def main():
         messages = [
-            {"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1} for i, c in enumerate(body_chunks)
+            {"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1}
+            for i, c in enumerate(body_chunks)
         ]
 
         async def receive():
@@ -201,3 +194,19 @@ def test_body_limit_passes_a_small_chunked_body_on_whole():
 def test_body_limit_refuses_a_bad_content_length():
     status, _ = run_limited([b"x"], [(b"content-length", b"lots")])
     assert status == 400
+
+
+def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
+    from service.images import FACE_DETAIL_SIDE, decode_for_faces
+
+    big = cv2.resize(rgb, (3000, 2000), interpolation=cv2.INTER_CUBIC)
+    data = encoded(big, "JPEG")
+    picture, factor, size = decode_for_faces(data)
+    assert size == (3000, 2000) and factor == 2 and picture.shape == (1000, 1500, 3)
+    assert max(picture.shape) >= FACE_DETAIL_SIDE
+    full = cv2.resize(decode(data), (1500, 1000), interpolation=cv2.INTER_AREA)
+    assert np.abs(full.astype(int) - picture).mean() < 3  # the same picture, at half size
+    small, factor, _ = decode_for_faces(encoded(rgb, "JPEG"))
+    assert factor == 1 and small.shape == (37, 53, 3)
+    png, factor, _ = decode_for_faces(encoded(big, "PNG"))
+    assert factor == 1 and png.shape == (2000, 3000, 3)  # only JPEG decodes reduced

@@ -4,12 +4,12 @@ import json
 import shutil
 
 import pytest
+from service_models import write_models
 
 from service import runtime
 from service.settings import Settings
-from service_models import write_models
-from vision.signatures import SIGNATURES
 from vision.manifest import ManifestError
+from vision.signatures import SIGNATURES
 
 
 @pytest.fixture
@@ -18,8 +18,10 @@ def manifest_with_int8(tmp_path):
     shutil.copyfile(tmp_path / "digits_mlp.onnx", tmp_path / "digits_mlp_int8.onnx")
     manifest = json.loads(manifest_path.read_text())
     manifest["models"]["digits_mlp_int8"] = {
-        **manifest["models"]["digits_mlp"], "file": "digits_mlp_int8.onnx", "variant_of": "digits_mlp",
-    }  # fmt: skip
+        **manifest["models"]["digits_mlp"],
+        "file": "digits_mlp_int8.onnx",
+        "variant_of": "digits_mlp",
+    }
     manifest_path.write_text(json.dumps(manifest))
     return manifest_path
 
@@ -39,8 +41,10 @@ def test_int8_variant_where_kept(manifest_with_int8):
 def test_the_server_logs_which_models_run_int8(manifest_with_int8, tmp_path):
     from service_models import Server
 
-    server = Server({"VISION_MANIFEST": str(manifest_with_int8), "VISION_INT8": "1", "VISION_PROVIDER": "cpu"},
-                    tmp_path / "serve.log")
+    server = Server(
+        {"VISION_MANIFEST": str(manifest_with_int8), "VISION_INT8": "1", "VISION_PROVIDER": "cpu"},
+        tmp_path / "serve.log",
+    )
     try:
         server.wait_ready()
         log = server.wait_for_log("vision: ready at")

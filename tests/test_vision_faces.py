@@ -1,53 +1,144 @@
+"""vision.faces: the crop geometry, the detectors and the one pipeline, on real OpenCV."""
+
 import cv2
 import numpy as np
 import pytest
+from conftest import ROOT
+from photos import GROUP_PEOPLE, group_photo, no_face_images
 
 from vision import faces
 from vision.errors import InputError
 
-
-@pytest.mark.parametrize("box", [faces.Box(40, 30, 80, 90), faces.Box(-20, -10, 70, 70), faces.Box(150, 90, 60, 60)])
-def test_crop_normalize_inverse_round_trip_within_half_a_pixel(box):
-    square = faces.Square.around(box)
-    points = np.random.default_rng(0).uniform(0, 200, size=(15, 2))
-    back = square.to_image(faces.denormalize(faces.normalize(square.to_crop(points))))
-    assert np.abs(back - points).max() < 0.5
+YUNET = ROOT / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
 
 
-def test_a_marked_pixel_lands_where_the_geometry_says():
-    image = np.zeros((200, 240), np.uint8)
-    cv2.circle(image, (130, 95), 3, 255, -1)
-    square = faces.Square.around(faces.Box(90, 60, 70, 80))
-    crop = faces.crop(image, square)
-    assert crop.shape == (96, 96) and crop.dtype == np.uint8
-    ys, xs = np.nonzero(crop > 64)
-    found = np.array([np.average(xs, weights=crop[ys, xs]), np.average(ys, weights=crop[ys, xs])])
-    np.testing.assert_allclose(found, square.to_crop([130, 95]), atol=0.5)
+@pytest.fixture(scope="module")
+def yunet() -> faces.YuNetDetector:
+    return faces.YuNetDetector(YUNET)
 
 
-def test_crop_pads_where_the_square_leaves_the_image():
+CROPS = [
+    faces.FaceCrop(60.0, 70.0, 90.0),
+    faces.FaceCrop(100.5, 80.25, 150.0, 17.0),
+    faces.FaceCrop(-10.0, 20.0, 300.0, -33.0),  # mostly outside, large (the area-averaging path)
+]
+
+
+@pytest.mark.parametrize("crop", CROPS)
+def test_to_crop_and_to_image_are_exact_inverses(crop):
+    points = np.random.default_rng(0).uniform(-50, 250, size=(15, 2))
+    np.testing.assert_allclose(
+        crop.to_image(faces.denormalize(faces.normalize(crop.to_crop(points)))), points, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("crop", CROPS[:2] + [faces.FaceCrop(150.0, 120.0, 260.0, 25.0)])
+def test_a_marked_pixel_lands_where_the_geometry_says(crop):
+    image = np.zeros((260, 300), np.uint8)
+    spot = crop.to_image(np.array([60.0, 40.0]))  # a point in the crop's upper right
+    cv2.circle(image, (round(spot[0]), round(spot[1])), max(2, round(crop.side / 40)), 255, -1)
+    cut = crop.cut(image)
+    assert cut.shape == (96, 96) and cut.dtype == np.uint8
+    ys, xs = np.nonzero(cut > 32)
+    found = np.array([np.average(xs, weights=cut[ys, xs]), np.average(ys, weights=cut[ys, xs])])
+    np.testing.assert_allclose(found, crop.to_crop(np.round(spot)), atol=0.75)
+
+
+def test_the_context_border_surrounds_the_same_crop():
+    image = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (200, 200), np.uint8), (0, 0), 2)
+    crop = faces.FaceCrop(100.0, 90.0, 110.0, 12.0)
+    context = crop.cut(image, border=24)
+    assert context.shape == (144, 144)
+    difference = np.abs(context[24:120, 24:120].astype(int) - crop.cut(image))
+    assert difference.max() <= 1  # the same sampling grid; OpenCV's fixed-point rounding aside
+
+
+def test_the_crop_replicates_edges_where_it_leaves_the_image():
     image = np.full((100, 100), 200, np.uint8)
-    crop = faces.crop(image, faces.Square(-50, -50, 120))
-    assert crop.shape == (96, 96) and (crop == 200).all()  # edge replication, no black border
+    assert (faces.FaceCrop(0.0, 0.0, 120.0, 30.0).cut(image) == 200).all()
     with pytest.raises(InputError):
-        faces.crop(image, faces.Square(500, 500, 50))
+        faces.FaceCrop(0.0, 0.0, 10.0).cut(np.zeros((0, 0), np.uint8))
 
 
-def test_square_is_centered_and_expanded():
-    square = faces.Square.around(faces.Box(10, 20, 100, 100), margin=1.2)
-    assert square.side == 120 and (square.x, square.y) == (0, 10)
+def test_an_aligned_crop_levels_the_eyes():
+    eyes = ((80.0, 110.0), (140.0, 80.0))  # the subject's right eye lower: the head is turned
+    detection = faces.Detection(faces.Box(60, 60, 100, 120), 0.9, "yunet", eyes)
+    crop = faces.FaceCrop.around(detection)
+    (rx, ry), (lx, ly) = crop.to_crop(np.array(eyes))
+    assert ry == pytest.approx(ly, abs=1e-9) and lx > rx
+    assert detection.roll == pytest.approx(np.degrees(np.arctan2(-30, 60)))
+    upright = faces.FaceCrop.around(faces.Detection(faces.Box(60, 60, 100, 120), None, "haar"))
+    assert upright.angle == 0 and upright.side == pytest.approx(120 * faces.HAAR_CROP.margin)
 
 
-def test_haar_detects_the_fixture_faces(fixtures):
-    detector = faces.FaceDetector()
-    found = 0
-    for path in sorted((fixtures / "faces" / "images").glob("*.jpg")):
-        found += bool(detector.detect(faces.to_gray(cv2.imread(str(path)))))
-    assert found >= 8
+def test_the_whole_upload_as_a_crop():
+    crop = faces.FaceCrop.whole(160, 120)  # padded by 20 rows above and below
+    corners = np.array([[-0.5, -20.5], [159.5, 139.5]])  # the padded square's outer pixel edges
+    np.testing.assert_allclose(crop.to_crop(corners), [[-0.5, -0.5], [95.5, 95.5]], atol=1e-9)
 
 
-def test_no_face_in_a_blank_image():
-    assert faces.FaceDetector().detect(np.full((200, 200), 128, np.uint8)) == []
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_both_detectors_find_the_fixture_faces(fixtures, yunet, name):
+    detector = yunet if name == "yunet" else faces.HaarDetector()
+    found = [bool(detector.detect(cv2.imread(str(p)))) for p in sorted((fixtures / "faces" / "images").glob("*.jpg"))]
+    assert sum(found) >= (10 if name == "yunet" else 8)
+
+
+def test_yunet_gives_a_score_and_eyes_in_image_pixels(fixtures, yunet):
+    image = cv2.imread(str(fixtures / "faces" / "images" / "Barry_Alvarez_12.jpg"))
+    (detection,) = yunet.detect(image)
+    assert 0.5 < detection.score <= 1 and detection.detector == "yunet"
+    (rx, ry), (lx, ly) = detection.eyes
+    box = detection.box
+    assert box.x < rx < lx < box.x + box.width and box.y < ry < box.y + box.height / 2
+
+
+def test_a_large_photo_is_detected_at_the_working_size_and_mapped_back(fixtures, yunet):
+    image = cv2.imread(str(fixtures / "faces" / "images" / "Barry_Alvarez_12.jpg"))
+    big = cv2.resize(image, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC)  # 1648 x 1744
+    (small,), (large,) = yunet.detect(image), yunet.detect(big)
+    for a, b in zip(
+        (small.box.x, small.box.y, small.box.width, small.box.height),
+        (large.box.x, large.box.y, large.box.width, large.box.height),
+        strict=True,
+    ):
+        assert b / 8 == pytest.approx(a, abs=4)
+
+
+def test_the_group_photo_has_one_box_per_face(yunet):
+    photo = group_photo()
+    detections = yunet.detect(photo)
+    assert len(detections) == len(GROUP_PEOPLE)
+    centers = sorted(d.box.center[0] for d in detections)
+    assert all(b - a > 100 for a, b in zip(centers, centers[1:]))  # one per person, left to right
+
+
+@pytest.mark.parametrize("kind", sorted(no_face_images()))
+def test_no_face_where_there_is_none(yunet, kind):
+    assert yunet.detect(no_face_images()[kind]) == []
+
+
+def test_one_detector_instance_per_thread(yunet, fixtures):
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = cv2.imread(str(fixtures / "faces" / "images" / "Barry_Alvarez_12.jpg"))
+    with ThreadPoolExecutor(4) as pool:
+        boxes = list(pool.map(lambda _: yunet.detect(image)[0].box, range(16)))
+    assert len(set(boxes)) == 1
+
+
+def test_find_faces_maps_the_models_points_back_through_each_crop(yunet):
+    """A stand-in model that answers 0 for every coordinate (crop pixel 48, the course's origin):
+    each face's points must come back as that pixel of its own crop, in photo pixels."""
+    photo = group_photo()
+    found = faces.find_faces(photo, yunet, lambda x: np.zeros((len(x), 30), np.float32))
+    assert len(found) == len(GROUP_PEOPLE)
+    for face in found:
+        origin = face.crop.to_image(np.array([48.0, 48.0]))
+        np.testing.assert_allclose(face.keypoints, np.tile(origin, (15, 1)), atol=1e-9)
+        answer = face.as_dict()
+        assert answer["detector"] == "yunet" and len(answer["keypoints"]) == 15
+    assert faces.find_faces(no_face_images()["grey"], yunet, lambda x: 1 / 0) == []  # no face: no model call
 
 
 def test_iou():
@@ -57,8 +148,13 @@ def test_iou():
     assert faces.iou(a, faces.Box(20, 20, 5, 5)) == 0.0
 
 
-def test_to_gray_accepts_gray_bgr_and_bgra():
+def test_to_gray_and_to_bgr_accept_gray_bgr_and_bgra():
     for image in (np.zeros((5, 6), np.uint8), np.zeros((5, 6, 3), np.uint8), np.zeros((5, 6, 4), np.uint8)):
-        assert faces.to_gray(image).shape == (5, 6)
+        assert faces.to_gray(image).shape == (5, 6) and faces.to_bgr(image).shape == (5, 6, 3)
     with pytest.raises(InputError):
         faces.to_gray(np.zeros((5, 6, 2), np.uint8))
+
+
+def test_a_missing_yunet_file_is_one_line(tmp_path):
+    with pytest.raises(InputError, match="YuNet model not found"):
+        faces.YuNetDetector(tmp_path / "nope.onnx")

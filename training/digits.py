@@ -4,16 +4,16 @@
     python -m training.digits --model mlp --data ../shared/data/mnist --out models/digits_mlp.pt
     python -m training.digits --model mlp --ablation --data ../shared/data/mnist   # 100/300/1000 labels
 
-Models take (N,1,28,28) float32 pixels in [0,1] (white digit on black) and return (N,10) logits;
-any normalization happens inside forward so the exported ONNX takes raw pixels. The validation
-split is the last --val-size training images; nothing is trained on it, the autoencoder included.
+The networks are in `training.models` (digits_cnn, digits_mlp): they take (N,1,28,28) float32
+pixels in [0,1] (white digit on black) and return (N,10) logits. The validation split is the last
+--val-size training images; nothing is trained on it, the autoencoder included.
 """
 
-import argparse
+import dataclasses
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,138 +22,85 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.common import plot_curves, save_checkpoint, seed_everything, write_json
-from training.mnist import load_mnist, train_validation_split
+from training import models
+from training.common import (
+    count_params,
+    fill_defaults,
+    option,
+    parse_config,
+    plot_curves,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
+from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from vision.errors import InputError
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 ABLATION_LABELS = (100, 300, 1000)
+
+# What a None field of Config means, per model. The CNN trains on every label with milder, more
+# frequent augmentation than the course MLP.
+MODEL_DEFAULTS = {
+    "cnn": dict(epochs=20, batch_size=128, lr=3e-3, rotate_deg=12.0, rotate_p=0.5, translate=0.1, translate_p=0.5),
+    "mlp": dict(epochs=50, batch_size=64, lr=5e-4, rotate_deg=30.0, rotate_p=0.2, translate=0.08, translate_p=0.2),
+}
 
 
 @dataclass
 class Config:
-    model: str = "cnn"  # cnn | mlp
-    data: str = "data/mnist"
-    out: str = ""  # checkpoint path; "" -> models/digits_<model>.pt
-    epochs: int = 0  # 0 -> per-model default (cnn 20, mlp 50)
-    pretrain_epochs: int = 5  # mlp autoencoder epochs, on images only
-    labels: int = 0  # 0 -> all training labels; else a class-balanced seeded subset
-    no_pretrain: bool = False
-    batch_size: int = 0  # 0 -> per-model default (cnn 128, mlp 64)
-    lr: float = 0.0  # 0 -> per-model default (cnn 3e-3 one-cycle peak, mlp 5e-4 as the course)
-    weight_decay: float = 1e-4
+    """One training run. None means the model's default (MODEL_DEFAULTS), filled by `resolved()`."""
+
+    model: str | None = option(None, "which network (default: cnn; mlp with --ablation)", choices=tuple(MODEL_DEFAULTS))
+    data: str = option("data/mnist", "folder of the MNIST IDX files")
+    out: str | None = option(None, "checkpoint path (default: models/digits_<model>.pt)")
+    epochs: int | None = option(None, "classifier epochs")
+    pretrain: bool = option(True, "mlp: pretrain the encoder as an autoencoder on the images first")
+    pretrain_epochs: int = option(5, "mlp autoencoder epochs, on images only")
+    pretrain_lr: float = option(1e-3, "mlp autoencoder learning rate (Adam)")
+    labels: int | None = option(None, "labeled training images, a class-balanced seeded subset (default: all)")
+    batch_size: int | None = option(None, "batch size")
+    lr: float | None = option(None, "learning rate: the cnn's one-cycle peak, the mlp's Adam rate as the course")
+    weight_decay: float = option(1e-4, "weight decay")
     # Augmentation: each transform is applied to a sample with its own probability.
-    rotate_deg: float = 30.0
-    rotate_p: float = 0.2
-    blur_p: float = 0.2
-    blur_sigma: tuple = (0.1, 1.5)
-    translate: float = 0.08
-    translate_p: float = 0.2
-    cnn_channels: tuple = (16, 32, 64)
-    seed: int = 0
-    threads: int = 1
-    val_size: int = 10_000
-    ablation: bool = False
+    rotate_deg: float | None = option(None, "augmentation: rotation, uniform +- degrees")
+    rotate_p: float | None = option(None, "augmentation: probability of a rotation")
+    blur_p: float = option(0.2, "augmentation: probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = option((0.1, 1.5), "augmentation: blur sigma range, pixels", metavar="SIGMA")
+    blur_radius: int = option(1, "augmentation: blur kernel radius (1: 3x3)")
+    translate: float | None = option(None, "augmentation: shift, uniform +- share of the image side")
+    translate_p: float | None = option(None, "augmentation: probability of a shift")
+    cnn_channels: tuple[int, int, int] = option((16, 32, 64), "cnn: channels of its three stages", metavar="C")
+    seed: int = option(0, "seed of the initialization, data order, augmentation and label subset")
+    threads: int = option(1, "torch CPU threads")
+    val_size: int = option(VALIDATION_SIZE, "the last N training images validate")
+    ablation: bool = option(False, "mlp: the 100/300/1000-label table, into the folder of --out")
 
     def resolved(self) -> "Config":
-        """Fill the per-model defaults so the checkpoint records what actually ran."""
-        cnn = self.model == "cnn"
-        c = Config(**{f.name: getattr(self, f.name) for f in fields(self)})
-        c.epochs = c.epochs or (20 if cnn else 50)
-        c.batch_size = c.batch_size or (128 if cnn else 64)
-        c.lr = c.lr or (3e-3 if cnn else 5e-4)
-        c.out = c.out or f"models/digits_{c.model}.pt"
+        """Every None filled with the model's default, checked: what `fit` runs and the checkpoint records."""
+        model = self.model or ("mlp" if self.ablation else "cnn")
+        if model not in MODEL_DEFAULTS:
+            raise InputError(f"unknown model {model!r} ({' or '.join(MODEL_DEFAULTS)})")
+        if self.ablation and model != "mlp":
+            raise InputError("--ablation trains the mlp, not the cnn")
+        c = fill_defaults(dataclasses.replace(self, model=model), MODEL_DEFAULTS[model])
+        c.out = c.out or f"models/digits_{model}.pt"
+        if min(c.epochs, c.batch_size, c.val_size, c.threads, c.blur_radius) < 1 or c.pretrain_epochs < 0:
+            raise InputError(
+                "--epochs, --batch-size, --val-size, --threads, --blur-radius must be >= 1, --pretrain-epochs >= 0"
+            )
+        if c.labels is not None and c.labels < 1:
+            raise InputError("--labels must be >= 1 (leave it out to train on all labels)")
+        if min(c.lr, c.pretrain_lr, c.weight_decay) < 0:
+            raise InputError("--lr, --pretrain-lr and --weight-decay must be >= 0")
         return c
 
+    @property
+    def model_name(self) -> str:
+        """The registry name (training.models.MODELS), which the checkpoint carries."""
+        return f"digits_{self.model}"
 
-# ---------------------------------------------------------------- models
-
-
-def mlp_stack(sizes: list[int]) -> nn.Sequential:
-    """Linear+BN+ReLU between layers; the last Linear is plain (latent code or pixel logits)."""
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers += [nn.BatchNorm1d(b), nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
-ENCODER_SIZES = [784, 392, 196, 98, 49, 32]
-
-
-class AutoEncoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encoder = mlp_stack(ENCODER_SIZES)
-        self.decoder = mlp_stack(ENCODER_SIZES[::-1])
-
-    def forward(self, x):  # -> pixel logits (N,784); BCE-with-logits keeps the loss stable
-        return self.decoder(self.encoder(x.flatten(1)))
-
-
-def classifier_head(latent: int = 32, hidden: int = 400) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(latent, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(), nn.Dropout(0.2),
-        nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(), nn.Dropout(0.2),
-        nn.Linear(hidden, 10),
-    )  # fmt: skip
-
-
-class MLPClassifier(nn.Module):
-    """Encoder + head; the course feeds raw [0,1] pixels, so there is no normalization here."""
-
-    def __init__(self):
-        super().__init__()
-        self.encoder = mlp_stack(ENCODER_SIZES)
-        self.head = classifier_head()
-
-    def forward(self, x):
-        return self.head(self.encoder(x.flatten(1)))
-
-
-def conv_bn(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-
-class DigitCNN(nn.Module):
-    """28 -> 14 -> 7 quickly (strided conv, max-pool) so most convs run on small maps: few FLOPs.
-
-    Dropout2d drops whole feature maps, which regularizes convs better than per-pixel dropout.
-    """
-
-    def __init__(self, channels=(16, 32, 64), dropout: float = 0.1):
-        super().__init__()
-        a, b, c = channels
-        self.features = nn.Sequential(
-            conv_bn(1, a), conv_bn(a, b, stride=2),  # 28 -> 14
-            conv_bn(b, b), nn.MaxPool2d(2), nn.Dropout2d(dropout),  # 14 -> 7
-            conv_bn(b, c), conv_bn(c, c, padding=0), nn.Dropout2d(dropout),  # 7 -> 5
-            conv_bn(c, c, padding=0),  # 5 -> 3
-        )  # fmt: skip
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(c * 9, 10))
-
-    def forward(self, x):
-        return self.classifier(self.features((x - MNIST_MEAN) / MNIST_STD))
-
-
-def build_model(config: Config) -> nn.Module:
-    if config.model == "cnn":
-        return DigitCNN(tuple(config.cnn_channels))
-    if config.model == "mlp":
-        return MLPClassifier()
-    raise InputError(f"unknown model {config.model!r} (cnn or mlp)")
-
-
-def model_from_checkpoint(checkpoint: dict) -> nn.Module:
-    """A checkpoint dict (torch.load(weights_only=True)) -> eval-mode model giving (N,10) logits."""
-    model = build_model(Config(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    def model_args(self) -> dict:
+        return {"channels": tuple(self.cnn_channels)} if self.model == "cnn" else {}
 
 
 def count_mflops(model: nn.Module) -> float:
@@ -182,7 +129,7 @@ def count_mflops(model: nn.Module) -> float:
 
 
 def augment(x: torch.Tensor, config: Config, generator: torch.Generator) -> torch.Tensor:
-    """Batched course augmentation on (N,1,28,28): rotation, Gaussian blur (k=3), translation.
+    """Batched course augmentation on (N,1,H,W): rotation, Gaussian blur, translation.
 
     Each sample draws each transform independently; untouched samples are returned bit-exact.
     """
@@ -200,17 +147,20 @@ def augment(x: torch.Tensor, config: Config, generator: torch.Generator) -> torc
     warp = (rotate | shift).nonzero().squeeze(1)
     if len(warp):
         cos, sin = torch.cos(angle[warp]), torch.sin(angle[warp])
-        theta = torch.stack([torch.stack([cos, -sin, offset[warp, 0]], 1), torch.stack([sin, cos, offset[warp, 1]], 1)], 1)
-        grid = F.affine_grid(theta, (len(warp), 1, 28, 28), align_corners=False)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, offset[warp, 0]], 1), torch.stack([sin, cos, offset[warp, 1]], 1)], 1
+        )
+        grid = F.affine_grid(theta, (len(warp), *x.shape[1:]), align_corners=False)
         out[warp] = F.grid_sample(out[warp], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     smooth = blur.nonzero().squeeze(1)
     if len(smooth):
-        taps = torch.exp(-torch.tensor([-1.0, 0.0, 1.0])[None] ** 2 / (2 * sigma[smooth, None] ** 2))
+        r = config.blur_radius
+        taps = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32)[None] ** 2) / (2 * sigma[smooth, None] ** 2))
         taps = taps / taps.sum(1, keepdim=True)
-        kernels = (taps[:, :, None] * taps[:, None, :])[:, None]  # (m,1,3,3), separable Gaussian
+        kernels = (taps[:, :, None] * taps[:, None, :])[:, None]  # (m,1,2r+1,2r+1), separable Gaussian
         # One grouped conv blurs every selected image with its own sigma.
-        images = F.pad(out[smooth].transpose(0, 1), (1, 1, 1, 1), mode="reflect")
+        images = F.pad(out[smooth].transpose(0, 1), (r, r, r, r), mode="reflect")
         out[smooth] = F.conv2d(images, kernels, groups=len(smooth)).transpose(0, 1)
     return out
 
@@ -257,10 +207,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss / len(x), correct / len(x)
 
 
-def pretrain_autoencoder(x: torch.Tensor, config: Config, generator: torch.Generator) -> AutoEncoder:
-    """Phase 1: reconstruct the training images (no labels); returns the trained autoencoder."""
-    ae = AutoEncoder()
-    opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+def pretrain_encoder(x: torch.Tensor, config: Config, generator: torch.Generator) -> dict:
+    """Phase 1: reconstruct the training images (no labels); returns the encoder's state_dict."""
+    ae = models.AutoEncoder()
+    opt = torch.optim.Adam(ae.parameters(), lr=config.pretrain_lr)
     for epoch in range(1, config.pretrain_epochs + 1):
         ae.train()
         bar = tqdm(list(batches(len(x), config.batch_size, generator)), desc=f"autoencoder {epoch}", leave=False)
@@ -273,10 +223,10 @@ def pretrain_autoencoder(x: torch.Tensor, config: Config, generator: torch.Gener
             total += loss.item()
             bar.set_postfix(loss=f"{total / i:.4f}")
         print(f"autoencoder epoch {epoch}/{config.pretrain_epochs}: reconstruction BCE {total / max(1, i):.4f}")
-    return ae
+    return ae.encoder.state_dict()
 
 
-def train_classifier(model, train, val, config: Config, generator: torch.Generator, desc: str = "") -> list[dict]:
+def train_classifier(model, train, val, config: Config, generator: torch.Generator) -> list[dict]:
     """Cross-entropy with Adam(W); returns the per-epoch history."""
     (x, y), (xv, yv) = train, val
     steps = config.epochs * math.ceil(len(x) / config.batch_size)
@@ -292,7 +242,7 @@ def train_classifier(model, train, val, config: Config, generator: torch.Generat
     for epoch in range(1, config.epochs + 1):
         model.train()
         loss_sum = correct = seen = 0
-        bar = tqdm(list(batches(len(x), config.batch_size, generator)), desc=f"{desc}epoch {epoch}", leave=False)
+        bar = tqdm(list(batches(len(x), config.batch_size, generator)), desc=f"epoch {epoch}", leave=False)
         for idx in bar:
             logits = model(augment(x[idx], config, generator))
             loss = F.cross_entropy(logits, y[idx])
@@ -307,8 +257,11 @@ def train_classifier(model, train, val, config: Config, generator: torch.Generat
         val_loss, val_acc = evaluate(model, xv, yv)
         row = dict(epoch=epoch, train_loss=loss_sum / max(1, seen), train_accuracy=correct / max(1, seen))
         history.append(row | dict(val_loss=val_loss, val_accuracy=val_acc))
-        print(f"{desc}epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
-              f" | val loss {val_loss:.4f} acc {val_acc:.4f}", flush=True)  # fmt: skip
+        print(
+            f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
+            f" | val loss {val_loss:.4f} acc {val_acc:.4f}",
+            flush=True,
+        )
     return history
 
 
@@ -320,24 +273,32 @@ def load_split(config: Config):
 
 
 def fit(config: Config, data=None, encoder_state: dict | None = None) -> tuple[nn.Module, dict, list[dict]]:
-    """One full run (pretraining included for mlp) -> model, metrics, history. Nothing is written."""
+    """One full run (pretraining included for mlp) -> model, metrics, history. Nothing is written.
+
+    The config is resolved first, so a Config from Python trains exactly as the same flags do.
+    """
+    config = config.resolved()
     generator = seed_everything(config.seed)
     (x, y), val = data or load_split(config)
     start = time.perf_counter()
-    model = build_model(config)
-    if config.model == "mlp" and not config.no_pretrain:
+    model = models.build(config.model_name, config.model_args())
+    if config.model == "mlp" and config.pretrain:
         if encoder_state is None:  # phase 1 sees every training image, labeled or not
-            encoder_state = pretrain_autoencoder(x, config, generator).encoder.state_dict()
+            encoder_state = pretrain_encoder(x, config, generator)
         model.encoder.load_state_dict(encoder_state)
-    if config.labels and config.labels < len(x):
+    if config.labels is not None and config.labels < len(x):
         keep = torch.from_numpy(balanced_subset(y.numpy(), config.labels, config.seed))
         x, y = x[keep], y[keep]
     history = train_classifier(model, (x, y), val, config, generator)
     metrics = dict(
-        val_accuracy=history[-1]["val_accuracy"], val_loss=history[-1]["val_loss"],
-        params=count_params(model), mflops=round(count_mflops(model), 3),
-        train_images=len(x), val_images=len(val[0]), train_seconds=round(time.perf_counter() - start, 1),
-    )  # fmt: skip
+        val_accuracy=history[-1]["val_accuracy"],
+        val_loss=history[-1]["val_loss"],
+        params=count_params(model),
+        mflops=round(count_mflops(model), 3),
+        train_images=len(x),
+        val_images=len(val[0]),
+        train_seconds=round(time.perf_counter() - start, 1),
+    )
     return model.eval(), metrics, history
 
 
@@ -346,37 +307,55 @@ def command_line(argv: list[str] | None) -> str:
 
 
 def run(config: Config, command: str) -> dict:
+    """fit, then write the checkpoint, its metrics JSON and curves; returns the metrics."""
+    config = config.resolved()
     model, metrics, history = fit(config)
     metrics |= dict(command=command, threads=config.threads, epochs=config.epochs)
     if config.model == "mlp":
-        metrics["autoencoder_params"] = count_params(AutoEncoder())
-    name = f"digits_{config.model}"
+        metrics["autoencoder_params"] = count_params(models.AutoEncoder())
+    name = config.model_name
     out = Path(config.out)
-    save_checkpoint(out, name, asdict(config), model, metrics)
+    save_checkpoint(out, name, config.model_args(), dataclasses.asdict(config), model, metrics)
     write_json(out.with_suffix(".json"), metrics | dict(history=history))
     plot_curves(history, out.with_name(out.stem + "_curves.png"), f"{name}: val accuracy {metrics['val_accuracy']:.4f}")
-    print(f"{name}: val accuracy {metrics['val_accuracy']:.4f}, {metrics['params']:,} params, "
-          f"{metrics['mflops']} MFLOPs, {metrics['train_seconds']} s -> {out}")  # fmt: skip
+    print(
+        f"{name}: val accuracy {metrics['val_accuracy']:.4f}, {metrics['params']:,} params, "
+        f"{metrics['mflops']} MFLOPs, {metrics['train_seconds']} s -> {out}"
+    )
     return metrics
 
 
 def ablation(config: Config, command: str, out_dir: Path = Path("models")) -> dict:
     """Accuracy against labels, pretrained vs from scratch; one autoencoder serves every size."""
+    config = config.resolved()
     data = load_split(config)
     start = time.perf_counter()
-    encoder_state = pretrain_autoencoder(data[0][0], config, seed_everything(config.seed)).encoder.state_dict()
+    encoder_state = pretrain_encoder(data[0][0], config, seed_everything(config.seed))
     pretrain_seconds = round(time.perf_counter() - start, 1)
     rows = []
     for labels in ABLATION_LABELS:
         for pretrained in (True, False):
-            c = Config(**asdict(config) | dict(labels=labels, no_pretrain=not pretrained))
+            c = dataclasses.replace(config, labels=labels, pretrain=pretrained)
             _, metrics, history = fit(c, data, encoder_state)
-            rows.append(dict(labels=labels, pretrained=pretrained, val_accuracy=metrics["val_accuracy"],
-                             best_val_accuracy=max(h["val_accuracy"] for h in history),
-                             train_seconds=metrics["train_seconds"]))  # fmt: skip
+            best = max(h["val_accuracy"] for h in history)
+            rows.append(
+                dict(
+                    labels=labels,
+                    pretrained=pretrained,
+                    val_accuracy=metrics["val_accuracy"],
+                    best_val_accuracy=best,
+                    train_seconds=metrics["train_seconds"],
+                )
+            )
             print(f"labels {labels:5d} pretrained {pretrained!s:5}: val accuracy {metrics['val_accuracy']:.4f}")
-    result = dict(rows=rows, command=command, epochs=config.epochs, pretrain_epochs=config.pretrain_epochs,
-                  pretrain_seconds=pretrain_seconds, train_seconds=round(time.perf_counter() - start, 1))  # fmt: skip
+    result = dict(
+        rows=rows,
+        command=command,
+        epochs=config.epochs,
+        pretrain_epochs=config.pretrain_epochs,
+        pretrain_seconds=pretrain_seconds,
+        train_seconds=round(time.perf_counter() - start, 1),
+    )
     write_json(out_dir / "digits_labels.json", result)
     plot_ablation(rows, out_dir / "digits_labels.png")
     return result
@@ -404,35 +383,8 @@ def plot_ablation(rows: list[dict], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> Config:
-    p = argparse.ArgumentParser(
-        prog="python -m training.digits", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    d = Config()
-    p.add_argument("--model", choices=("cnn", "mlp"), default=d.model)
-    p.add_argument("--data", default=d.data, help="folder of the MNIST IDX files")
-    p.add_argument("--out", default=d.out, help="checkpoint path (default models/digits_<model>.pt)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="classifier epochs (default cnn 20, mlp 50)")
-    p.add_argument("--pretrain-epochs", type=int, default=d.pretrain_epochs, help="mlp autoencoder epochs")
-    p.add_argument("--labels", type=int, default=d.labels, help="labeled images, class-balanced (default all)")
-    p.add_argument("--no-pretrain", action="store_true", help="mlp: train the classifier from scratch")
-    p.add_argument("--ablation", action="store_true", help="mlp: the 100/300/1000-label table, into models/")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--cnn-channels", type=int, nargs=3, default=d.cnn_channels, metavar="C", help="cnn widths")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
-    p.add_argument("--val-size", type=int, default=d.val_size, help="last N training images validate")
-    args = vars(p.parse_args(argv))
-    config = Config(**{k: v for k, v in args.items() if k in {f.name for f in fields(Config)}})
-    config.cnn_channels = tuple(config.cnn_channels)
-    if config.ablation:
-        config.model = "mlp"
-    if config.model == "cnn":
-        # The CNN trains on every label with milder, more frequent augmentation than the course MLP.
-        config.rotate_deg, config.rotate_p, config.translate, config.translate_p = 12.0, 0.5, 0.1, 0.5
-    if config.labels < 0 or config.epochs < 0 or config.val_size < 1:
-        p.error("--labels, --epochs must be >= 0 and --val-size >= 1")
-    return config.resolved()
+    """The command line -> the resolved Config (one flag per Config field)."""
+    return parse_config(Config, argv, "python -m training.digits", __doc__, MODEL_DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,14 +1,13 @@
-"""Facial keypoints: a small CNN that regresses the 15 course keypoints from a 96x96 face crop.
+"""Facial keypoints: training the small CNN that regresses the 15 course keypoints from a 96x96 crop.
 
     python -m training.keypoints --data data/faces/faces.npz --out models
 
-Input (N, 1, 96, 96) float32 pixels in [0, 1]; output (N, 30) = x0, y0, x1, y1, ... in the course
-order, normalized to [-1, 1] as (crop_pixel - 48) / 48. The pixel normalization lives inside
-`forward`, so the exported graph takes raw [0, 1] pixels. Validation is identity-disjoint (the
-`validation` mask written by `training.prepare_faces`).
+The network is `training.models.KeypointNet` ("keypoints"): input (N, 1, 96, 96) float32 pixels
+in [0, 1]; output (N, 30) = x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
+(crop_pixel - 48) / 48. The metrics (course score, NME) are in `vision.metrics`. Validation is
+identity-disjoint (the `validation` mask written by `training.prepare_faces`).
 """
 
-import argparse
 import dataclasses
 import hashlib
 import sys
@@ -22,119 +21,78 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training import common
+from training import common, models
+from training.common import option
 from vision import draw, faces, keypoints
 from vision.errors import InputError
+from vision.metrics import as_points, course_score, nme
 
 MODEL_NAME = "keypoints"
 SIZE = faces.CROP_SIZE
 FLIP = list(keypoints.FLIP_PERMUTATION)
+LOSSES = ("wing", "l1", "mse")
 
 
 @dataclass
 class Config:
-    data: str = "data/faces/faces.npz"
-    out: str = "models"
-    epochs: int = 150
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    threads: int = 1
-    widths: tuple = (24, 32, 64, 128, 256)  # one conv stage per width, each halving the resolution
-    hidden: int = 256
-    dropout: float = 0.1
-    loss: str = "wing"  # wing | l1 | mse
-    flip_tta: bool = True  # average with the mirrored crop inside forward (if it earns its cost)
-    rotate: float = 15.0  # degrees, uniform +-
-    scale: float = 0.1  # relative, uniform +-
-    shift: float = 0.06  # share of the crop side, uniform +-
-    progress: bool = True
-    init: str = ""  # start from this checkpoint's weights (same architecture): a fine-tuning run
+    """One training run; `resolved()` checks it. The one model has one set of defaults, all here."""
+
+    data: str = option("data/faces/faces.npz", "crops from python -m training.prepare_faces")
+    out: str = option("models", "folder for keypoints.pt, .json, _curves.png and _val_grid.png")
+    epochs: int = option(150, "epochs")
+    batch_size: int = option(32, "batch size")
+    lr: float = option(3e-3, "one-cycle peak learning rate (AdamW); 0 keeps the weights as they start")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    seed: int = option(0, "seed of the initialization, data order and augmentation")
+    threads: int = option(1, "torch CPU threads")
+    widths: tuple[int, ...] = option(
+        (24, 32, 64, 128, 256), "model: one conv stage per width, each halving the resolution", metavar="W"
+    )
+    hidden: int = option(256, "model: hidden units of the head")
+    dropout: float = option(0.1, "model: dropout before the head")
+    loss: str = option("wing", "training loss", choices=LOSSES)
+    flip_tta: bool = option(True, "model: average with the mirrored crop inside forward (if it earns its cost)")
+    # Augmentation, per crop: what a detector box and a camera would do to it.
+    flip_p: float = option(0.5, "augmentation: probability of mirroring the crop")
+    rotate: float = option(12.0, "augmentation: residual rotation after eye alignment, uniform +- degrees")
+    scale: float = option(0.1, "augmentation: scale, uniform +- relative")
+    shift: float = option(0.06, "augmentation: shift, uniform +- share of the crop side")
+    blur_p: float = option(0.2, "augmentation: probability of a Gaussian blur")
+    blur_sigma: tuple[float, float] = option((0.5, 1.2), "augmentation: blur sigma range, pixels", metavar="SIGMA")
+    contrast: tuple[float, float] = option(
+        (0.7, 1.3), "augmentation: contrast factor range, about mid-grey", metavar="FACTOR"
+    )
+    brightness: float = option(0.15, "augmentation: brightness offset, uniform +- (pixels in [0, 1])")
+    noise_p: float = option(0.3, "augmentation: probability of Gaussian pixel noise")
+    noise_sigma: tuple[float, float] = option(
+        (0.01, 0.04), "augmentation: noise sigma range (pixels in [0, 1])", metavar="SIGMA"
+    )
+    jpeg_p: float = option(0.3, "augmentation: probability of a JPEG round trip")
+    jpeg_quality: tuple[int, int] = option((30, 90), "augmentation: JPEG quality range", metavar="Q")
+    progress: bool = option(True, "progress bar on stderr")
+    init: str | None = option(None, "start from this checkpoint's weights (same architecture): a fine-tuning run")
+
+    def resolved(self) -> "Config":
+        """A checked copy: what `train` runs and the checkpoint records."""
+        c = dataclasses.replace(self, widths=tuple(self.widths))
+        if min(c.epochs, c.batch_size, c.threads, len(c.widths)) < 1:
+            raise InputError("--epochs, --batch-size and --threads must be >= 1, and --widths needs one width")
+        if min(c.lr, c.weight_decay) < 0:
+            raise InputError("--lr and --weight-decay must be >= 0")
+        if c.loss not in LOSSES:
+            raise InputError(f"unknown loss {c.loss!r} ({', '.join(LOSSES)})")
+        return c
+
+    @property
+    def model_name(self) -> str:
+        """The registry name (training.models.MODELS), which the checkpoint carries."""
+        return MODEL_NAME
+
+    def model_args(self) -> dict:
+        return {"widths": tuple(self.widths), "hidden": self.hidden, "dropout": self.dropout, "flip_tta": self.flip_tta}
 
 
-# --- model -------------------------------------------------------------------------------------
-
-
-def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class KeypointNet(nn.Module):
-    """Five strided conv stages (96 -> 3) and a small FC head.
-
-    The head flattens the 3x3 map instead of pooling it globally: where a feature fires is exactly
-    what a coordinate regressor needs.
-    """
-
-    def __init__(self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False):
-        super().__init__()
-        stages, cin = [], 1
-        for i, w in enumerate(widths):
-            # The first stage is one conv: at 48x48 a second one would cost as much as the rest.
-            stages.append(nn.Sequential(conv_bn(cin, w, 2)) if i == 0 else nn.Sequential(conv_bn(cin, w, 2), conv_bn(w, w)))
-            cin = w
-        self.features = nn.Sequential(*stages)
-        side = SIZE >> len(widths)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * side * side, hidden), nn.ReLU(inplace=True),
-            nn.Linear(hidden, 2 * keypoints.NUM_KEYPOINTS),
-        )  # fmt: skip
-        self.flip_tta = flip_tta
-        # Pixel statistics of the training crops; set by `train`, saved in the state_dict.
-        self.register_buffer("pixel_mean", torch.tensor(0.5))
-        self.register_buffer("pixel_std", torch.tensor(0.25))
-        self.register_buffer("flip_index", torch.tensor(FLIP))
-
-    def regress(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features((x - self.pixel_mean) / self.pixel_std))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.regress(x)
-        if not self.flip_tta or self.training:
-            return y
-        # Mirror the crop, predict, and map back: pixel x -> 95 - x is n -> -n - 1/48 normalized,
-        # and left/right points swap.
-        mirrored = self.regress(torch.flip(x, dims=[3])).reshape(-1, keypoints.NUM_KEYPOINTS, 2)
-        mirrored = mirrored.index_select(1, self.flip_index)
-        back = torch.stack([-mirrored[..., 0] - 2.0 / SIZE, mirrored[..., 1]], dim=-1).reshape(y.shape)
-        return (y + back) / 2
-
-
-def build_model(config: Config) -> KeypointNet:
-    return KeypointNet(tuple(config.widths), config.hidden, config.dropout, config.flip_tta)
-
-
-def model_from_checkpoint(checkpoint: dict) -> KeypointNet:
-    """A checkpoint dict (common.load_checkpoint) -> the model in eval mode."""
-    if checkpoint.get("model") != MODEL_NAME:
-        raise InputError(f"not a {MODEL_NAME} checkpoint (model={checkpoint.get('model')!r})")
-    known = {f.name for f in dataclasses.fields(Config)}
-    config = Config(**{k: v for k, v in checkpoint["config"].items() if k in known})
-    model = build_model(config)
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-# --- metrics -----------------------------------------------------------------------------------
-
-
-def _points(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a.reshape(len(a), keypoints.NUM_KEYPOINTS, 2)
-
-
-def course_score(pred, target) -> float:
-    """The course's 1 / (2 MSE), MSE over every normalized coordinate of every sample."""
-    return float(1.0 / (2.0 * np.mean((_points(pred) - _points(target)) ** 2)))
-
-
-def nme(pred, target) -> float:
-    """Mean point-to-point error over the outer-eye-corner distance, per sample, then averaged."""
-    pred, target = _points(pred), _points(target)
-    left, right = keypoints.OUTER_EYE_CORNERS
-    ocular = np.linalg.norm(target[:, left] - target[:, right], axis=-1)
-    return float(np.mean(np.linalg.norm(pred - target, axis=-1).mean(axis=1) / ocular))
+# --- loss --------------------------------------------------------------------------------------
 
 
 def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -148,56 +106,85 @@ def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.
         w, eps = 4.0, 1.0
         c = w - w * np.log(1 + w / eps)
         return torch.where(error < w, w * torch.log1p(error / eps), error - c).mean()
-    raise ValueError(f"unknown loss {kind!r}")
+    raise InputError(f"unknown loss {kind!r} ({', '.join(LOSSES)})")
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
-def load_split(npz_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """faces.npz -> (train_images, train_kp, val_images, val_kp): uint8 (N,96,96), float32 (N,15,2)."""
+@dataclass
+class Split:
+    """faces.npz for training: train context crops (N, 144, 144) with keypoints normalized in the
+    96x96 crop at their center, and validation crops (M, 96, 96), their keypoints and sources."""
+
+    train_context: np.ndarray
+    train_points: np.ndarray
+    val_images: np.ndarray
+    val_points: np.ndarray
+    val_sources: np.ndarray
+
+
+def read_npz(npz_path, *keys: str) -> dict:
     path = Path(npz_path)
     if not path.is_file():
         raise InputError(f"{path}: no such file (make it with python -m training.prepare_faces)")
     try:
         with np.load(path) as data:
-            images, points, val = data["images"], data["keypoints"].astype(np.float32), data["validation"]
+            arrays = {key: data[key] for key in keys}
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{path}: not a faces.npz from training.prepare_faces ({e})") from None
-    if images.shape[1:] != (SIZE, SIZE) or points.shape[1:] != (keypoints.NUM_KEYPOINTS, 2):
-        raise InputError(f"{path}: unexpected shapes {images.shape} / {points.shape}")
+    val = arrays["validation"]
     if val.all() or not val.any():
         raise InputError(f"{path}: the validation mask leaves no train or no validation frames")
+    return arrays
+
+
+def load_split(npz_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """faces.npz -> (train_images, train_kp, val_images, val_kp): uint8 (N,96,96), float32 (N,15,2)."""
+    a = read_npz(npz_path, "images", "keypoints", "validation")
+    images, points, val = a["images"], a["keypoints"].astype(np.float32), a["validation"]
+    if images.shape[1:] != (SIZE, SIZE) or points.shape[1:] != (keypoints.NUM_KEYPOINTS, 2):
+        raise InputError(f"{npz_path}: unexpected shapes {images.shape} / {points.shape}")
     return images[~val], points[~val], images[val], points[val]
 
 
+def load_training(npz_path) -> Split:
+    a = read_npz(npz_path, "images", "context", "keypoints", "sources", "validation")
+    val, points = a["validation"], a["keypoints"].astype(np.float32)
+    return Split(a["context"][~val], points[~val], a["images"][val], points[val], a["sources"][val])
+
+
 def flip(image: np.ndarray, points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror a crop and its (15, 2) crop-pixel keypoints; left and right points trade places."""
+    """Mirror a square crop and its (15, 2) pixel keypoints; left and right points trade places."""
     mirrored = points_px.copy()
-    mirrored[:, 0] = (SIZE - 1) - mirrored[:, 0]
+    mirrored[:, 0] = (image.shape[1] - 1) - mirrored[:, 0]
     return image[:, ::-1].copy(), mirrored[FLIP]
 
 
-def augment(image: np.ndarray, points: np.ndarray, config: Config, rng: np.random.Generator):
-    """One uint8 crop and its normalized keypoints -> float32 [0,1] crop and keypoints, jittered
-    the way a detector box and a camera would jitter them."""
-    px = faces.denormalize(points)
-    if rng.random() < 0.5:
-        image, px = flip(image, px)
-    # One 2x3 matrix moves pixels and keypoints alike: rotation and scale about the crop center,
-    # then a shift. cv2 maps source (x, y) to M @ (x, y, 1), pixel centers at integers.
-    center = ((SIZE - 1) / 2, (SIZE - 1) / 2)
+def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.random.Generator):
+    """One uint8 context crop and its normalized keypoints -> a float32 [0,1] 96x96 crop and its
+    keypoints, moved the way a detector's box and a camera would move them."""
+    border = (len(context) - SIZE) / 2
+    px = faces.denormalize(points) + border  # context pixels
+    if rng.random() < config.flip_p:
+        context, px = flip(context, px)
+    # One 2x3 matrix moves pixels and keypoints alike: rotation and scale about the face's center,
+    # then the cut to the 96x96 window with a shift. cv2 maps source (x, y) to M @ (x, y, 1).
+    center = ((len(context) - 1) / 2, (len(context) - 1) / 2)
     angle = rng.uniform(-config.rotate, config.rotate)
     matrix = cv2.getRotationMatrix2D(center, angle, 1 + rng.uniform(-config.scale, config.scale))
-    matrix[:, 2] += rng.uniform(-config.shift, config.shift, 2) * SIZE
-    image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    matrix[:, 2] += rng.uniform(-config.shift, config.shift, 2) * SIZE - border
+    image = cv2.warpAffine(context, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     px = px @ matrix[:, :2].T + matrix[:, 2]
-    x = image.astype(np.float32) / 255
-    if rng.random() < 0.2:
-        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.2))
-    x = (x - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.15, 0.15)
-    if rng.random() < 0.3:
-        x = x + rng.normal(0, rng.uniform(0.01, 0.04), x.shape).astype(np.float32)
+    if rng.random() < config.jpeg_p:
+        quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+        image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+    x = faces.model_input(image[None])[0, 0]
+    if rng.random() < config.blur_p:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(*config.blur_sigma))
+    x = (x - 0.5) * rng.uniform(*config.contrast) + 0.5 + rng.uniform(-config.brightness, config.brightness)
+    if rng.random() < config.noise_p:
+        x = x + rng.normal(0, rng.uniform(*config.noise_sigma), x.shape).astype(np.float32)
     return np.clip(x, 0, 1), faces.normalize(px).astype(np.float32)
 
 
@@ -209,7 +196,7 @@ def batches(images, points, config: Config, rng: np.random.Generator, train: boo
             pairs = [augment(images[i], points[i], config, rng) for i in idx]
             x, y = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         else:
-            x, y = images[idx].astype(np.float32) / 255, points[idx]
+            x, y = faces.model_input(images[idx])[:, 0], points[idx]
         yield torch.from_numpy(x[:, None]), torch.from_numpy(y.reshape(len(idx), -1))
 
 
@@ -220,7 +207,10 @@ def batches(images, points, config: Config, rng: np.random.Generator, train: boo
 def predict(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """uint8 (N, 96, 96) crops -> (N, 30) normalized predictions."""
     model.eval()
-    out = [model(torch.from_numpy(images[i : i + batch_size, None].astype(np.float32) / 255)) for i in range(0, len(images), batch_size)]
+    out = [
+        model(torch.from_numpy(faces.model_input(images[i : i + batch_size])))
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).numpy()
 
 
@@ -234,7 +224,7 @@ def evaluate(model: nn.Module, images, points, config: Config) -> dict:
 def save_grid(model, images, points, path: Path, count: int = 32) -> None:
     """Validation crops at 2x: true keypoints as white rings, predictions in part colors."""
     picks = np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)
-    pred = _points(predict(model, images[picks]))
+    pred = as_points(predict(model, images[picks]))
     tiles = []
     for i, p in zip(picks, pred):
         tile = cv2.resize(cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR), None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
@@ -246,27 +236,44 @@ def save_grid(model, images, points, path: Path, count: int = 32) -> None:
 
 
 def train(config: Config, command: str = "") -> dict:
+    """One full run; writes the checkpoint, metrics JSON, curves and validation grid into `out`."""
+    config = config.resolved()
     torch.set_num_threads(config.threads)
     common.seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
-    train_images, train_points, val_images, val_points = load_split(config.data)
+    split = load_training(config.data)
+    train_context, train_points, val_images, val_points = (
+        split.train_context,
+        split.train_points,
+        split.val_images,
+        split.val_points,
+    )
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
     mean_shape = train_points.mean(axis=0, keepdims=True).repeat(len(val_points), axis=0)
-    baseline = {"baseline_score": course_score(mean_shape, val_points), "baseline_nme": nme(mean_shape, val_points)}
+    baseline = {
+        "baseline_score": course_score(mean_shape, val_points),
+        "baseline_nme": nme(mean_shape, val_points),
+    }
 
-    model = build_model(config)
-    model.pixel_mean.fill_(float(train_images.mean() / 255))
-    model.pixel_std.fill_(float(train_images.std() / 255))
+    model = models.build(config.model_name, config.model_args())
+    border = (train_context.shape[1] - SIZE) // 2
+    window = train_context[:, border : border + SIZE, border : border + SIZE]
+    pixels = faces.model_input(window)
+    model.pixel_mean.fill_(float(pixels.mean()))
+    model.pixel_std.fill_(float(pixels.std()))
     if config.init:
-        model.load_state_dict(model_from_checkpoint(common.load_checkpoint(config.init)).state_dict())
-    params = sum(p.numel() for p in model.parameters())
+        start = models.model_from_checkpoint(common.load_checkpoint(config.init), expected=MODEL_NAME)
+        model.load_state_dict(start.state_dict())
+    params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = -(-len(train_images) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15)
+    steps = -(-len(train_context) // config.batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15
+    )
     print(
-        f"{len(train_images)} train / {len(val_images)} validation crops, {params:,} parameters; "
+        f"{len(train_context)} train / {len(val_images)} validation crops, {params:,} parameters; "
         f"mean-shape baseline: score {baseline['baseline_score']:.1f}, NME {baseline['baseline_nme']:.2%}",
         flush=True,
     )
@@ -275,7 +282,14 @@ def train(config: Config, command: str = "") -> dict:
     for epoch in range(1, config.epochs + 1):
         model.train()
         total, seen = 0.0, 0
-        bar = tqdm(batches(train_images, train_points, config, rng, True), total=steps, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 30)  # fmt: skip
+        bar = tqdm(
+            batches(train_context, train_points, config, rng, True),
+            total=steps,
+            desc=f"epoch {epoch}/{config.epochs}",
+            disable=not config.progress,
+            file=sys.stderr,
+            mininterval=1 if sys.stderr.isatty() else 30,
+        )
         for x, y in bar:
             loss = keypoint_loss(config.loss, model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -300,6 +314,12 @@ def train(config: Config, command: str = "") -> dict:
     flipped = evaluate(model, val_images, val_points, config)
     model.flip_tta = config.flip_tta
     final = flipped if config.flip_tta else single
+    per_source = {
+        str(source): evaluate(
+            model, val_images[split.val_sources == source], val_points[split.val_sources == source], config
+        )
+        for source in sorted(set(split.val_sources))
+    }
     metrics = {
         **baseline,
         "val_score": final["val_score"],
@@ -308,6 +328,10 @@ def train(config: Config, command: str = "") -> dict:
         "val_nme_no_flip": single["val_nme"],
         "val_score_flip": flipped["val_score"],
         "val_nme_flip": flipped["val_nme"],
+        "val_by_source": {
+            source: {"frames": int((split.val_sources == source).sum()), "score": m["val_score"], "nme": m["val_nme"]}
+            for source, m in per_source.items()
+        },
         "params": params,
         "train_seconds": round(train_seconds, 1),
         "threads": config.threads,
@@ -316,10 +340,17 @@ def train(config: Config, command: str = "") -> dict:
         "history": history,
     }
     model.eval()
-    # The config names the data; its digest and split sizes pin down which faces.npz it was.
-    data = {"data_sha256": hashlib.sha256(Path(config.data).read_bytes()).hexdigest(), "train_frames": len(train_images), "val_frames": len(val_images)}
-    metrics.update(data)
-    common.save_checkpoint(out / f"{MODEL_NAME}.pt", MODEL_NAME, {**dataclasses.asdict(config), **data}, model, {k: v for k, v in metrics.items() if k != "history"})
+    # The config names the data; the metrics pin down which faces.npz it was: digest, split sizes.
+    metrics["data_sha256"] = hashlib.sha256(Path(config.data).read_bytes()).hexdigest()
+    metrics["train_frames"], metrics["val_frames"] = len(train_context), len(val_images)
+    common.save_checkpoint(
+        out / f"{MODEL_NAME}.pt",
+        MODEL_NAME,
+        config.model_args(),
+        dataclasses.asdict(config),
+        model,
+        {k: v for k, v in metrics.items() if k != "history"},
+    )
     metrics["checkpoint_mb"] = round((out / f"{MODEL_NAME}.pt").stat().st_size / 2**20, 3)
     common.write_json(out / f"{MODEL_NAME}.json", metrics)
     common.plot_curves(
@@ -330,7 +361,9 @@ def train(config: Config, command: str = "") -> dict:
     save_grid(model, val_images, val_points, out / f"{MODEL_NAME}_val_grid.png")
     print(
         f"validation: score {metrics['val_score']:.1f}, NME {metrics['val_nme']:.2%} "
-        f"(no flip: {single['val_score']:.1f}, {single['val_nme']:.2%}); trained in {train_seconds:.0f}s; "
+        f"(no flip: {single['val_score']:.1f}, {single['val_nme']:.2%}); "
+        + "".join(f"{k}: {m['val_score']:.1f}, {m['val_nme']:.2%}; " for k, m in per_source.items())
+        + f"trained in {train_seconds:.0f}s; "
         f"wrote {out / MODEL_NAME}.pt/.json/_curves.png/_val_grid.png",
         flush=True,
     )
@@ -338,20 +371,8 @@ def train(config: Config, command: str = "") -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.keypoints", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    defaults = Config()
-    for field in dataclasses.fields(Config):
-        flag, default = "--" + field.name.replace("_", "-"), getattr(defaults, field.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif isinstance(default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=default, help=f"default {' '.join(map(str, default))}")
-        else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"default {default}")
-    args = parser.parse_args(argv)
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items()})
+    """The command line -> the checked Config (one flag per Config field)."""
+    return common.parse_config(Config, argv, "python -m training.keypoints", __doc__)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,7 +78,10 @@ def load_mnist(directory: Path) -> dict[str, np.ndarray]:
         path = _find(directory, stem)
         if path is None:
             if key.startswith("train"):
-                raise InputError(f"{directory}: missing {stem}(.gz); fetch it with `python -m training.mnist --download --data {directory}`")
+                raise InputError(
+                    f"{directory}: missing {stem}(.gz); "
+                    f"fetch it with `python -m training.mnist --download --data {directory}`"
+                )
             continue
         arrays[key] = read_idx(path)
     for split in ("train", "test"):

@@ -1,14 +1,23 @@
-"""Cut the 96x96 face crops that the keypoint model trains on, with an identity-disjoint split.
+"""Cut the face crops that the keypoint model trains on, by the service's own pipeline, and split
+them so that no person (or photo) is on both sides.
 
-    python -m training.prepare_faces --data ../shared/data/faces --out data/faces
+    python -m training.prepare_faces --faces ../shared/data/faces --faces300w ../shared/data/faces300w --out data/faces
 
-Each frame is cropped around the Haar detection that best matches its labelled face (by IoU
-with the landmarks' box), exactly as the service will crop it; where no detection matches, a box
-derived from the landmarks stands in, and is counted. Writes `faces.npz` and `contact_sheet.png`.
+Each frame's face is the YuNet detection that best overlaps its 68 labelled points (IoU >= 0.3),
+cut as `/faces` cuts it: `vision.faces.FaceCrop.around(detection)` and `FaceCrop.cut`. Where YuNet
+finds no such face, a detection is made up from the labels (its box and eyes placed where YuNet's
+would be, as measured on the detected frames) and counted. Besides the 96x96 crop, a 144x144
+context crop (same center, angle and scale) lets training move the crop as a detector's jitter
+would, without inventing border pixels.
+
+Sources: the YouTube frames (`--faces`; a person is the file name without `_NN.jpg`) and the
+Helen/AFW photos (`--faces300w`; faces from one photo stay together). Of each source a share of
+the people/photos is held out whole for validation. Writes faces.npz and contact_sheet.png.
 """
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,73 +27,126 @@ from tqdm import tqdm
 from training.faces_data import identity, load_landmarks68
 from vision import draw, faces, keypoints
 from vision.errors import InputError
+from vision.signatures import CROP_SIZE
 
 MIN_IOU = 0.3
-# A Haar box relative to the box of the 68 landmarks, measured on detected frames of this data:
-# side 1.145 x the landmarks' longer side, same center x, center 0.158 x side higher.
-FALLBACK_SIDE = 1.145
-FALLBACK_RISE = 0.158
+# The context crop adds a quarter of the crop's side on each side (144 x 144 around the 96 x 96):
+# room for the shifts, zoom-outs and turns of training's jitter.
+CONTEXT_BORDER = CROP_SIZE // 4
+CONTEXT_SIZE = CROP_SIZE + 2 * CONTEXT_BORDER
+YUNET = Path(__file__).resolve().parent.parent / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+RIGHT_EYE, LEFT_EYE = range(36, 42), range(42, 48)  # iBUG 68 points: the subject's right and left eye
+
+
+@dataclass(frozen=True)
+class BoxFromLabels:
+    """Where YuNet puts its box relative to the box of the 68 labels (median over detected frames):
+    center offset and size, in units of the labels' box width and height."""
+
+    dx: float
+    dy: float
+    width: float
+    height: float
+
+    def detection(self, points68: np.ndarray) -> faces.Detection:
+        labels = landmark_box(points68)
+        cx = labels.x + labels.width * (0.5 + self.dx)
+        cy = labels.y + labels.height * (0.5 + self.dy)
+        w, h = labels.width * self.width, labels.height * self.height
+        return faces.Detection(faces.Box(cx - w / 2, cy - h / 2, w, h), None, "yunet", labelled_eyes(points68))
 
 
 def landmark_box(points68: np.ndarray) -> faces.Box:
-    x0, y0 = points68.min(axis=0)
-    x1, y1 = points68.max(axis=0)
+    (x0, y0), (x1, y1) = points68.min(axis=0), points68.max(axis=0)
     return faces.Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
 
-def fallback_box(points68: np.ndarray) -> faces.Box:
-    """The Haar box a detector would most likely have given for these landmarks."""
-    lb = landmark_box(points68)
-    side = FALLBACK_SIDE * max(lb.width, lb.height)
-    cx, cy = lb.x + lb.width / 2, lb.y + lb.height / 2 - FALLBACK_RISE * side
-    return faces.Box(cx - side / 2, cy - side / 2, side, side)
+def labelled_eyes(points68: np.ndarray) -> tuple:
+    right, left = points68[list(RIGHT_EYE)].mean(axis=0), points68[list(LEFT_EYE)].mean(axis=0)
+    return (float(right[0]), float(right[1])), (float(left[0]), float(left[1]))
 
 
-def face_box(detector: faces.FaceDetector, gray: np.ndarray, points68: np.ndarray) -> tuple[faces.Box, bool]:
-    """(box, detected): the best-matching Haar detection, else the landmark-derived box."""
+def best_detection(detector, image: np.ndarray, points68: np.ndarray) -> faces.Detection | None:
     target = landmark_box(points68)
-    boxes = detector.detect(gray)
-    if boxes:
-        best = max(boxes, key=lambda b: faces.iou(b, target))
-        if faces.iou(best, target) >= MIN_IOU:
-            return best, True
-    return fallback_box(points68), False
+    found = [d for d in detector.detect(image) if faces.iou(d.box, target) >= MIN_IOU]
+    return max(found, key=lambda d: faces.iou(d.box, target), default=None)
 
 
-def split_identities(identities: list[str], validation_share: float, seed: int) -> np.ndarray:
-    """Boolean mask of validation frames; every identity falls wholly on one side."""
-    people = sorted(set(identities))
-    rng = np.random.default_rng(seed)
-    chosen = set(rng.choice(people, size=max(1, round(len(people) * validation_share)), replace=False))
-    return np.array([person in chosen for person in identities])
+def box_from_labels(detections: list, points: list) -> BoxFromLabels:
+    """The median placement of YuNet's boxes relative to the labels' boxes."""
+    rows = []
+    for detection, points68 in zip(detections, points):
+        labels, box = landmark_box(points68), detection.box
+        (lx, ly), (bx, by) = labels.center, box.center
+        rows.append(
+            ((bx - lx) / labels.width, (by - ly) / labels.height, box.width / labels.width, box.height / labels.height)
+        )
+    if not rows:
+        raise InputError("YuNet found no labelled face at all: is the data right?")
+    return BoxFromLabels(*map(float, np.median(np.array(rows), axis=0)))
 
 
-def prepare(data: Path, validation_share: float = 0.15, seed: int = 0, progress: bool = True) -> dict:
-    landmarks = load_landmarks68(data / "keypoints68.csv", data / "images")
-    detector = faces.FaceDetector()
-    n = len(landmarks.names)
-    crops = np.zeros((n, faces.CROP_SIZE, faces.CROP_SIZE), np.uint8)
-    targets = np.zeros((n, keypoints.NUM_KEYPOINTS, 2), np.float32)
-    squares = np.zeros((n, 3), np.int32)
-    detected = np.zeros(n, bool)
-    for i in tqdm(range(n), desc="cropping faces", unit="frame", disable=not progress):
-        gray = faces.to_gray(landmarks.read_image(i))
-        box, detected[i] = face_box(detector, gray, landmarks.points[i])
-        square = faces.Square.around(box)
-        crops[i] = faces.crop(gray, square)
-        targets[i] = faces.normalize(square.to_crop(keypoints.from_ibug68(landmarks.points[i])))
-        squares[i] = (square.x, square.y, square.side)
-    identities = [identity(name) for name in landmarks.names]
-    validation = split_identities(identities, validation_share, seed)
-    return {
-        "images": crops,
-        "keypoints": targets,
-        "names": np.array(landmarks.names),
-        "identities": np.array(identities),
-        "squares": squares,
-        "detected": detected,
-        "validation": validation,
+def read_sources(folders: dict[str, Path]) -> list[tuple[str, str, "object", int]]:
+    """(source, name, landmarks, index) for every labelled frame of every folder."""
+    frames = []
+    for source, folder in folders.items():
+        landmarks = load_landmarks68(folder / "keypoints68.csv", folder / "images")
+        frames += [(source, name, landmarks, i) for i, name in enumerate(landmarks.names)]
+    return frames
+
+
+def prepare(folders: dict[str, Path], validation_share: float = 0.15, seed: int = 0, progress: bool = True) -> dict:
+    frames = read_sources(folders)
+    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    detections = []
+    for _, _, landmarks, i in tqdm(frames, desc="detecting faces", unit="frame", disable=not progress):
+        detections.append(best_detection(detector, landmarks.read_image(i), landmarks.points[i]))
+    found = [(d, f[2].points[f[3]]) for d, f in zip(detections, frames) if d is not None]
+    fallback = box_from_labels(*zip(*found)) if found else None
+    n = len(frames)
+    arrays = {
+        "images": np.zeros((n, CROP_SIZE, CROP_SIZE), np.uint8),
+        "context": np.zeros((n, CONTEXT_SIZE, CONTEXT_SIZE), np.uint8),
+        "keypoints": np.zeros((n, keypoints.NUM_KEYPOINTS, 2), np.float32),  # normalized, in the crop
+        "points": np.zeros((n, keypoints.NUM_KEYPOINTS, 2), np.float32),  # image pixels
+        "crops": np.zeros((n, 4), np.float32),  # cx, cy, side, angle
+        "detected": np.array([d is not None for d in detections]),
     }
+    for k, ((_, _, landmarks, i), detection) in enumerate(
+        tqdm(list(zip(frames, detections)), desc="cropping faces", unit="frame", disable=not progress)
+    ):
+        points68 = landmarks.points[i]
+        crop = faces.FaceCrop.around(detection or fallback.detection(points68))
+        gray = faces.to_gray(landmarks.read_image(i))
+        points = keypoints.from_ibug68(points68)
+        arrays["images"][k] = crop.cut(gray)
+        arrays["context"][k] = crop.cut(gray, border=CONTEXT_BORDER)
+        arrays["keypoints"][k] = faces.normalize(crop.to_crop(points))
+        arrays["points"][k] = points
+        arrays["crops"][k] = (crop.cx, crop.cy, crop.side, crop.angle)
+    arrays["names"] = np.array([f[1] for f in frames])
+    arrays["sources"] = np.array([source_of(f[0], f[1]) for f in frames])
+    arrays["identities"] = np.array(
+        [f"{source}/{identity(name)}" for source, name in zip(arrays["sources"], arrays["names"])]
+    )
+    arrays["validation"] = split_identities(arrays["identities"], arrays["sources"], validation_share, seed)
+    return arrays
+
+
+def source_of(folder: str, name: str) -> str:
+    """youtube for the YouTube frames; helen or afw (the file name's prefix) for the 300-W photos."""
+    return "youtube" if folder == "youtube" else name.split("_", 1)[0]
+
+
+def split_identities(identities: np.ndarray, sources: np.ndarray, validation_share: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation frames: per source, that share of its identities, held out whole.
+    Each source draws with its own generator, so adding a source leaves the others' split as it was."""
+    chosen = set()
+    for source in sorted(set(sources)):
+        rng = np.random.default_rng(seed)
+        people = sorted(set(identities[sources == source]))
+        chosen |= set(rng.choice(people, size=max(1, round(len(people) * validation_share)), replace=False))
+    return np.array([person in chosen for person in identities])
 
 
 def save(arrays: dict, out: Path) -> Path:
@@ -97,6 +159,7 @@ def save(arrays: dict, out: Path) -> Path:
 
 
 def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0) -> None:
+    """A grid of random crops with their labelled keypoints; a red frame marks a made-up detection."""
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(arrays["images"]), size=min(count, len(arrays["images"])), replace=False)
     tiles = []
@@ -109,29 +172,48 @@ def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0)
     cv2.imwrite(str(path), draw.contact_sheet(tiles))
 
 
+def layout(arrays: dict) -> str:
+    """How the keypoints sit in the crops: their mean center and outer-eye-corner distance."""
+    kp = arrays["keypoints"]
+    left, right = keypoints.OUTER_EYE_CORNERS
+    ocular = np.linalg.norm(kp[:, left] - kp[:, right], axis=-1).mean()
+    cx, cy = kp.reshape(-1, 2).mean(axis=0)
+    return f"keypoints centred at ({cx:+.3f}, {cy:+.3f}), outer eye corners {ocular:.3f} apart (crop half-side = 1)"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m training.prepare_faces", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m training.prepare_faces",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data", type=Path, required=True, help="folder with keypoints68.csv and images/")
+    parser.add_argument("--faces", type=Path, help="the YouTube frames: keypoints68.csv and images/")
+    parser.add_argument("--faces300w", type=Path, help="the Helen/AFW photos: keypoints68.csv and images/")
     parser.add_argument("--out", type=Path, default=Path("data/faces"), help="where faces.npz goes")
-    parser.add_argument("--validation-share", type=float, default=0.15, help="share of identities held out")
+    parser.add_argument("--validation-share", type=float, default=0.15, help="share of identities held out, per source")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    folders = {name: path for name, path in (("youtube", args.faces), ("300w", args.faces300w)) if path}
+    if not folders:
+        parser.error("give --faces and/or --faces300w")
     if not 0 < args.validation_share < 1:
-        sys.exit("error: --validation-share must be between 0 and 1")
+        parser.error("--validation-share must be between 0 and 1")
     try:
-        arrays = prepare(args.data, args.validation_share, args.seed)
+        arrays = prepare(folders, args.validation_share, args.seed)
     except InputError as e:
         sys.exit(f"error: {e}")
     target = save(arrays, args.out)
     save_contact_sheet(arrays, args.out / "contact_sheet.png")
-    n, found, val = len(arrays["images"]), int(arrays["detected"].sum()), arrays["validation"]
-    print(f"{n} frames: {found} cropped from a Haar detection ({found / n:.1%}), {n - found} from the landmark fallback")
-    print(
-        f"split by identity: train {int((~val).sum())} frames / {len(set(arrays['identities'][~val]))} people, "
-        f"validation {int(val.sum())} frames / {len(set(arrays['identities'][val]))} people"
-    )
+    val, sources = arrays["validation"], arrays["sources"]
+    for source in sorted(set(sources)):
+        mine = sources == source
+        found = int(arrays["detected"][mine].sum())
+        print(
+            f"{source}: {int(mine.sum())} faces, {found} cropped from a YuNet detection ({found / mine.sum():.1%}); "
+            f"train {int((mine & ~val).sum())} / validation {int((mine & val).sum())} faces, "
+            f"{len(set(arrays['identities'][mine & val]))} held-out identities"
+        )
+    print(layout(arrays))
     print(f"wrote {target} and {args.out / 'contact_sheet.png'}")
 
 

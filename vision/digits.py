@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from vision.faces import to_gray
-from vision.signatures import MNIST_SIZE
+from vision.signatures import MNIST_SIZE, model_pixels
 
 INK_BOX = 20
 # Where MNIST puts the center of mass, in pixel-index coordinates (measured on the training set: mean 14.00, 13.99).
@@ -56,4 +56,4 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
 
 def to_model_input(digits: np.ndarray) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1], the models' input."""
-    return (np.asarray(digits, dtype=np.float32) / 255.0)[:, None]
+    return model_pixels(digits)

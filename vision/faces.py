@@ -1,20 +1,25 @@
-"""Face detection and the 96x96 crop geometry, shared by training and serving.
+"""Faces: detection (YuNet by default, Haar on request), the 96x96 crop, and the one pipeline
+from a decoded photo to 15 keypoints in its pixels. Torch-free; training, export, the service and
+the clients all use it, so every crop a model sees is cut by this code.
 
-A crop is an axis-aligned square around a face box, expanded by a fixed margin. Keypoints map
-into it (pixels, then the course normalization [-1, 1]) and back to image pixels exactly.
+A crop is a square around the face, rotated so that the eyes are level (when the detector gives
+eyes, as YuNet does), scaled to 96x96. `FaceCrop` maps points into the crop, to the course's
+[-1, 1], and back to image pixels exactly.
 """
 
+import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vision.errors import InputError
-from vision.signatures import CROP_SIZE
-# The square's side is this many times the Haar box side. The Haar box spans brows to chin;
-# 1.2 leaves room around the 15 keypoints (measured on the faces data: see prepare_faces).
-CROP_MARGIN = 1.2
+from vision.keypoints import NUM_KEYPOINTS
+from vision.signatures import CROP_SIZE, model_pixels
+
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
 
@@ -30,35 +35,147 @@ class Box:
     def as_dict(self) -> dict:
         return {"x": int(self.x), "y": int(self.y), "width": int(self.width), "height": int(self.height)}
 
+    @property
+    def center(self) -> tuple[float, float]:
+        return self.x + self.width / 2, self.y + self.height / 2
+
 
 @dataclass(frozen=True)
-class Square:
-    """The integer square that a crop is cut from: top-left corner and side, in image pixels."""
+class Detection:
+    """One face a detector found. `eyes` is ((x, y) of the subject's right eye, (x, y) of the
+    left eye) in image pixels where the detector gives them (YuNet), else None (Haar)."""
 
-    x: int
-    y: int
-    side: int
+    box: Box
+    score: float | None  # the detector's confidence in [0, 1]; Haar has none
+    detector: str
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+    @property
+    def roll(self) -> float:
+        """The face's in-plane rotation in degrees (0: eyes level), from the eyes; 0 without them."""
+        if self.eyes is None:
+            return 0.0
+        (rx, ry), (lx, ly) = self.eyes  # the subject's right eye is on the image's left
+        return math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+# --- the crop --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropStyle:
+    """How a crop is placed around a detection: its side is `margin` x the box's longer side, its
+    center the box's center moved down by `drop` x that side (in the face's upright frame), and it
+    is rotated by the eyes' roll when `align` is set."""
+
+    margin: float
+    drop: float = 0.0
+    align: bool = True
+
+
+# Set so that the 15 keypoints fill the crop as they filled the Haar crops that the course-style
+# model was first trained on: centred, outer eye corners 0.82 half-sides apart (training.prepare_faces
+# prints this layout for the crops it makes; on the YouTube + Helen/AFW faces: (+0.00, -0.00), 0.82).
+YUNET_CROP = CropStyle(margin=1.125, drop=-0.019, align=True)
+# The Haar box spans brows to chin; 1.2 leaves room around the 15 keypoints. Haar gives no eyes.
+HAAR_CROP = CropStyle(margin=1.2, drop=0.0, align=False)
+CROP_STYLES = {"yunet": YUNET_CROP, "haar": HAAR_CROP}
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A square of `side` image pixels centred at (cx, cy), turned by `angle` degrees (the face's
+    roll), that becomes the CROP_SIZE x CROP_SIZE crop. Pixel centers are integer coordinates."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float = 0.0
 
     @classmethod
-    def around(cls, box: Box, margin: float = CROP_MARGIN) -> "Square":
-        side = max(1, round(max(box.width, box.height) * margin))
-        cx, cy = box.x + box.width / 2, box.y + box.height / 2
-        return cls(round(cx - side / 2), round(cy - side / 2), side)
+    def around(cls, detection: Detection, style: CropStyle | None = None) -> "FaceCrop":
+        style = style or CROP_STYLES[detection.detector]
+        angle = detection.roll if style.align else 0.0
+        side = max(detection.box.width, detection.box.height) * style.margin
+        cx, cy = detection.box.center
+        theta = math.radians(angle)  # "down" in the face's frame
+        return cls(cx - math.sin(theta) * style.drop * side, cy + math.cos(theta) * style.drop * side, side, angle)
+
+    @classmethod
+    def whole(cls, width: int, height: int) -> "FaceCrop":
+        """The whole image as the crop (a non-square one padded to the square around its center)."""
+        return cls((width - 1) / 2, (height - 1) / 2, float(max(width, height)))
 
     @property
     def scale(self) -> float:
         """Crop pixels per image pixel."""
         return CROP_SIZE / self.side
 
+    def matrix(self) -> np.ndarray:
+        """The 2x3 affine map from image pixels to crop pixels."""
+        theta = math.radians(self.angle)
+        cos, sin = math.cos(theta) * self.scale, math.sin(theta) * self.scale
+        half = CROP_SIZE / 2 - 0.5
+        # crop = scale * R(-angle) (p - center) + half
+        return np.array(
+            [[cos, sin, half - cos * self.cx - sin * self.cy], [-sin, cos, half + sin * self.cx - cos * self.cy]]
+        )
+
     def to_crop(self, points: np.ndarray) -> np.ndarray:
-        """Image pixel coordinates -> crop pixel coordinates (pixel centers aligned)."""
-        origin = np.array([self.x, self.y], dtype=np.float64)
-        return (np.asarray(points, dtype=np.float64) - origin + 0.5) * self.scale - 0.5
+        """Image pixel coordinates (..., 2) -> crop pixel coordinates."""
+        m = self.matrix()
+        return np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]
 
     def to_image(self, crop_points: np.ndarray) -> np.ndarray:
-        """Crop pixel coordinates -> image pixel coordinates; the inverse of `to_crop`."""
-        origin = np.array([self.x, self.y], dtype=np.float64)
-        return (np.asarray(crop_points, dtype=np.float64) + 0.5) / self.scale - 0.5 + origin
+        """Crop pixel coordinates (..., 2) -> image pixel coordinates; the inverse of `to_crop`."""
+        inverse = cv2.invertAffineTransform(self.matrix())
+        return np.asarray(crop_points, dtype=np.float64) @ inverse[:, :2].T + inverse[:, 2]
+
+    def cut(self, gray: np.ndarray, border: int = 0) -> np.ndarray:
+        """The CROP_SIZE x CROP_SIZE uint8 crop, edges replicated where it leaves the image; with
+        `border`, that many more pixels of context on each side at the same scale. A face much
+        larger than the crop is first shrunk with area averaging, so that no detail aliases."""
+        if gray.ndim != 2 or gray.size == 0:
+            raise InputError(f"expected a non-empty gray image, got shape {gray.shape}")
+        size = CROP_SIZE + 2 * border
+        shrink = self.side / CROP_SIZE
+        if shrink <= 2:
+            return warp(gray, self.matrix(), border)
+        # Cut a region around the square (a turned square reaches up to 0.71 x its side from the
+        # center), edges replicated, area-average it down to about the crop's scale, and warp that.
+        reach = math.ceil(self.side * size / CROP_SIZE * 0.75) + 2
+        x0, y0 = math.floor(self.cx) - reach, math.floor(self.cy) - reach
+        x1, y1 = x0 + 2 * reach, y0 + 2 * reach
+        height, width = gray.shape
+        ix0, iy0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+        ix1, iy1 = max(min(x1, width), ix0 + 1), max(min(y1, height), iy0 + 1)
+        region = cv2.copyMakeBorder(
+            gray[iy0:iy1, ix0:ix1],
+            max(iy0 - y0, 0),
+            max(y1 - iy1, 0),
+            max(ix0 - x0, 0),
+            max(x1 - ix1, 0),
+            cv2.BORDER_REPLICATE,
+        )
+        factor = int(shrink)
+        small_size = (region.shape[1] // factor, region.shape[0] // factor)
+        small = cv2.resize(
+            region[: small_size[1] * factor, : small_size[0] * factor], small_size, interpolation=cv2.INTER_AREA
+        )
+        inner = replace(
+            self,
+            cx=(self.cx - x0 + 0.5) / factor - 0.5,
+            cy=(self.cy - y0 + 0.5) / factor - 0.5,
+            side=self.side / factor,
+        )
+        return warp(small, inner.matrix(), border)
+
+
+def warp(gray: np.ndarray, matrix: np.ndarray, border: int = 0) -> np.ndarray:
+    """Apply an image -> crop map, with `border` more pixels on each side of the crop."""
+    size = CROP_SIZE + 2 * border
+    shifted = matrix + np.array([[0, 0, border], [0, 0, border]])
+    return cv2.warpAffine(gray, shifted, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def normalize(crop_points: np.ndarray) -> np.ndarray:
@@ -70,6 +187,16 @@ def normalize(crop_points: np.ndarray) -> np.ndarray:
 def denormalize(normalized: np.ndarray) -> np.ndarray:
     half = CROP_SIZE / 2
     return np.asarray(normalized, dtype=np.float64) * half + half
+
+
+def model_input(crops: np.ndarray) -> np.ndarray:
+    """(N, 96, 96) uint8 crops -> (N, 1, 96, 96) float32 in [0, 1], the keypoint model's input."""
+    return model_pixels(crops)
+
+
+def crop_points(model_output: np.ndarray) -> np.ndarray:
+    """The keypoint model's (N, 30) output in [-1, 1] -> (N, 15, 2) crop pixels."""
+    return denormalize(np.asarray(model_output).reshape(-1, NUM_KEYPOINTS, 2))
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -85,57 +212,165 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise InputError(f"unsupported image shape {image.shape}")
 
 
-def crop(gray: np.ndarray, square: Square) -> np.ndarray:
-    """Cut `square` out of a gray image, padding by edge replication where it leaves the image,
-    and resize it to CROP_SIZE x CROP_SIZE uint8."""
-    h, w = gray.shape[:2]
-    x0, y0, x1, y1 = square.x, square.y, square.x + square.side, square.y + square.side
-    inside = gray[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
-    if inside.size == 0:
-        raise InputError(f"crop square {square} lies outside the {w}x{h} image")
-    padded = cv2.copyMakeBorder(
-        inside, max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0), cv2.BORDER_REPLICATE
-    )
-    shrinking = square.side > CROP_SIZE
-    return cv2.resize(
-        padded, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    )
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Any decoded OpenCV image -> 3-channel BGR (what YuNet takes)."""
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(to_gray(image), cv2.COLOR_GRAY2BGR)
 
 
-class FaceDetector:
-    """OpenCV's bundled frontal-face Haar cascade.
+# --- detectors -------------------------------------------------------------------------------
+# An OpenCV detector shared by concurrent threads has crashed a server with a segmentation fault,
+# so each detector keeps one OpenCV instance per thread, made on first use in that thread.
 
-    A CascadeClassifier shared by concurrent threads has crashed a server with a segmentation
-    fault, so each thread lazily gets its own.
-    """
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade: the course's detector. No score, no eyes."""
+
+    name = "haar"
 
     def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 40):
         self.path = cv2.data.haarcascades + HAAR_CASCADE
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size = min_size
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
         self._local = threading.local()
-        self._classifier()  # fail at construction, not at the first request
+        self._cascade()  # fail at construction, not at the first request
 
-    def _classifier(self) -> "cv2.CascadeClassifier":
-        classifier = getattr(self._local, "classifier", None)
-        if classifier is None:
-            classifier = cv2.CascadeClassifier(self.path)
-            if classifier.empty():
+    def _cascade(self) -> "cv2.CascadeClassifier":
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = cv2.CascadeClassifier(self.path)
+            if cascade.empty():
                 raise RuntimeError(f"could not load the Haar cascade {self.path}")
-            self._local.classifier = classifier
-        return classifier
+            self._local.cascade = cascade
+        return cascade
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        """Face boxes in a gray image, largest first."""
-        found = self._classifier().detectMultiScale(
-            cv2.equalizeHist(gray),
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a decoded image, largest first."""
+        found = self._cascade().detectMultiScale(
+            cv2.equalizeHist(to_gray(image)),
             scaleFactor=self.scale_factor,
             minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size),
         )
-        boxes = [Box(*map(float, b)) for b in found]
-        return sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
+        detections = [Detection(Box(*map(float, b)), None, self.name) for b in found]
+        return sorted(detections, key=lambda d: d.box.width * d.box.height, reverse=True)
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (`cv2.FaceDetectorYN`): boxes, a confidence and five landmarks per face.
+
+    Photos are detected at a working size whose longer side is at most `max_side` pixels and the
+    boxes mapped back, so a 12-megapixel photo costs about what a VGA frame does.
+    """
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        model: Path,
+        score_threshold: float = 0.7,
+        nms_threshold: float = 0.3,
+        max_side: int = 640,
+        top_k: int = 100,
+    ):
+        self.model = str(model)
+        if not Path(model).is_file():
+            raise InputError(f"YuNet model not found: {model}")
+        self.score_threshold, self.nms_threshold, self.max_side, self.top_k = (
+            score_threshold,
+            nms_threshold,
+            max_side,
+            top_k,
+        )
+        self._local = threading.local()
+        self._yunet((320, 320))  # fail at construction, not at the first request
+
+    def _yunet(self, size: tuple[int, int]) -> "cv2.FaceDetectorYN":
+        yunet = getattr(self._local, "yunet", None)
+        if yunet is None:
+            yunet = cv2.FaceDetectorYN.create(
+                self.model, "", size, self.score_threshold, self.nms_threshold, self.top_k
+            )
+            self._local.yunet = yunet
+        yunet.setInputSize(size)
+        return yunet
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a decoded image, most confident first."""
+        bgr = to_bgr(image)
+        height, width = bgr.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            scale_x, scale_y = size[0] / width, size[1] / height
+        else:
+            scale_x = scale_y = 1.0
+        _, found = self._yunet((bgr.shape[1], bgr.shape[0])).detect(bgr)
+        detections = []
+        for row in found if found is not None else []:
+            x, y, w, h = row[:4]
+            xs, ys = row[4:14:2] / scale_x, row[5:14:2] / scale_y  # right eye, left eye, nose, mouth corners
+            box = Box(float(x / scale_x), float(y / scale_y), float(w / scale_x), float(h / scale_y))
+            eyes = ((float(xs[0]), float(ys[0])), (float(xs[1]), float(ys[1])))
+            detections.append(Detection(box, float(min(max(row[14], 0.0), 1.0)), self.name, eyes))
+        return sorted(detections, key=lambda d: d.score, reverse=True)
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+KeypointModel = Callable[[np.ndarray], np.ndarray]  # (N, 1, 96, 96) float32 in [0, 1] -> (N, 30)
+
+
+@dataclass(frozen=True)
+class Face:
+    detection: Detection
+    crop: FaceCrop
+    keypoints: np.ndarray  # (15, 2) image pixels, course order
+
+    def scaled(self, factor: float) -> "Face":
+        """This face in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        if factor == 1:
+            return self
+
+        def up(v: float) -> float:
+            return (v + 0.5) * factor - 0.5
+
+        d, box = self.detection, self.detection.box
+        eyes = None if d.eyes is None else tuple((up(x), up(y)) for x, y in d.eyes)
+        detection = Detection(
+            Box(up(box.x), up(box.y), box.width * factor, box.height * factor), d.score, d.detector, eyes
+        )
+        crop = FaceCrop(up(self.crop.cx), up(self.crop.cy), self.crop.side * factor, self.crop.angle)
+        return Face(detection, crop, (self.keypoints + 0.5) * factor - 0.5)
+
+    def as_dict(self) -> dict:
+        from vision.keypoints import as_records
+
+        return {
+            "box": self.detection.box.as_dict(),
+            "score": None if self.detection.score is None else round(self.detection.score, 4),
+            "detector": self.detection.detector,
+            "keypoints": as_records(self.keypoints),
+        }
+
+
+def predict_keypoints(model: KeypointModel, gray: np.ndarray, crops: list[FaceCrop]) -> np.ndarray:
+    """Cut every crop, run the model once on all of them, map its points back: (N, 15, 2) pixels."""
+    if not crops:
+        return np.zeros((0, NUM_KEYPOINTS, 2))
+    points = crop_points(model(model_input(np.stack([c.cut(gray) for c in crops]))))
+    return np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
+
+
+def find_faces(image: np.ndarray, detector, model: KeypointModel) -> list[Face]:
+    """Detect -> crop -> predict -> map back: a decoded image to every face with its keypoints."""
+    detections = detector.detect(image)
+    crops = [FaceCrop.around(d) for d in detections]
+    points = predict_keypoints(model, to_gray(image), crops)
+    return [Face(d, c, p) for d, c, p in zip(detections, crops, points, strict=True)]
 
 
 def iou(a: Box, b: Box) -> float:

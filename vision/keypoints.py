@@ -28,17 +28,24 @@ NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 IBUG68_SOURCES = (
     tuple(range(42, 48)),  # left_eye_center
     tuple(range(36, 42)),  # right_eye_center
-    (42,), (45,), (39,), (36,),  # eye corners
-    (22,), (26,), (21,), (17,),  # eyebrow ends
+    (42,),
+    (45,),
+    (39,),
+    (36,),  # eye corners
+    (22,),
+    (26,),
+    (21,),
+    (17,),  # eyebrow ends
     (30,),  # nose_tip
-    (54,), (48,), (51,), (57,),  # mouth
+    (54,),
+    (48,),
+    (51,),
+    (57,),  # mouth
 )
 
 # A horizontal flip turns each "left_*" point into the matching "right_*" one.
 FLIP_PERMUTATION = tuple(
-    KEYPOINT_NAMES.index(
-        name.replace("left", "@").replace("right", "left").replace("@", "right")
-    )
+    KEYPOINT_NAMES.index(name.replace("left", "@").replace("right", "left").replace("@", "right"))
     for name in KEYPOINT_NAMES
 )
 

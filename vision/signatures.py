@@ -7,11 +7,14 @@ Imports nothing heavy (no OpenCV), so the service module can use it at import ti
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from vision.keypoints import NUM_KEYPOINTS
 
 MNIST_SIZE = 28  # a digit is 28x28, as in MNIST
 CROP_SIZE = 96  # a face crop is 96x96, as in the course's keypoint data
 INPUT_NAME = "image"
+PIXEL_MAX = 255.0  # uint8 pixels; the models take them divided by this
 DIGIT_CLASSES = 10
 
 
@@ -25,5 +28,13 @@ class Signature:
 DIGITS = Signature((1, MNIST_SIZE, MNIST_SIZE), (DIGIT_CLASSES,), "logits")
 KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoints")
 
+# The face detectors /faces can use (vision.faces); "yunet" is also the detector's manifest name.
+DETECTORS = ("yunet", "haar")
+
 # Manifest name -> signature. An int8 variant (NAME_int8) has the signature of NAME.
 SIGNATURES = {"digits_cnn": DIGITS, "digits_mlp": DIGITS, "keypoints": KEYPOINTS}
+
+
+def model_pixels(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 images -> (N, 1, H, W) float32 in [0, 1]: what every model takes."""
+    return (np.asarray(images, dtype=np.float32) / PIXEL_MAX)[:, None]

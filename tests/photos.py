@@ -1,0 +1,61 @@
+"""Test images made in code or from the committed fixtures: a group photo, images with no face,
+and a PNG header that declares a huge image."""
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FIXTURE_FACES = Path(__file__).resolve().parent / "fixtures" / "faces" / "images"
+GROUP_PEOPLE = ("Abdel_Aziz_Al-Hakim_02", "Barry_Alvarez_20", "Chris_Noth_10", "David_Brent_30", "Flavia_Pennetta_32")
+
+
+def group_photo(seed: int = 0) -> np.ndarray:
+    """Five people's fixture frames, each scaled to about 220 px high, side by side on a textured
+    background with gaps: a 5-face group photo (BGR), faces left to right in GROUP_PEOPLE order."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for name in GROUP_PEOPLE:
+        frame = cv2.imread(str(FIXTURE_FACES / f"{name}.jpg"))
+        scale = 220 / frame.shape[0] * rng.uniform(0.9, 1.1)
+        frames.append(cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    gap = 40
+    width = sum(f.shape[1] for f in frames) + gap * (len(frames) + 1)
+    height = max(f.shape[0] for f in frames) + 2 * gap
+    canvas = background(height, width, rng)
+    x = gap
+    for frame in frames:
+        y = gap + int(rng.integers(0, height - 2 * gap - frame.shape[0] + 1))
+        canvas[y : y + frame.shape[0], x : x + frame.shape[1]] = frame
+        x += frame.shape[1] + gap
+    return canvas
+
+
+def background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A smooth colour texture: no face in it."""
+    noise = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 6)
+
+
+def no_face_images() -> dict[str, np.ndarray]:
+    """Images with no face: a texture, a flat grey, and a handwritten-digit-like stroke."""
+    rng = np.random.default_rng(1)
+    digit = np.full((280, 280), 235, np.uint8)
+    cv2.putText(digit, "7", (70, 230), cv2.FONT_HERSHEY_SIMPLEX, 8, 30, 18, cv2.LINE_AA)
+    return {
+        "texture": background(480, 640, rng),
+        "grey": np.full((240, 320, 3), 128, np.uint8),
+        "digit": cv2.cvtColor(digit, cv2.COLOR_GRAY2BGR),
+    }
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header declares width x height 8-bit gray pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")

@@ -1,0 +1,221 @@
+"""Every network the project trains, the registry of their names, and checkpoint -> model.
+
+The trainers (`training.digits`, `training.keypoints`) and the exporter build models only here:
+`build(name, model_args)` for a fresh one, `model_from_checkpoint(checkpoint)` for a trained one.
+
+All models take float32 pixels in [0, 1], (N, 1, H, W); any normalization happens inside
+`forward`, so the exported ONNX graphs take raw pixels too.
+"""
+
+import inspect
+
+import torch
+from torch import nn
+
+from vision import faces, keypoints
+from vision.errors import InputError
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Sequential:
+    """3x3 conv (no bias: BatchNorm follows), BatchNorm, ReLU: the block of both CNNs."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+# --- digits: the course's MLP autoencoder + classifier ------------------------------------------
+
+
+ENCODER_SIZES = [784, 392, 196, 98, 49, 32]
+
+
+def mlp_stack(sizes: list[int]) -> nn.Sequential:
+    """Linear+BN+ReLU between layers; the last Linear is plain (latent code or pixel logits)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(b), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class AutoEncoder(nn.Module):
+    """Phase 1 of the course's MLP: its encoder becomes the classifier's."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = mlp_stack(ENCODER_SIZES)
+        self.decoder = mlp_stack(ENCODER_SIZES[::-1])
+
+    def forward(self, x):  # -> pixel logits (N,784); BCE-with-logits keeps the loss stable
+        return self.decoder(self.encoder(x.flatten(1)))
+
+
+def classifier_head(latent: int = 32, hidden: int = 400) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(latent, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.LeakyReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(hidden, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.LeakyReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(hidden, 10),
+    )
+
+
+class MLPClassifier(nn.Module):
+    """Encoder + head -> (N, 10) logits; the course feeds raw [0,1] pixels, so no normalization."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = mlp_stack(ENCODER_SIZES)
+        self.head = classifier_head()
+
+    def forward(self, x):
+        return self.head(self.encoder(x.flatten(1)))
+
+
+# --- digits: the compact CNN ----------------------------------------------------------------------
+
+
+class DigitCNN(nn.Module):
+    """28 -> 14 -> 7 quickly (strided conv, max-pool) so most convs run on small maps: few FLOPs.
+
+    Dropout2d drops whole feature maps, which regularizes convs better than per-pixel dropout.
+    """
+
+    def __init__(self, channels=(16, 32, 64), dropout: float = 0.1):
+        super().__init__()
+        a, b, c = channels
+        self.features = nn.Sequential(
+            conv_bn(1, a),
+            conv_bn(a, b, stride=2),  # 28 -> 14
+            conv_bn(b, b),
+            nn.MaxPool2d(2),  # 14 -> 7
+            nn.Dropout2d(dropout),
+            conv_bn(b, c),
+            conv_bn(c, c, padding=0),  # 7 -> 5
+            nn.Dropout2d(dropout),
+            conv_bn(c, c, padding=0),  # 5 -> 3
+        )
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(c * 9, 10))
+
+    def forward(self, x):
+        return self.classifier(self.features((x - MNIST_MEAN) / MNIST_STD))
+
+
+# --- facial keypoints -------------------------------------------------------------------------------
+
+
+class KeypointNet(nn.Module):
+    """Strided conv stages (96 -> 3 with five) and a small FC head -> (N, 30) keypoints.
+
+    Output is x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
+    (crop_pixel - 48) / 48. The head flattens the 3x3 map instead of pooling it globally: where a
+    feature fires is exactly what a coordinate regressor needs.
+    """
+
+    def __init__(self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False):
+        super().__init__()
+        stages, cin = [], 1
+        for i, w in enumerate(widths):
+            # The first stage is one conv: at 48x48 a second one would cost as much as the rest.
+            stages.append(
+                nn.Sequential(conv_bn(cin, w, 2)) if i == 0 else nn.Sequential(conv_bn(cin, w, 2), conv_bn(w, w))
+            )
+            cin = w
+        self.features = nn.Sequential(*stages)
+        side = faces.CROP_SIZE >> len(widths)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(cin * side * side, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 2 * keypoints.NUM_KEYPOINTS),
+        )
+        self.flip_tta = flip_tta
+        # Pixel statistics of the training crops; set by the trainer, saved in the state_dict.
+        self.register_buffer("pixel_mean", torch.tensor(0.5))
+        self.register_buffer("pixel_std", torch.tensor(0.25))
+        self.register_buffer("flip_index", torch.tensor(list(keypoints.FLIP_PERMUTATION)))
+
+    def regress(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - self.pixel_mean) / self.pixel_std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.regress(x)
+        if not self.flip_tta or self.training:
+            return y
+        # Mirror the crop, predict, and map back: pixel x -> 95 - x is n -> -n - 1/48 normalized,
+        # and left/right points swap.
+        mirrored = self.regress(torch.flip(x, dims=[3])).reshape(-1, keypoints.NUM_KEYPOINTS, 2)
+        mirrored = mirrored.index_select(1, self.flip_index)
+        back = torch.stack([-mirrored[..., 0] - 2.0 / faces.CROP_SIZE, mirrored[..., 1]], dim=-1).reshape(y.shape)
+        return (y + back) / 2
+
+
+# --- registry and checkpoints -------------------------------------------------------------------
+
+# The name a checkpoint carries in its "model" key -> the class its "model_args" construct.
+MODELS: dict[str, type[nn.Module]] = {
+    "digits_cnn": DigitCNN,
+    "digits_mlp": MLPClassifier,
+    "keypoints": KeypointNet,
+}
+
+
+def build(name: str, model_args: dict | None = None) -> nn.Module:
+    """A fresh model `name` from its constructor arguments; unknown names or arguments -> InputError."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r} (one of {', '.join(MODELS)})")
+    model_args = dict(model_args or {})
+    accepted = inspect.signature(MODELS[name]).parameters
+    unknown = sorted(set(model_args) - set(accepted))
+    if unknown:
+        raise InputError(f"{name}: unknown model_args {', '.join(unknown)} (accepted: {', '.join(accepted) or 'none'})")
+    return MODELS[name](**model_args)
+
+
+def legacy_model_args(name: str, config: dict) -> dict:
+    """Constructor arguments of a checkpoint written before checkpoints had "model_args".
+
+    Those (the shipped models/*.pt among them) hold only the trainer's config, from a few of
+    whose fields the trainer built the model. New checkpoints never come here.
+    """
+    fields = {  # config field -> constructor argument, as the trainers used them then
+        "digits_cnn": {"cnn_channels": "channels"},
+        "digits_mlp": {},
+        "keypoints": {"widths": "widths", "hidden": "hidden", "dropout": "dropout", "flip_tta": "flip_tta"},
+    }[name]
+    missing = sorted(set(fields) - set(config))
+    if missing:
+        raise InputError(f"{name} checkpoint has no model_args and no {', '.join(missing)} in its config")
+    return {arg: tuple(config[key]) if isinstance(config[key], list) else config[key] for key, arg in fields.items()}
+
+
+def model_from_checkpoint(checkpoint: dict, expected: str | None = None) -> nn.Module:
+    """A checkpoint dict (`training.common.load_checkpoint`) -> its model, weights loaded, in eval mode.
+
+    Refuses, with a one-line InputError, a model name not in the registry or other than
+    `expected`, unknown constructor arguments and weights that do not fit the model exactly.
+    """
+    name = checkpoint.get("model")
+    if name not in MODELS:
+        raise InputError(f"not a model checkpoint: model {name!r} is none of {', '.join(MODELS)}")
+    if expected is not None and name != expected:
+        raise InputError(f"expected a {expected} checkpoint, got a {name} one")
+    if "model_args" in checkpoint:
+        model_args = checkpoint["model_args"]
+    else:
+        model_args = legacy_model_args(name, checkpoint.get("config", {}))
+    model = build(name, model_args)
+    try:
+        model.load_state_dict(checkpoint["state_dict"])  # strict: every key, every shape
+    except (KeyError, RuntimeError) as e:
+        reason = " ".join(str(e).split())[:300]
+        raise InputError(f"{name}: the checkpoint's weights do not fit its model ({reason})") from None
+    return model.eval()
