@@ -20,7 +20,7 @@ import onnx
 
 from export import convert, parity
 from export import manifest as manifest_writer
-from export.specs import SPECS, load_torch_model, validation_data
+from export.specs import SPECS, Data
 from training.mnist import VALIDATION_SIZE
 from vision.errors import InputError
 from vision.manifest import ManifestError, read_manifest, verified_model
@@ -34,11 +34,11 @@ def export_all(
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             spec = SPECS[name]
-            model, checkpoint = load_torch_model(spec, models_dir)
+            model, checkpoint = spec.rebuild(models_dir)
             onnx_path = Path(scratch) / spec.onnx
             print(f"exporting {name} ...", flush=True)
             convert.to_onnx(model, spec, onnx_path)
-            data = validation_data(spec, mnist, faces, mnist_validation)
+            data = spec.validation(Data(mnist, faces, mnist_validation))
             results.append(parity.check_parity(spec, model, onnx_path, data))
             entries[name] = manifest_writer.entry(
                 spec, onnx_path, models_dir / spec.checkpoint, checkpoint, results[-1], data
@@ -88,9 +88,9 @@ def check_all(
         spec = SPECS[name]
         entry = verified_model(name, manifest_path, manifest)
         convert.check(entry.path)
-        model, _ = load_torch_model(spec, models_dir)
+        model, _ = spec.rebuild(models_dir)
         results.append(
-            parity.check_parity(spec, model, entry.path, validation_data(spec, mnist, faces, mnist_validation))
+            parity.check_parity(spec, model, entry.path, spec.validation(Data(mnist, faces, mnist_validation)))
         )
     return results
 

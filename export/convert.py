@@ -7,6 +7,7 @@ import onnx
 import torch
 
 from export.specs import Spec
+from vision.signatures import INPUT_NAME
 
 OPSET = 18
 
@@ -17,15 +18,15 @@ def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter warns about torchvision ops it cannot register; none is used here.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    sample = torch.rand(2, 1, spec.size, spec.size)
+    sample = torch.rand(2, *spec.signature.input)
     partial = path.with_suffix(".partial.onnx")
     torch.onnx.export(
         model.eval(),
         (sample,),
         str(partial),
         dynamo=True,
-        input_names=["image"],
-        output_names=[spec.output],
+        input_names=[INPUT_NAME],
+        output_names=[spec.signature.output_name],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         opset_version=OPSET,
         external_data=False,  # one file per model: the service and the manifest hash one file

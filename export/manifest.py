@@ -30,7 +30,7 @@ def entry(
         "file": onnx_path.name,
         "sha256": sha256_of(onnx_path),
         **describe(onnx_path),
-        "task": spec.task,
+        "task": spec.task.name,
         "metrics": {"training": checkpoint.get("metrics", {}), "onnxruntime": parity.onnx_metrics},
         "parity": parity.as_dict(),
         "trained_on": checkpoint.get("config", {}).get("data", "unknown"),

@@ -28,15 +28,10 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from export import manifest as manifest_writer
 from export.convert import describe
 from export.parity import run_onnx, session
-from export.specs import SPECS, Spec, measure, validation_data
-from training import keypoints
+from export.specs import SPECS, Data, Spec
 from training.common import write_json
-from training.mnist import load_mnist
 from vision.errors import InputError
 from vision.manifest import ManifestError, read_manifest, sha256_of, verified_model
-
-MAX_DIGIT_LOSS = 0.001  # 0.1 accuracy points
-MAX_SCORE_LOSS = 0.05  # 5% of the keypoint score
 
 # How int8 models are made, in one place; int8_entry describes it in the manifest. uint8
 # activations times int8 weights (U8S8) run on x86 with VPMADDUBSW where the CPU has AVX2 or
@@ -77,15 +72,6 @@ class Calibration(CalibrationDataReader):
         return None if batch is None else {"image": batch}
 
 
-def calibration_images(spec: Spec, mnist: Path, faces: Path, count: int = CALIBRATION_IMAGES) -> np.ndarray:
-    """Training images (never validation ones) to calibrate int8 activation ranges."""
-    if spec.task == "digits":
-        images = load_mnist(mnist)["train_images"][:count]
-    else:
-        images = keypoints.load_split(faces)[0][:count]
-    return (images.astype(np.float32) / 255)[:, None]
-
-
 def load_ms(path: Path, level: ort.GraphOptimizationLevel, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -116,10 +102,12 @@ def quantize(source: Path, target: Path, calibration: np.ndarray) -> None:
 def evaluate_variants(
     spec: Spec, onnx_path: Path, scratch: Path, mnist: Path, faces: Path, mnist_validation: int
 ) -> dict:
-    data = validation_data(spec, mnist, faces, mnist_validation)
+    where = Data(mnist, faces, mnist_validation)
+    data = spec.validation(where)
     offline, int8 = scratch / f"{spec.name}_ort.onnx", scratch / f"{spec.name}_int8.onnx"
     session(onnx_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, save_to=offline)
-    quantize(onnx_path, int8, calibration_images(spec, mnist, faces))
+    # Training images, never validation ones, calibrate the int8 activation ranges.
+    quantize(onnx_path, int8, spec.task.calibration(where, CALIBRATION_IMAGES))
     level = ort.GraphOptimizationLevel
     variants = {
         "raw graph (no optimization)": (onnx_path, level.ORT_DISABLE_ALL),
@@ -134,7 +122,7 @@ def evaluate_variants(
             "load_ms": load_ms(path, optimization),
             "batch1_ms": latency_ms(sess, data.images, 1, 200),
             "batch64_ms": latency_ms(sess, data.images, 64, 30),
-            **measure(spec, run_onnx(sess, data.images), data.targets),
+            **spec.measure(run_onnx(sess, data.images), data.targets),
         }
     return {"variants": rows, "int8_path": int8}
 
@@ -142,12 +130,7 @@ def evaluate_variants(
 def int8_verdict(spec: Spec, rows: dict) -> tuple[bool, str]:
     base, int8 = rows[FP32], rows[INT8]
     faster = int8["batch64_ms"] < base["batch64_ms"] * 0.9
-    if spec.task == "digits":
-        loss = base["val_accuracy"] - int8["val_accuracy"]
-        accurate, change = loss <= MAX_DIGIT_LOSS, f"accuracy {-loss * 100:+.2f} points"
-    else:
-        loss = (base["val_score"] - int8["val_score"]) / base["val_score"]
-        accurate, change = loss <= MAX_SCORE_LOSS, f"score {-loss:+.1%}"
+    accurate, change = spec.task.int8_change(base, int8)
     speed = f"batch-64 speed-up x{base['batch64_ms'] / int8['batch64_ms']:.2f}"
     keep = accurate and faster
     return keep, f"{'kept' if keep else 'not kept'}: {change}, {speed}"
@@ -162,7 +145,7 @@ def int8_entry(spec: Spec, models_dir: Path, result: dict, name: str) -> dict:
         "file": target.name,
         "sha256": sha256_of(target),
         **describe(target),
-        "task": spec.task,
+        "task": spec.task.name,
         "variant_of": name,
         "quantization": quantization_summary(),
         "metrics": {"onnxruntime": {k: v for k, v in row.items() if k.startswith("val_")}},

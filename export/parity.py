@@ -7,14 +7,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from export.specs import Spec, Validation, measure
+from export.specs import Spec, Validation
 
 BATCH_SIZES = (1, 7, 64)
 MAX_ABS_DIFF = 1e-4
 # A validation metric may move by at most 0.01 percentage points (digits accuracy) or 0.1% of
 # the score (keypoints).
-MAX_ACCURACY_DELTA = 0.0001
-MAX_SCORE_REL_DELTA = 0.001
 
 
 @dataclass
@@ -81,20 +79,10 @@ def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Vali
             result.failures.append(f"batch {batch}: max |diff| {result.max_abs_diff[batch]:.2e} > {MAX_ABS_DIFF:.0e}")
 
     onnx_out, torch_out = run_onnx(sess, data.images), run_torch(model, data.images)
-    result.torch_metrics = measure(spec, torch_out, data.targets)
-    result.onnx_metrics = measure(spec, onnx_out, data.targets)
-    if spec.task == "digits":
-        result.prediction_mismatches = int(np.sum(onnx_out.argmax(1) != torch_out.argmax(1)))
-        if result.prediction_mismatches:
-            result.failures.append(f"{result.prediction_mismatches} digit predictions differ")
-        delta = abs(result.onnx_metrics["val_accuracy"] - result.torch_metrics["val_accuracy"])
-        if delta > MAX_ACCURACY_DELTA:
-            result.failures.append(f"accuracy moved by {delta * 100:.3f} points")
-    else:
-        ref = result.torch_metrics["val_score"]
-        delta = abs(result.onnx_metrics["val_score"] - ref) / ref
-        if delta > MAX_SCORE_REL_DELTA:
-            result.failures.append(f"score moved by {delta:.2%}")
+    result.torch_metrics = spec.measure(torch_out, data.targets)
+    result.onnx_metrics = spec.measure(onnx_out, data.targets)
+    result.prediction_mismatches = spec.task.changed_predictions(torch_out, onnx_out)
+    result.failures += spec.task.drift(torch_out, onnx_out, result.torch_metrics, result.onnx_metrics)
     return result
 
 

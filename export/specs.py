@@ -1,4 +1,11 @@
-"""What gets exported: one spec per shipped checkpoint, and how to validate it."""
+"""What gets exported: one spec per shipped checkpoint, and what its task means for validation.
+
+A `Task` knows its data and its metric: how to load the validation split and calibration images,
+how to measure outputs, when an ONNX file has drifted from PyTorch, and when an int8 variant has
+lost too much. A `Spec` is one model: its name (manifest key, file stem), its task, and its
+signature from `vision.signatures`. Export, the parity gate and `export.optimize` ask the spec;
+none of them branches on the task.
+"""
 
 import functools
 from dataclasses import dataclass
@@ -12,36 +19,7 @@ from training.common import load_checkpoint
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from training.models import model_from_checkpoint
 from vision.metrics import course_score, nme
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str  # manifest key and file stem
-    task: str  # "digits" | "keypoints"
-    size: int  # input is (N, 1, size, size)
-    output: str  # the ONNX output name
-    width: int  # output is (N, width)
-
-    @property
-    def checkpoint(self) -> str:
-        return f"{self.name}.pt"
-
-    @property
-    def onnx(self) -> str:
-        return f"{self.name}.onnx"
-
-
-SPECS = {
-    "digits_cnn": Spec("digits_cnn", "digits", 28, "logits", 10),
-    "digits_mlp": Spec("digits_mlp", "digits", 28, "logits", 10),
-    "keypoints": Spec("keypoints", "keypoints", 96, "keypoints", 30),
-}
-
-
-def load_torch_model(spec: Spec, models_dir: Path) -> tuple[torch.nn.Module, dict]:
-    """The spec's checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model is refused."""
-    checkpoint = load_checkpoint(Path(models_dir) / spec.checkpoint)
-    return model_from_checkpoint(checkpoint, expected=spec.name), checkpoint
+from vision.signatures import SIGNATURES, Signature, model_pixels
 
 
 @dataclass
@@ -53,24 +31,114 @@ class Validation:
     source: str
 
 
-def validation_data(
-    spec: Spec, mnist_dir: Path, faces_npz: Path, mnist_validation: int = VALIDATION_SIZE
-) -> Validation:
-    return _validation(spec.task, Path(mnist_dir), Path(faces_npz), mnist_validation)
+@dataclass(frozen=True)
+class Data:
+    """Where a task's data lives: the MNIST IDX folder, the face crops, the digits' validation size."""
+
+    mnist: Path
+    faces: Path
+    mnist_validation: int = VALIDATION_SIZE
+
+
+class Digits:
+    name = "digits"
+    max_accuracy_drift = 0.0001  # parity: ONNX vs PyTorch, 0.01 points
+    max_int8_loss = 0.001  # int8: at most 0.1 accuracy points lost
+
+    def validation(self, data: Data) -> Validation:
+        return _digits_validation(Path(data.mnist), data.mnist_validation)
+
+    def calibration(self, data: Data, count: int) -> np.ndarray:
+        return model_pixels(load_mnist(Path(data.mnist))["train_images"][:count])
+
+    def measure(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
+        return {"val_accuracy": float(np.mean(outputs.argmax(axis=1) == targets))}
+
+    def changed_predictions(self, torch_out: np.ndarray, onnx_out: np.ndarray) -> int:
+        return int(np.sum(onnx_out.argmax(1) != torch_out.argmax(1)))
+
+    def drift(self, torch_out: np.ndarray, onnx_out: np.ndarray, torch_metrics: dict, onnx_metrics: dict) -> list[str]:
+        """The parity gate's complaints beyond raw output differences."""
+        failures = []
+        mismatches = self.changed_predictions(torch_out, onnx_out)
+        if mismatches:
+            failures.append(f"{mismatches} digit predictions differ")
+        delta = abs(onnx_metrics["val_accuracy"] - torch_metrics["val_accuracy"])
+        if delta > self.max_accuracy_drift:
+            failures.append(f"accuracy moved by {delta * 100:.3f} points")
+        return failures
+
+    def int8_change(self, fp32: dict, int8: dict) -> tuple[bool, str]:
+        """(accurate enough, what changed) for an int8 variant's metrics against the fp32 ones."""
+        loss = fp32["val_accuracy"] - int8["val_accuracy"]
+        return loss <= self.max_int8_loss, f"accuracy {-loss * 100:+.2f} points"
+
+
+class Keypoints:
+    name = "keypoints"
+    max_score_drift = 0.001  # parity: ONNX vs PyTorch, 0.1% of the score
+    max_int8_loss = 0.05  # int8: at most 5% of the score lost
+
+    def validation(self, data: Data) -> Validation:
+        *_, images, points = keypoints_data.load_split(data.faces)
+        return Validation(model_pixels(images), points.reshape(len(points), -1), str(data.faces))
+
+    def calibration(self, data: Data, count: int) -> np.ndarray:
+        return model_pixels(keypoints_data.load_split(data.faces)[0][:count])
+
+    def measure(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
+        return {"val_score": course_score(outputs, targets), "val_nme": nme(outputs, targets)}
+
+    def changed_predictions(self, torch_out: np.ndarray, onnx_out: np.ndarray) -> int:
+        return 0  # a regression has no discrete prediction to flip; the score drift is the check
+
+    def drift(self, torch_out: np.ndarray, onnx_out: np.ndarray, torch_metrics: dict, onnx_metrics: dict) -> list[str]:
+        delta = abs(onnx_metrics["val_score"] - torch_metrics["val_score"]) / torch_metrics["val_score"]
+        return [f"score moved by {delta:.2%}"] if delta > self.max_score_drift else []
+
+    def int8_change(self, fp32: dict, int8: dict) -> tuple[bool, str]:
+        loss = (fp32["val_score"] - int8["val_score"]) / fp32["val_score"]
+        return loss <= self.max_int8_loss, f"score {-loss:+.1%}"
 
 
 @functools.cache  # both digit models validate on the same images: read them once
-def _validation(task: str, mnist_dir: Path, faces_npz: Path, mnist_validation: int) -> Validation:
-    if task == "digits":
-        arrays = load_mnist(mnist_dir)
-        _, (images, labels) = train_validation_split(arrays["train_images"], arrays["train_labels"], mnist_validation)
-        return Validation((images.astype(np.float32) / 255)[:, None], labels.astype(np.int64), str(mnist_dir))
-    *_, images, points = keypoints_data.load_split(faces_npz)
-    return Validation((images.astype(np.float32) / 255)[:, None], points.reshape(len(points), -1), str(faces_npz))
+def _digits_validation(mnist: Path, mnist_validation: int) -> Validation:
+    arrays = load_mnist(mnist)
+    _, (images, labels) = train_validation_split(arrays["train_images"], arrays["train_labels"], mnist_validation)
+    return Validation(model_pixels(images), labels.astype(np.int64), str(mnist))
 
 
-def measure(spec: Spec, outputs: np.ndarray, targets: np.ndarray) -> dict:
-    """The validation metric(s) of a model's outputs: accuracy for digits; score and NME for keypoints."""
-    if spec.task == "digits":
-        return {"val_accuracy": float(np.mean(outputs.argmax(axis=1) == targets))}
-    return {"val_score": course_score(outputs, targets), "val_nme": nme(outputs, targets)}
+@dataclass(frozen=True)
+class Spec:
+    name: str  # manifest key, file stem and checkpoint model name
+    task: Digits | Keypoints
+
+    @property
+    def signature(self) -> Signature:
+        return SIGNATURES[self.name]
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.name}.pt"
+
+    @property
+    def onnx(self) -> str:
+        return f"{self.name}.onnx"
+
+    def rebuild(self, models_dir: Path) -> tuple[torch.nn.Module, dict]:
+        """The checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model is refused."""
+        checkpoint = load_checkpoint(Path(models_dir) / self.checkpoint)
+        return model_from_checkpoint(checkpoint, expected=self.name), checkpoint
+
+    def validation(self, data: Data) -> Validation:
+        return self.task.validation(data)
+
+    def measure(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
+        return self.task.measure(outputs, targets)
+
+
+SPECS = {
+    "digits_cnn": Spec("digits_cnn", Digits()),
+    "digits_mlp": Spec("digits_mlp", Digits()),
+    "keypoints": Spec("keypoints", Keypoints()),
+}

@@ -148,7 +148,7 @@ def test_optimize_drops_a_shipped_int8_variant_that_no_longer_earns_it(exported,
     before = read_manifest(copy / "manifest.json")["models"]
 
     def measured(spec, onnx_path, scratch, *_):  # digits: int8 1 point worse (dropped); keypoints: 2x faster (kept)
-        if spec.task == "digits":
+        if spec.task.name == "digits":
             fp32, int8 = {"batch64_ms": 1.0, "val_accuracy": 0.90}, {"batch64_ms": 0.5, "val_accuracy": 0.89}
         else:
             fp32, int8 = {"batch64_ms": 1.0, "val_score": 100.0}, {"batch64_ms": 0.5, "val_score": 99.0}
