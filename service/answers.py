@@ -16,6 +16,7 @@ class DigitAnswer(BaseModel):
     confidence: float = Field(ge=0, le=1, description="its probability")
     probabilities: list[float] = Field(min_length=10, max_length=10, description="P(0) ... P(9)")
     model: Literal["cnn", "mlp"] = Field(description="the model that answered")
+    input_png: str | None = Field(None, description="with debug=true: the 28x28 image the model saw, base64 PNG")
 
 
 class Keypoint(BaseModel):

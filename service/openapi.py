@@ -30,6 +30,7 @@ in the project.
 ERROR_SCHEMA = "Error"
 REFUSALS = {
     "400": "Bad input: not an image, a missing or malformed field, an array of the wrong shape",
+    "422": "A valid image that holds nothing to read: /digit found no ink",
     "413": "The request body, or the pixel count the image declares, is over the limit",
     "500": "An unexpected server error (a bug: please report it with the server log)",
 }

@@ -62,6 +62,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def png_base64(image: np.ndarray) -> str:
+    import base64
+
+    import cv2
+
+    return base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode("ascii")
+
+
 def refused_input(path: str, status: int, reason: str) -> None:
     """Every refusal, whoever makes it: one counter, one log line, no traceback."""
     refused.labels(endpoint=path.strip("/"), status=str(status)).inc()
@@ -72,8 +80,9 @@ def refuse(error: InputError, endpoint: str):
     from starlette.responses import JSONResponse
 
     from service.images import TooLarge
+    from vision.digits import NoDigit
 
-    status = 413 if isinstance(error, TooLarge) else 400
+    status = 413 if isinstance(error, TooLarge) else 422 if isinstance(error, NoDigit) else 400
     refused_input(f"/{endpoint}", status, str(error))
     return JSONResponse({"error": str(error)}, status_code=status)
 
@@ -118,21 +127,22 @@ class Vision:
         return picture
 
     @bentoml.api
-    def digit(self, image: Path, model: DigitModel = "cnn") -> DigitAnswer:
-        """A digit image (MNIST-style white on black, or dark ink on light paper, any size) -> the digit."""
+    def digit(self, image: Path, model: DigitModel = "cnn", debug: bool = False) -> DigitAnswer:
+        """One handwritten digit: a photo or scan of ink on paper, or white on black, any size ->
+        the digit. An image with no ink is a 422. `debug=true` adds the 28x28 image the model saw."""
         from vision.digits import to_mnist, to_model_input
-        from vision.faces import to_gray
 
         try:
-            x = to_model_input(to_mnist(to_gray(self._decode(image, "digit")))[None])
+            mnist = to_mnist(self._decode(image, "digit"))
         except InputError as e:
             return refuse(e, "digit")
-        probabilities = softmax(self.models[f"digits_{model}"](x))[0]
+        probabilities = softmax(self.models[f"digits_{model}"](to_model_input(mnist[None])))[0]
         return DigitAnswer(
             digit=int(probabilities.argmax()),
             confidence=round(float(probabilities.max()), 6),
             probabilities=[round(float(p), 6) for p in probabilities],
             model=model,
+            input_png=png_base64(mnist) if debug else None,
         )
 
     @bentoml.api

@@ -5,6 +5,7 @@ endpoint, every bad input and the start-up checks run before the real models exi
 runs the shipped models/manifest.json when it is there.
 """
 
+import base64
 import io
 import json
 import os
@@ -186,6 +187,23 @@ def test_digit_model_choice_and_ink_on_paper(http, local, fixtures):
     assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
     cnn = post_image(http, "/digit", jpeg.tobytes(), "digit.jpg", model="cnn").json()
     assert cnn["probabilities"] != body["probabilities"]
+
+
+def test_a_photo_of_a_digit_and_what_the_model_saw(http, fixtures):
+    from training.digit_photos import render
+
+    image = mnist_samples(fixtures, 1)[0][0]
+    photo = render(image, "mixed", 3)  # ruled paper, uneven light, a pen, blur, noise, JPEG
+    body = post_image(http, "/digit", jpeg(photo), "photo.jpg", debug="true").json()
+    seen = cv2.imdecode(np.frombuffer(base64.b64decode(body["input_png"]), np.uint8), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(seen, to_mnist(cv2.imdecode(np.frombuffer(jpeg(photo), np.uint8), cv2.IMREAD_COLOR)))
+    assert post_image(http, "/digit", jpeg(photo), "photo.jpg").json()["input_png"] is None
+
+
+@pytest.mark.parametrize("colour", [(235, 235, 235), (40, 160, 220)], ids=["blank-paper", "uniform-colour"])
+def test_an_image_with_no_digit_is_422(http, colour):
+    r = post_image(http, "/digit", png(np.full((240, 320, 3), colour, np.uint8)))
+    assert r.status_code == 422 and r.json()["error"].startswith("no digit found"), r.text
 
 
 # --- keypoints ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 import cv2
 import numpy as np
+import pytest
 
 from training.mnist import load_mnist
-from vision.digits import to_mnist, to_model_input
+from vision.digits import NoDigit, to_mnist, to_model_input
 
 
 def _mnist(fixtures):
@@ -37,8 +38,41 @@ def test_ink_fits_20x20_with_center_of_mass_at_14():
     assert abs(moments["m10"] / moments["m00"] - 14) <= 0.5 and abs(moments["m01"] / moments["m00"] - 14) <= 0.5
 
 
-def test_blank_image_gives_blank_digit():
-    assert to_mnist(np.full((50, 50), 255, np.uint8)).max() == 0
+@pytest.mark.parametrize(
+    "image",
+    [np.full((50, 50), 255, np.uint8), np.zeros((28, 28), np.uint8), np.full((300, 400, 3), (40, 160, 220), np.uint8)],
+    ids=["white-paper", "black", "a-colour"],
+)
+def test_an_image_without_ink_is_refused(image):
+    with pytest.raises(NoDigit, match="no digit found"):
+        to_mnist(image)
+
+
+def test_paper_noise_alone_is_refused():
+    rng = np.random.default_rng(0)
+    paper = np.clip(rng.normal(225, 4, (240, 320)), 0, 255).astype(np.uint8)
+    with pytest.raises(NoDigit):
+        to_mnist(paper)
+
+
+@pytest.mark.parametrize("kind", ["lighting", "ruled", "squared", "noise", "mixed"])
+def test_photos_of_a_digit_come_out_like_the_digit(fixtures, kind):
+    """Rendered like a phone photo (training.digit_photos), each fixture digit still comes out
+    close to what MNIST's recipe makes of the clean digit."""
+    from training.digit_photos import render
+
+    digits = _mnist(fixtures)[:12]
+    scores = [
+        np.corrcoef(to_mnist(render(d, kind, i)).ravel(), to_mnist(d).ravel())[0, 1] for i, d in enumerate(digits)
+    ]
+    assert np.median(scores) > 0.7, scores
+
+
+def test_a_dimly_lit_page_is_still_dark_ink_on_paper(fixtures):
+    digit = _mnist(fixtures)[0]
+    page = np.full((200, 200), 110, np.uint8)  # paper darker than mid-grey
+    page[40:160, 40:160] = np.minimum(page[40:160, 40:160], 110 - cv2.resize(digit, (120, 120)) // 3)
+    assert np.corrcoef(to_mnist(page).ravel(), to_mnist(digit).ravel())[0, 1] > 0.7
 
 
 def test_model_input_is_float_in_unit_range():

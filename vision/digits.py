@@ -1,13 +1,18 @@
-"""MNIST's own recipe for turning any digit image into a 28x28 MNIST-style one.
+"""From any photo, scan or drawing of one handwritten digit to the 28x28 MNIST form.
 
-White ink on black; the ink's bounding box fitted into 20x20 keeping its aspect ratio, then
-placed in 28x28 so that its center of mass sits at the center. Photos or scans of dark ink on
-light paper are inverted first.
+Two steps. First the ink: a white-on-black image (MNIST itself, a drawing pad) is taken as it is;
+a photo or scan of dark ink on light paper is inverted, its uneven lighting flattened (the paper
+estimated by a morphological opening and subtracted), the ink separated from the paper by Otsu's
+threshold, ruled or squared lines and specks removed, and the digit's connected components kept.
+An image with no ink in it is refused (`NoDigit`). Then MNIST's own recipe: the ink's bounding
+box fitted into 20x20 keeping its aspect ratio, placed in 28x28 with its center of mass at the
+center.
 """
 
 import cv2
 import numpy as np
 
+from vision.errors import InputError
 from vision.faces import to_gray
 from vision.signatures import MNIST_SIZE, model_pixels
 
@@ -16,13 +21,21 @@ INK_BOX = 20
 MNIST_CENTER = 14.0
 # A pixel is ink when it is brighter than this share of the brightest pixel above the background.
 INK_THRESHOLD = 0.1
+# Photos are read at this working size (longer side), large enough for thin pen strokes.
+WORK_SIDE = 256
+# Ink must stand out from the paper by this many grey levels, or the image holds no digit.
+MIN_CONTRAST = 40
+# A line longer than this share of the image's width (height) is a ruled (grid) line, not ink.
+LINE_SHARE = 0.6
+
+
+class NoDigit(InputError):
+    """The image holds no ink that could be a digit."""
 
 
 def _ink_on_black(gray: np.ndarray) -> np.ndarray:
-    """Invert light-background images and stretch so the background is 0 and the ink up to 255."""
-    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-    if background > 127:
-        gray, background = 255 - gray, 255 - background
+    """A white-on-black image, stretched so the background is 0 and the ink up to 255."""
+    background = _border_median(gray)
     ink = np.clip(gray.astype(np.float32) - background, 0, None)
     peak = float(ink.max())
     if peak <= 0:
@@ -31,11 +44,80 @@ def _ink_on_black(gray: np.ndarray) -> np.ndarray:
 
 
 def to_mnist(image: np.ndarray) -> np.ndarray:
-    """Any decoded image (gray, BGR or BGRA, any size) -> (28, 28) uint8, white digit on black."""
-    ink = _ink_on_black(to_gray(image))
+    """Any decoded image (gray, BGR or BGRA, any size) -> (28, 28) uint8, white digit on black.
+    Raises NoDigit when there is no ink to read."""
+    gray = to_gray(image)
+    ink = _ink_from_paper(gray) if _dark_ink(gray) else _ink_on_black(gray)
+    return _mnist_recipe(ink)
+
+
+def _dark_ink(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the background: the darkest pixels stray further from the
+    border's median than the brightest do. (A dimly lit page is dark, but its ink is darker.)"""
+    background = _border_median(gray)
+    darkest, brightest = np.percentile(gray, [1, 99])
+    return background - darkest > brightest - background
+
+
+def _border_median(gray: np.ndarray) -> float:
+    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+
+
+def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
+    """Dark ink on light paper (a photo or a scan) -> the digit's ink, bright on black, float32."""
+    scale = min(1.0, WORK_SIDE / max(gray.shape))
+    if scale < 1:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
+    # The paper, lighting and shadows included: what an opening wider than any stroke leaves.
+    side = max(15, (max(gray.shape) // 4) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    paper = cv2.morphologyEx(inverted, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+    paper = cv2.GaussianBlur(paper, (0, 0), side / 4)  # the opening is blocky; lighting is smooth
+    ink = cv2.subtract(inverted, paper)
+    if int(ink.max()) < MIN_CONTRAST:
+        raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
+    _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask)))
+    mask = _digit_components(mask)
+    kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0)
+    peak = float(np.percentile(kept[mask > 0], 99))
+    return np.clip(kept * (255.0 / max(peak, 1.0)), 0, 255)
+
+
+def _long_lines(mask: np.ndarray) -> np.ndarray:
+    """The pixels of straight horizontal and vertical runs longer than LINE_SHARE of the image."""
+    height, width = mask.shape
+    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, int(width * LINE_SHARE))), np.uint8))
+    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(height * LINE_SHARE)), 1), np.uint8))
+    return cv2.dilate(cv2.bitwise_or(horizontal, vertical), np.ones((3, 3), np.uint8))
+
+
+def _digit_components(mask: np.ndarray) -> np.ndarray:
+    """The largest ink blob and the blobs that belong with it (near it and not tiny); specks go."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        raise NoDigit("no digit found: no ink left once the paper's lines and specks are removed")
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(np.argmax(areas))
+    x, y, w, h = stats[main, :4]
+    if areas.max() < 0.0005 * mask.size:
+        raise NoDigit("no digit found: only specks of ink")
+    keep = np.zeros(count, bool)
+    keep[main] = True
+    for i in range(1, count):
+        bx, by, bw, bh, area = stats[i]
+        near = bx < x + 1.5 * w and bx + bw > x - 0.5 * w and by < y + 1.5 * h and by + bh > y - 0.5 * h
+        keep[i] |= near and area >= 0.08 * areas.max()
+    return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
+def _mnist_recipe(ink: np.ndarray) -> np.ndarray:
+    """Bright ink on black, any size -> 28x28 uint8: the ink's box fitted into 20x20, center of mass
+    at the center."""
     mask = ink > INK_THRESHOLD * 255
     if not mask.any():
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+        raise NoDigit("no digit found: the image is blank")
     ys, xs = np.nonzero(mask)
     ink = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = ink.shape
