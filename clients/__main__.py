@@ -1,6 +1,7 @@
 """Call the service from the command line.
 
     python -m clients digit path/to/digit.png [--model mlp] [--out labelled.png]
+    python -m clients number photo_of_a_number.jpg [--out boxed.png]
     python -m clients faces photo.jpg --out annotated.jpg [--json]
     python -m clients keypoints face_crop.png --out annotated.png
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from clients.api import URL_HELP, ImageError, ServiceError, VisionClient, keypoint_array, read_image, service_url
-from clients.overlay import draw_digit, draw_faces
+from clients.overlay import draw_digit, draw_faces, draw_number
 from vision import draw
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m clients", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("endpoint", choices=["digit", "keypoints", "faces"])
+    parser.add_argument("endpoint", choices=["digit", "number", "keypoints", "faces"])
     parser.add_argument("image", type=Path)
     parser.add_argument("--url", help=URL_HELP)
     parser.add_argument("--model", default="cnn", choices=["cnn", "mlp"], help="digit model")
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> None:
                 answer = client.digit(data, args.model)
                 image = draw_digit(image, answer)
                 summary = f"digit {answer['digit']} ({answer['confidence']:.1%}, {answer['model']})"
+            elif args.endpoint == "number":
+                answer = client.number(data, args.model)
+                draw_number(image, answer)
+                summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
             elif args.endpoint == "keypoints":
                 answer = {"keypoints": client.keypoints(data)}
                 draw.draw_keypoints(image, keypoint_array(answer["keypoints"]))

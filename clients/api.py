@@ -137,6 +137,10 @@ class VisionClient:
         """{"digit", "confidence", "probabilities", "model"} for one digit image."""
         return self._post_image("/digit", image, model=model)
 
+    def number(self, image, model: str = "cnn") -> dict:
+        """{"number", "digits": [{"digit", "confidence", "box"}], "model"} for a written number."""
+        return self._post_image("/number", image, model=model)
+
     def keypoints(self, image) -> list[dict]:
         """15 named keypoints in the pixel coordinates of a face crop."""
         return self._post_image("/keypoints", image)["keypoints"]

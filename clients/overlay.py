@@ -30,6 +30,17 @@ def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
     return image
 
 
+def draw_number(image: np.ndarray, answer: dict) -> np.ndarray:
+    """Draw each digit's box and its reading from a /number answer onto a BGR image, in place."""
+    for digit in answer["digits"]:
+        box = digit["box"]
+        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]))
+        scale = max(0.5, box["height"] / 60)
+        origin = (int(box["x"]), max(int(box["y"]) - 6, 14))
+        cv2.putText(image, str(digit["digit"]), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 255), 2, cv2.LINE_AA)
+    return image
+
+
 def draw_digit(image: np.ndarray, answer: dict) -> np.ndarray:
     """A new BGR image: the digit image (enlarged if small) under a banner with the /digit answer,
     e.g. "7  98.1% (cnn)"."""

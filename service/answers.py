@@ -19,6 +19,18 @@ class DigitAnswer(BaseModel):
     input_png: str | None = Field(None, description="with debug=true: the 28x28 image the model saw, base64 PNG")
 
 
+class NumberDigit(BaseModel):
+    digit: int = Field(ge=0, le=9)
+    confidence: float = Field(ge=0, le=1)
+    box: "FaceBox" = Field(description="where the digit is, photo pixels")
+
+
+class NumberAnswer(BaseModel):
+    number: str = Field(description="the digits, left to right")
+    digits: list[NumberDigit]
+    model: Literal["cnn", "mlp"]
+
+
 class Keypoint(BaseModel):
     name: KeypointName
     x: float = Field(description="pixels from the image's left edge")
@@ -60,3 +72,6 @@ class FacesAnswer(BaseModel):
 class Error(BaseModel):
     error: str = Field(description="why the request was refused, in one line")
     detail: list[dict] | None = Field(None, description="for a malformed field: pydantic's errors, one per field")
+
+
+NumberDigit.model_rebuild()

@@ -19,7 +19,7 @@ from bentoml.validators import DType, Shape
 from pydantic import BeforeValidator
 
 from service import bentoml_compat, limits, runtime
-from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer
+from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer, NumberAnswer
 from service.arrays import batch_of
 from service.openapi import ExtraRoutes
 from vision import signatures
@@ -144,6 +144,23 @@ class Vision:
             model=model,
             input_png=png_base64(mnist) if debug else None,
         )
+
+    @bentoml.api
+    def number(self, image: Path, model: DigitModel = "cnn") -> NumberAnswer:
+        """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
+        with its confidence and box; all of them in one model call. Touching digits read as one."""
+        from vision.digits import split_number, to_model_input
+
+        try:
+            written = split_number(self._decode(image, "number"))
+        except InputError as e:
+            return refuse(e, "number")
+        probabilities = softmax(self.models[f"digits_{model}"](to_model_input(np.stack([d.image for d in written]))))
+        digits = [
+            {"digit": int(p.argmax()), "confidence": round(float(p.max()), 6), "box": d.box.as_dict()}
+            for d, p in zip(written, probabilities, strict=True)
+        ]
+        return NumberAnswer(number="".join(str(d["digit"]) for d in digits), digits=digits, model=model)
 
     @bentoml.api
     def keypoints(self, image: Path) -> KeypointsAnswer:

@@ -59,3 +59,19 @@ def png_header(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def written_number(digits: list[np.ndarray], gaps: list[int], size: int = 110, seed: int = 0) -> np.ndarray:
+    """MNIST digits (28x28, white on black) written in a row in dark ink on off-white paper, with
+    the given gaps in pixels between them (a negative gap makes neighbours overlap): a BGR photo."""
+    rng = np.random.default_rng(seed)
+    width = 40 + len(digits) * size + sum(gaps)
+    ink = np.zeros((size + 50, width), np.float32)
+    x = 20
+    for i, digit in enumerate(digits):
+        stroke = cv2.resize(digit, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+        ink[25 : 25 + size, x : x + size] = np.maximum(ink[25 : 25 + size, x : x + size], stroke)
+        x += size + (gaps[i] if i < len(gaps) else 0)
+    paper = rng.normal(228, 3, ink.shape).astype(np.float32)
+    page = np.clip(paper * (1 - ink) + 30 * ink, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)

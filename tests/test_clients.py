@@ -133,6 +133,22 @@ def test_cli_digit_out_draws_the_answer(server, tmp_path, capsys):
     assert (banner[..., 2] > 200).any()  # yellow text on the dark banner
 
 
+def test_cli_number_reads_and_boxes_each_digit(server, fixtures, tmp_path, capsys):
+    from photos import written_number
+
+    images = load_mnist(fixtures / "mnist")["train_images"][:3]
+    photo = tmp_path / "number.png"
+    cv2.imwrite(str(photo), written_number(list(images), [20, 30]))
+    out = tmp_path / "boxed.png"
+    cli(["number", str(photo), "--url", server.url, "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)
+    assert len(answer["number"]) == 3 and len(answer["digits"]) == 3
+    assert one_line(captured.err) == f"number {answer['number']} (cnn) -> {out}"
+    drawn, original = cv2.imread(str(out)), cv2.imread(str(photo))
+    assert drawn.shape == original.shape and (np.abs(drawn.astype(int) - original).sum(axis=2) > 60).any()
+
+
 def test_cli_help_names_the_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["--help"])

@@ -19,7 +19,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header
+from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header, written_number
 from PIL import Image
 from service_models import ROOT, Server, rss_mib, write_models
 
@@ -198,6 +198,22 @@ def test_a_photo_of_a_digit_and_what_the_model_saw(http, fixtures):
     seen = cv2.imdecode(np.frombuffer(base64.b64decode(body["input_png"]), np.uint8), cv2.IMREAD_GRAYSCALE)
     np.testing.assert_array_equal(seen, to_mnist(cv2.imdecode(np.frombuffer(jpeg(photo), np.uint8), cv2.IMREAD_COLOR)))
     assert post_image(http, "/digit", jpeg(photo), "photo.jpg").json()["input_png"] is None
+
+
+def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, fixtures):
+    from vision.digits import split_number
+
+    images, _ = mnist_samples(fixtures, 5)
+    photo = jpeg(written_number(list(images), [30, 12, 45, 20]))
+    r = post_image(http, "/number", photo, "number.jpg", model="mlp")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    written = split_number(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR))
+    expected = local.probabilities("digits_mlp", to_model_input(np.stack([d.image for d in written])))
+    assert body["model"] == "mlp" and len(body["digits"]) == 5
+    assert body["number"] == "".join(str(int(p.argmax())) for p in expected)
+    assert [d["box"] for d in body["digits"]] == [d.box.as_dict() for d in written]
+    assert post_image(http, "/number", png(np.full((100, 300), 230, np.uint8))).status_code == 422
 
 
 @pytest.mark.parametrize("colour", [(235, 235, 235), (40, 160, 220)], ids=["blank-paper", "uniform-colour"])

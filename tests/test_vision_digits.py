@@ -4,6 +4,7 @@ import pytest
 
 from training.mnist import load_mnist
 from vision.digits import NoDigit, to_mnist, to_model_input
+from vision.errors import InputError
 
 
 def _mnist(fixtures):
@@ -78,3 +79,39 @@ def test_a_dimly_lit_page_is_still_dark_ink_on_paper(fixtures):
 def test_model_input_is_float_in_unit_range():
     batch = to_model_input(np.full((3, 28, 28), 255, np.uint8))
     assert batch.shape == (3, 1, 28, 28) and batch.dtype == np.float32 and batch.max() == 1.0
+
+
+@pytest.mark.parametrize("gaps", [[10, 10, 10], [40, 5, 25], [0, 60, 2]])
+def test_a_written_number_splits_into_its_digits_left_to_right(fixtures, gaps):
+    from photos import written_number
+
+    from vision.digits import split_number
+
+    images = _mnist(fixtures)[:4]
+    found = split_number(written_number(list(images), gaps))
+    assert len(found) == 4
+    assert [d.box.x for d in found] == sorted(d.box.x for d in found)
+    for piece, image in zip(found, images, strict=True):
+        assert piece.image.shape == (28, 28)
+        assert np.corrcoef(piece.image.ravel(), to_mnist(image).ravel())[0, 1] > 0.7
+
+
+def test_a_digit_written_in_two_strokes_is_one_digit():
+    from vision.digits import split_number
+
+    five = np.full((200, 160), 230, np.uint8)
+    cv2.line(five, (50, 40), (120, 40), 20, 9)  # the bar, apart from the body
+    cv2.line(five, (52, 55), (48, 95), 20, 9)
+    cv2.ellipse(five, (80, 125), (35, 32), 0, -120, 160, 20, 9)
+    assert len(split_number(five)) == 1
+
+
+def test_a_number_refuses_blank_paper_and_too_many_digits(fixtures):
+    from photos import written_number
+
+    from vision.digits import split_number
+
+    with pytest.raises(NoDigit):
+        split_number(np.full((100, 300), 230, np.uint8))
+    with pytest.raises(InputError, match="at most 3"):
+        split_number(written_number(list(_mnist(fixtures)[:4]), [15, 15, 15]), max_digits=3)

@@ -9,11 +9,13 @@ box fitted into 20x20 keeping its aspect ratio, placed in 28x28 with its center 
 center.
 """
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 from vision.errors import InputError
-from vision.faces import to_gray
+from vision.faces import Box, to_gray
 from vision.signatures import MNIST_SIZE, model_pixels
 
 INK_BOX = 20
@@ -27,6 +29,11 @@ WORK_SIDE = 256
 MIN_CONTRAST = 40
 # A line longer than this share of the image's width (height) is a ruled (grid) line, not ink.
 LINE_SHARE = 0.6
+
+
+# A number is read at a larger working size: a row of digits is wide.
+NUMBER_WORK_SIDE = 768
+MAX_DIGITS = 32
 
 
 class NoDigit(InputError):
@@ -65,7 +72,14 @@ def _border_median(gray: np.ndarray) -> float:
 
 def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
     """Dark ink on light paper (a photo or a scan) -> the digit's ink, bright on black, float32."""
-    scale = min(1.0, WORK_SIDE / max(gray.shape))
+    ink, mask, _ = _paper_ink(gray, WORK_SIDE)
+    return _soft_ink(ink, _digit_components(mask))
+
+
+def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(ink, its mask without ruled lines, the scale of both): the paper's lighting flattened away,
+    at a working size whose longer side is at most `work_side`."""
+    scale = min(1.0, work_side / max(gray.shape))
     if scale < 1:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
@@ -78,8 +92,11 @@ def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
     if int(ink.max()) < MIN_CONTRAST:
         raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask)))
-    mask = _digit_components(mask)
+    return ink, cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask))), scale
+
+
+def _soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ink under the mask and its soft edges, stretched so its strokes reach 255."""
     kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0)
     peak = float(np.percentile(kept[mask > 0], 99))
     return np.clip(kept * (255.0 / max(peak, 1.0)), 0, 255)
@@ -134,6 +151,63 @@ def _mnist_recipe(ink: np.ndarray) -> np.ndarray:
     shift = np.float32([[1, 0, round(MNIST_CENTER - cx)], [0, 1, round(MNIST_CENTER - cy)]])
     placed = cv2.warpAffine(fitted, shift, (MNIST_SIZE, MNIST_SIZE), flags=cv2.INTER_NEAREST)
     return np.clip(placed, 0, 255).round().astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class WrittenDigit:
+    """One digit of a written number: its box in the photo's pixels, and its 28x28 MNIST form."""
+
+    box: Box  # photo pixels
+    image: np.ndarray
+
+
+def split_number(image: np.ndarray, max_digits: int = MAX_DIGITS) -> list[WrittenDigit]:
+    """A photo of a written number -> its digits, left to right, each in the MNIST form.
+
+    The ink's connected components, specks dropped, are the digits; components that overlap
+    horizontally (the bar of a 5 written apart from its body) are one digit. Digits that touch
+    each other come out as one: a known limit of segmenting by components."""
+    gray = to_gray(image)
+    if _dark_ink(gray):
+        ink, mask, scale = _paper_ink(gray, NUMBER_WORK_SIDE)
+    else:
+        ink, scale = _ink_on_black(gray), 1.0
+        mask = np.where(ink > INK_THRESHOLD * 255, 255, 0).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        raise NoDigit("no digit found: the image is blank")
+    largest = stats[1:, cv2.CC_STAT_AREA].max()
+    parts = sorted(
+        (i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 0.1 * largest),
+        key=lambda i: stats[i, cv2.CC_STAT_LEFT],
+    )
+    groups: list[list[int]] = []
+    for i in parts:
+        if groups and _overlap_x(stats[groups[-1]], stats[i]) >= 0.5:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    if len(groups) > max_digits:
+        raise InputError(f"found {len(groups)} digits; a number may have at most {max_digits}")
+    digits = []
+    for group in groups:
+        x0 = stats[group, cv2.CC_STAT_LEFT].min()
+        y0 = stats[group, cv2.CC_STAT_TOP].min()
+        x1 = (stats[group, cv2.CC_STAT_LEFT] + stats[group, cv2.CC_STAT_WIDTH]).max()
+        y1 = (stats[group, cv2.CC_STAT_TOP] + stats[group, cv2.CC_STAT_HEIGHT]).max()
+        only = np.where(np.isin(labels, group), 255, 0).astype(np.uint8)
+        box = Box(*(round(float(v) / scale) for v in (x0, y0, x1 - x0, y1 - y0)))
+        digits.append(WrittenDigit(box, _mnist_recipe(_soft_ink(ink, only))))
+    return digits
+
+
+def _overlap_x(group_stats: np.ndarray, part: np.ndarray) -> float:
+    """How much of the narrower of a group and a component their x-ranges share."""
+    g0 = group_stats[:, cv2.CC_STAT_LEFT].min()
+    g1 = (group_stats[:, cv2.CC_STAT_LEFT] + group_stats[:, cv2.CC_STAT_WIDTH]).max()
+    p0, p1 = part[cv2.CC_STAT_LEFT], part[cv2.CC_STAT_LEFT] + part[cv2.CC_STAT_WIDTH]
+    shared = min(g1, p1) - max(g0, p0)
+    return max(0, shared) / max(1, min(g1 - g0, p1 - p0))
 
 
 def to_model_input(digits: np.ndarray) -> np.ndarray:
