@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from clients.api import URL_HELP, ImageError, ServiceError, VisionClient, keypoint_array, read_image, service_url
-from clients.overlay import draw_digit, draw_faces, draw_number
+from clients.overlay import draw_digit, draw_faces, draw_number, with_model_inputs
 from vision import draw
 
 
@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("image", type=Path)
     parser.add_argument("--url", help=URL_HELP)
     parser.add_argument("--model", default="cnn", choices=["cnn", "mlp"], help="digit model")
-    parser.add_argument("--out", type=Path, help="write the image with the answer drawn on it (.jpg, .png, ...)")
+    parser.add_argument(
+        "--out",
+        "--show",
+        type=Path,
+        help="write the image with the answer drawn on it (.jpg, .png, ...); for digit and number, "
+        "with the 28x28 images the model saw beneath",
+    )
     parser.add_argument("--json", action="store_true", help="with --out, also print the JSON answer")
     args = parser.parse_args(argv)
 
@@ -47,12 +53,13 @@ def main(argv: list[str] | None = None) -> None:
         data, image = read_image(args.image)
         with VisionClient(args.url or service_url()) as client:
             if args.endpoint == "digit":
-                answer = client.digit(data, args.model)
-                image = draw_digit(image, answer)
+                answer = client.digit(data, args.model, debug=args.out is not None)
+                image = with_model_inputs(draw_digit(image, answer), [answer["input_png"]] if args.out else [])
                 summary = f"digit {answer['digit']} ({answer['confidence']:.1%}, {answer['model']})"
             elif args.endpoint == "number":
-                answer = client.number(data, args.model)
-                draw_number(image, answer)
+                answer = client.number(data, args.model, debug=args.out is not None)
+                inputs = [d["input_png"] for d in answer["digits"]] if args.out else []
+                image = with_model_inputs(draw_number(image, answer), inputs)
                 summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
             elif args.endpoint == "keypoints":
                 answer = {"keypoints": client.keypoints(data)}

@@ -133,13 +133,15 @@ class VisionClient:
     def _post_image(self, endpoint: str, image, **fields) -> dict:
         return self._post(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None)
 
-    def digit(self, image, model: str = "cnn") -> dict:
-        """{"digit", "confidence", "probabilities", "model"} for one digit image."""
-        return self._post_image("/digit", image, model=model)
+    def digit(self, image, model: str = "cnn", debug: bool = False) -> dict:
+        """{"digit", "confidence", "probabilities", "model", "input_png"} for one digit image
+        (`input_png`, the model's 28x28 input as base64 PNG, with debug)."""
+        return self._post_image("/digit", image, model=model, debug=str(debug).lower())
 
-    def number(self, image, model: str = "cnn") -> dict:
-        """{"number", "digits": [{"digit", "confidence", "box"}], "model"} for a written number."""
-        return self._post_image("/number", image, model=model)
+    def number(self, image, model: str = "cnn", debug: bool = False) -> dict:
+        """{"number", "digits": [{"digit", "confidence", "box", "input_png"}], "model"} for a
+        written number."""
+        return self._post_image("/number", image, model=model, debug=str(debug).lower())
 
     def keypoints(self, image) -> list[dict]:
         """15 named keypoints in the pixel coordinates of a face crop."""

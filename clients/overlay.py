@@ -41,6 +41,33 @@ def draw_number(image: np.ndarray, answer: dict) -> np.ndarray:
     return image
 
 
+def with_model_inputs(image: np.ndarray, pngs: list[str], scale: int = 4) -> np.ndarray:
+    """A new BGR image: `image` above a strip of the 28x28 inputs the model saw (base64 PNGs from
+    a debug answer), enlarged `scale` times, left to right."""
+    import base64
+
+    gap = 8
+    tiles = []
+    for png in pngs:
+        small = cv2.imdecode(np.frombuffer(base64.b64decode(png), np.uint8), cv2.IMREAD_GRAYSCALE)
+        tiles.append(
+            cv2.cvtColor(
+                cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2BGR
+            )
+        )
+    if not tiles:
+        return image
+    side = tiles[0].shape[0]
+    width = max(image.shape[1], len(tiles) * (side + gap) + gap)
+    strip = np.full((side + 2 * gap, width, 3), 48, np.uint8)
+    for i, tile in enumerate(tiles):
+        x = gap + i * (side + gap)
+        strip[gap : gap + side, x : x + side] = tile
+    canvas = np.zeros((image.shape[0], width, 3), np.uint8)
+    canvas[:, : image.shape[1]] = image
+    return np.vstack([canvas, strip])
+
+
 def draw_digit(image: np.ndarray, answer: dict) -> np.ndarray:
     """A new BGR image: the digit image (enlarged if small) under a banner with the /digit answer,
     e.g. "7  98.1% (cnn)"."""

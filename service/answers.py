@@ -23,6 +23,7 @@ class NumberDigit(BaseModel):
     digit: int = Field(ge=0, le=9)
     confidence: float = Field(ge=0, le=1)
     box: "FaceBox" = Field(description="where the digit is, photo pixels")
+    input_png: str | None = Field(None, description="with debug=true: the 28x28 image the model saw, base64 PNG")
 
 
 class NumberAnswer(BaseModel):

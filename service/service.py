@@ -146,9 +146,10 @@ class Vision:
         )
 
     @bentoml.api
-    def number(self, image: Path, model: DigitModel = "cnn") -> NumberAnswer:
+    def number(self, image: Path, model: DigitModel = "cnn", debug: bool = False) -> NumberAnswer:
         """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
-        with its confidence and box; all of them in one model call. Touching digits read as one."""
+        with its confidence and box; all of them in one model call. Touching digits read as one.
+        `debug=true` adds each digit's 28x28 model input."""
         from vision.digits import split_number, to_model_input
 
         try:
@@ -157,7 +158,12 @@ class Vision:
             return refuse(e, "number")
         probabilities = softmax(self.models[f"digits_{model}"](to_model_input(np.stack([d.image for d in written]))))
         digits = [
-            {"digit": int(p.argmax()), "confidence": round(float(p.max()), 6), "box": d.box.as_dict()}
+            {
+                "digit": int(p.argmax()),
+                "confidence": round(float(p.max()), 6),
+                "box": d.box.as_dict(),
+                "input_png": png_base64(d.image) if debug else None,
+            }
             for d, p in zip(written, probabilities, strict=True)
         ]
         return NumberAnswer(number="".join(str(d["digit"]) for d in digits), digits=digits, model=model)

@@ -146,7 +146,11 @@ def test_cli_number_reads_and_boxes_each_digit(server, fixtures, tmp_path, capsy
     assert len(answer["number"]) == 3 and len(answer["digits"]) == 3
     assert one_line(captured.err) == f"number {answer['number']} (cnn) -> {out}"
     drawn, original = cv2.imread(str(out)), cv2.imread(str(photo))
-    assert drawn.shape == original.shape and (np.abs(drawn.astype(int) - original).sum(axis=2) > 60).any()
+    height, width = original.shape[:2]
+    assert drawn.shape[1] == width and drawn.shape[0] == height + 112 + 16  # the 3 model inputs, 4x, beneath
+    assert (np.abs(drawn[:height].astype(int) - original).sum(axis=2) > 60).any()  # boxes and labels drawn
+    strip = drawn[height + 8 : height + 120, 8 : 8 + 3 * 120 - 8]
+    assert strip.max() > 200  # white ink of the 28x28 inputs
 
 
 def test_cli_help_names_the_command(capsys):
