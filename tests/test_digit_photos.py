@@ -20,7 +20,8 @@ def test_each_kind_renders_a_seeded_colour_photo(digits, kind):
     photo = digit_photos.render(image, kind, 7)
     assert photo.dtype == np.uint8 and photo.ndim == 3 and photo.shape[2] == 3 and min(photo.shape[:2]) >= 100
     np.testing.assert_array_equal(photo, digit_photos.render(image, kind, 7))  # the same seed, the same photo
-    assert not np.array_equal(photo, digit_photos.render(image, kind, 8))
+    if kind != "tight":  # the one kind with nothing random in it
+        assert not np.array_equal(photo, digit_photos.render(image, kind, 8))
 
 
 def test_accuracy_counts_right_answers_and_refusals(digits):

@@ -115,3 +115,11 @@ def test_a_number_refuses_blank_paper_and_too_many_digits(fixtures):
         split_number(np.full((100, 300), 230, np.uint8))
     with pytest.raises(InputError, match="at most 3"):
         split_number(written_number(list(_mnist(fixtures)[:4]), [15, 15, 15]), max_digits=3)
+
+
+def test_a_tightly_cropped_one_is_not_taken_for_a_ruled_line():
+    one = np.full((150, 60), 235, np.uint8)
+    cv2.line(one, (30, 2), (30, 147), 25, 8)  # a stroke from edge to edge
+    result = to_mnist(one)
+    ys, xs = np.nonzero(result > 64)
+    assert ys.max() - ys.min() + 1 >= 18 and xs.max() - xs.min() + 1 <= 6

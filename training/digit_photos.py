@@ -24,7 +24,21 @@ from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from vision.digits import to_mnist, to_model_input
 from vision.errors import InputError
 
-KINDS = ("paper", "lighting", "ruled", "squared", "pen", "place", "rotate", "blur", "noise", "jpeg", "mixed")
+KINDS = (
+    "inverted",
+    "tight",
+    "paper",
+    "lighting",
+    "ruled",
+    "squared",
+    "pen",
+    "place",
+    "rotate",
+    "blur",
+    "noise",
+    "jpeg",
+    "mixed",
+)
 
 
 def paper(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -61,9 +75,24 @@ def lines(rng: np.random.Generator, image: np.ndarray, squared: bool) -> np.ndar
     return out
 
 
+def plain(digit: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The digit as dark ink on white: the whole 28x28 enlarged 3-6x ("inverted"), or cropped to
+    its ink and enlarged 5x ("tight"). BGR uint8."""
+    if kind == "tight":
+        ys, xs = np.nonzero(digit > 30)
+        digit = digit[max(ys.min() - 2, 0) : ys.max() + 3, max(xs.min() - 2, 0) : xs.max() + 3]
+        factor = 5
+    else:
+        factor = int(rng.integers(3, 7))
+    page = 255 - cv2.resize(digit, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)
+
+
 def render(digit: np.ndarray, kind: str, seed: int) -> np.ndarray:
     """One MNIST digit (28x28, white on black) -> a BGR uint8 photo of it written on paper."""
     rng = np.random.default_rng(seed)
+    if kind in ("inverted", "tight"):
+        return plain(digit, kind, rng)
     every = kind == "mixed"
     side = int(rng.integers(120, 400))
     height, width = side, int(side * rng.uniform(0.8, 1.4))

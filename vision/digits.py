@@ -27,8 +27,8 @@ INK_THRESHOLD = 0.1
 WORK_SIDE = 256
 # Ink must stand out from the paper by this many grey levels, or the image holds no digit.
 MIN_CONTRAST = 40
-# A line longer than this share of the image's width (height) is a ruled (grid) line, not ink.
-LINE_SHARE = 0.6
+# A straight run across this share of the image's width (height) is a ruled (grid) line, not ink.
+LINE_SHARE = 0.85
 
 
 # A number is read at a larger working size: a row of digits is wide.
@@ -92,12 +92,14 @@ def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray
     if int(ink.max()) < MIN_CONTRAST:
         raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return ink, cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask))), scale
+    without_lines = cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask)))
+    # A tightly cropped 1 is a long straight stroke too: if nothing but "lines" was there, keep it.
+    return ink, without_lines if without_lines.any() else mask, scale
 
 
 def _soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink under the mask and its soft edges, stretched so its strokes reach 255."""
-    kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0)
+    kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0)  # strokes and their soft edges
     peak = float(np.percentile(kept[mask > 0], 99))
     return np.clip(kept * (255.0 / max(peak, 1.0)), 0, 255)
 
@@ -125,7 +127,7 @@ def _digit_components(mask: np.ndarray) -> np.ndarray:
     for i in range(1, count):
         bx, by, bw, bh, area = stats[i]
         near = bx < x + 1.5 * w and bx + bw > x - 0.5 * w and by < y + 1.5 * h and by + bh > y - 0.5 * h
-        keep[i] |= near and area >= 0.08 * areas.max()
+        keep[i] |= near and area >= 0.02 * areas.max()
     return np.where(keep[labels], 255, 0).astype(np.uint8)
 
 
