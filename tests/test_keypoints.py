@@ -137,6 +137,10 @@ def test_flip_averaging_in_forward_is_mirror_consistent():
     assert np.allclose(back, y, atol=1e-5)
 
 
+# A model and batch small enough for a test run on the fixtures.
+TINY_MODEL = ["--batch-size", "4", "--widths", "8", "8", "8", "8", "8", "--hidden", "16", "--no-progress"]
+
+
 def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
     arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, False)
     npz = prepare_faces.save(arrays, tmp_path / "data")
@@ -149,17 +153,7 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
             str(out),
             "--epochs",
             "2",
-            "--batch-size",
-            "4",
-            "--widths",
-            "8",
-            "8",
-            "8",
-            "8",
-            "8",
-            "--hidden",
-            "16",
-            "--no-progress",
+            *TINY_MODEL,
         ]
     )
     metrics = json.loads((out / "keypoints.json").read_text())
@@ -204,21 +198,11 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
             str(tuned),
             "--epochs",
             "1",
-            "--batch-size",
-            "4",
             "--lr",
             "0",
             "--loss",
             "mse",
-            "--widths",
-            "8",
-            "8",
-            "8",
-            "8",
-            "8",
-            "--hidden",
-            "16",
-            "--no-progress",
+            *TINY_MODEL,
             "--init",
             str(out / "keypoints.pt"),
         ]

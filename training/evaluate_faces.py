@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from training import prepare_faces
 from training.faces_data import load_landmarks68
 from vision import faces
 from vision.errors import InputError
 from vision.keypoints import KEYPOINT_NAMES, from_ibug68
 from vision.metrics import nme_per_face
 
-MIN_IOU = 0.3
 FAR_OFF = 0.10  # a face whose NME is over this is counted as a failure
 
 
@@ -48,17 +48,12 @@ def held_out_frames(split: Path, folders: dict[str, Path]) -> list[Frame]:
     for folder_source, folder in folders.items():
         landmarks = load_landmarks68(folder / "keypoints68.csv", folder / "images")
         for i, name in enumerate(landmarks.names):
-            source = faces_source(folder_source, name)
+            source = prepare_faces.source_of(folder_source, name)
             if (source, name) in wanted:
                 frames.append(Frame(source, landmarks.read_image(i), landmarks.points[i]))
     if len(frames) != len(wanted):
         raise InputError(f"{split}: {len(wanted) - len(frames)} validation frames not found in the data folders")
     return frames
-
-
-def faces_source(folder_source: str, name: str) -> str:
-    """youtube for the YouTube frames; helen or afw (from the file name) for the 300-W photos."""
-    return folder_source if folder_source == "youtube" else name.split("_", 1)[0]
 
 
 def onnx_model(path: Path):
@@ -89,16 +84,9 @@ def detector_named(name: str, yunet: Path):
     return faces.HaarDetector() if name == "haar" else faces.YuNetDetector(yunet)
 
 
-def labelled_box(points68: np.ndarray) -> faces.Box:
-    (x0, y0), (x1, y1) = points68.min(axis=0), points68.max(axis=0)
-    return faces.Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-
-
 def matching_detection(detector, frame: Frame) -> faces.Detection | None:
-    target = labelled_box(frame.points68)
-    detections = detector.detect(frame.image)
-    best = max(detections, key=lambda d: faces.iou(d.box, target), default=None)
-    return best if best is not None and faces.iou(best.box, target) >= MIN_IOU else None
+    """The frame's face: the detection that best overlaps its labels (as the training crops chose)."""
+    return prepare_faces.best_detection(detector, frame.image, frame.points68)
 
 
 def pipeline_predictor(model, style: faces.CropStyle | None):
