@@ -1,29 +1,178 @@
-"""Call the service from the command line.
+"""Call the service from the command line, on one image or many.
 
     python -m clients digit path/to/digit.png [--model mlp] [--out labelled.png]
     python -m clients number photo_of_a_number.jpg [--out boxed.png]
     python -m clients faces photo.jpg --out annotated.jpg [--json]
     python -m clients keypoints face_crop.png --out annotated.png
+    python -m clients faces photos/ more.jpg --concurrency 8 [--out annotated/]   # many images
 
-Without --out the service's JSON answer is printed; with --out the image with the answer drawn on
-it is written and one summary line printed (add --json for the JSON too; the summary then goes to
-stderr). The service is --url, else $VISION_URL, else http://127.0.0.1:3000.
+One image: without --out the service's JSON answer is printed; with --out the image with the answer
+drawn on it is written and one summary line printed (add --json for the JSON too; the summary then
+goes to stderr). Several images (or a folder: the image files in it) are sent --concurrency at a
+time; each gets one JSON line, {"image": PATH, ...answer} or {"image": PATH, "error": ...}, in the
+order given, and with --out FOLDER its drawing is written there under its own name. --jsonl gives
+that one-line form for a single image too. The exit status is 1 if any image failed. The service
+is --url, else $VISION_URL, else http://127.0.0.1:3000.
 """
 
 import argparse
+import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+from tqdm import tqdm
 
-from clients.api import URL_HELP, ImageError, ServiceError, VisionClient, keypoint_array, read_image, service_url
+from clients.api import URL_HELP, AsyncVisionClient, ImageError, ServiceError, keypoint_array, read_image, service_url
 from clients.overlay import draw_digit, draw_faces, draw_number, with_model_inputs
 from vision import draw
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+CONCURRENCY = 4
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run (the message is one line)."""
+
+
+@dataclass
+class Done:
+    """One image's outcome: the answer and its drawing, or an error."""
+
+    path: Path
+    answer: dict | None = None
+    drawn: object = None  # the BGR image with the answer drawn on it, when --out asks for it
+    summary: str = ""
+    error: str | None = None
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def image_paths(arguments: list[Path]) -> list[Path]:
+    """The files named, with each folder replaced by the image files in it (sorted by name)."""
+    paths = []
+    for argument in arguments:
+        if argument.is_dir():
+            found = sorted(p for p in argument.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UsageError(f"{argument}: no image files in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths += found
+        else:
+            paths.append(argument)
+    return paths
+
+
+def check_out(out: Path, paths: list[Path], several: bool) -> None:
+    """Refuse an --out that cannot be written, before anything is sent."""
+    if several:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{out}: with several images --out is a folder, and this is a file")
+        names = [p.name for p in paths]
+        clash = next((n for n in names if names.count(n) > 1), None)
+        if clash:
+            raise UsageError(f"two images are named {clash}: their drawings would overwrite each other in {out}")
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / p.name for p in paths]
+    else:
+        targets = [out]
+    for target in targets:
+        if not cv2.haveImageWriter(str(target)):
+            raise UsageError(f"{target}: cannot write that image type; use e.g. .jpg or .png")
+    if not out.resolve().parent.is_dir():
+        raise UsageError(f"{out}: the folder {out.parent} does not exist")
+
+
+async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, draw_it: bool) -> Done:
+    """Read one image, ask the service, and draw its answer if asked to."""
+    try:
+        data, image = await asyncio.to_thread(read_image, path)
+        if endpoint == "digit":
+            answer = await client.digit(data, model, debug=draw_it)
+            if draw_it:
+                image = with_model_inputs(draw_digit(image, answer), [answer["input_png"]])
+            summary = f"digit {answer['digit']} ({answer['confidence']:.1%}, {answer['model']})"
+        elif endpoint == "number":
+            answer = await client.number(data, model, debug=draw_it)
+            if draw_it:
+                image = with_model_inputs(draw_number(image, answer), [d["input_png"] for d in answer["digits"]])
+            summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
+        elif endpoint == "keypoints":
+            answer = await client.keypoints(data)
+            draw.draw_keypoints(image, keypoint_array(answer["keypoints"]))
+            summary = _plural(len(answer["keypoints"]), "keypoint")
+        else:
+            answer = await client.faces(data)
+            draw_faces(image, answer)
+            summary = _plural(len(answer["faces"]), "face")
+    except (ImageError, ServiceError) as e:
+        return Done(path, error=str(e))
+    return Done(path, answer, image if draw_it else None, summary)
+
+
+async def ask_all(args, paths: list[Path]):
+    """Every image's Done, in the order given, with at most --concurrency requests at once."""
+    gate = asyncio.Semaphore(args.concurrency)
+    async with AsyncVisionClient(args.url or service_url()) as client:
+
+        async def one(path: Path) -> Done:
+            async with gate:
+                return await ask(client, args.endpoint, path, args.model, args.out is not None)
+
+        tasks = [asyncio.create_task(one(path)) for path in paths]
+        try:
+            for task in tasks:
+                yield await task
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+def write_drawing(done: Done, target: Path) -> str | None:
+    """Write the drawing; None, or why it could not be written."""
+    try:
+        written = cv2.imwrite(str(target), done.drawn)
+    except cv2.error:
+        written = False
+    return None if written else f"could not write {target}"
+
+
+def report_one(done: Done, args) -> None:
+    """One image, as `python -m clients` has always answered: pretty JSON, or a drawing and a line."""
+    if done.error:
+        sys.exit(f"error: {done.error}")
+    if args.out is None or args.json:
+        print(json.dumps(done.answer, indent=2))
+    if args.out is not None:
+        problem = write_drawing(done, args.out)
+        if problem:
+            sys.exit(f"error: {problem}")
+        print(f"{done.summary} -> {args.out}", file=sys.stderr if args.json else sys.stdout)
+
+
+def report_line(done: Done, args) -> bool:
+    """One image among several: a JSON line (and its drawing in the --out folder); whether it worked."""
+    if done.error is None and args.out is not None:
+        done.error = write_drawing(done, args.out / done.path.name if args.several else args.out)
+    record = {"image": str(done.path), **({"error": done.error} if done.error else done.answer)}
+    tqdm.write(json.dumps(record), file=sys.stdout)
+    return done.error is None
+
+
+async def run(args, paths: list[Path]) -> int:
+    """Ask about every image and report each; the number that failed."""
+    failed = 0
+    with tqdm(total=len(paths), unit="image", disable=None if args.several else True, file=sys.stderr) as bar:
+        async for done in ask_all(args, paths):
+            if args.several or args.jsonl:
+                failed += not report_line(done, args)
+            else:
+                report_one(done, args)
+            bar.update()
+    return failed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,57 +180,37 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m clients", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("endpoint", choices=["digit", "number", "keypoints", "faces"])
-    parser.add_argument("image", type=Path)
+    parser.add_argument("images", type=Path, nargs="+", help="image files, or folders of them")
     parser.add_argument("--url", help=URL_HELP)
     parser.add_argument("--model", default="cnn", choices=["cnn", "mlp"], help="digit model")
     parser.add_argument(
         "--out",
         "--show",
         type=Path,
-        help="write the image with the answer drawn on it (.jpg, .png, ...); for digit and number, "
-        "with the 28x28 images the model saw beneath",
+        help="write the image with the answer drawn on it (.jpg, .png, ...; a folder for several images); "
+        "for digit and number, with the 28x28 images the model saw beneath",
     )
     parser.add_argument("--json", action="store_true", help="with --out, also print the JSON answer")
+    parser.add_argument("--jsonl", action="store_true", help="one JSON line per image (always so for several)")
+    parser.add_argument(
+        "--concurrency", type=int, default=CONCURRENCY, help=f"images in flight at once (default {CONCURRENCY})"
+    )
     args = parser.parse_args(argv)
-
-    if args.out is not None:  # refuse before asking the service
-        if not cv2.haveImageWriter(str(args.out)):
-            sys.exit(f"error: {args.out}: cannot write that image type; use e.g. .jpg or .png")
-        if not args.out.resolve().parent.is_dir():
-            sys.exit(f"error: {args.out}: the folder {args.out.parent} does not exist")
     try:
-        data, image = read_image(args.image)
-        with VisionClient(args.url or service_url()) as client:
-            if args.endpoint == "digit":
-                answer = client.digit(data, args.model, debug=args.out is not None)
-                image = with_model_inputs(draw_digit(image, answer), [answer["input_png"]] if args.out else [])
-                summary = f"digit {answer['digit']} ({answer['confidence']:.1%}, {answer['model']})"
-            elif args.endpoint == "number":
-                answer = client.number(data, args.model, debug=args.out is not None)
-                inputs = [d["input_png"] for d in answer["digits"]] if args.out else []
-                image = with_model_inputs(draw_number(image, answer), inputs)
-                summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
-            elif args.endpoint == "keypoints":
-                answer = {"keypoints": client.keypoints(data)}
-                draw.draw_keypoints(image, keypoint_array(answer["keypoints"]))
-                summary = _plural(len(answer["keypoints"]), "keypoint")
-            else:
-                answer = client.faces(data)
-                draw_faces(image, answer)
-                summary = _plural(len(answer["faces"]), "face")
-    except (ImageError, ServiceError) as e:
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        paths = image_paths(args.images)
+        args.several = len(paths) > 1 or any(p.is_dir() for p in args.images)
+        if args.out is not None:
+            check_out(args.out, paths, args.several)
+    except UsageError as e:
         sys.exit(f"error: {e}")
-
-    if args.out is None or args.json:
-        print(json.dumps(answer, indent=2))
-    if args.out is not None:
-        try:
-            written = cv2.imwrite(str(args.out), image)
-        except cv2.error:
-            written = False
-        if not written:
-            sys.exit(f"error: could not write {args.out}")
-        print(f"{summary} -> {args.out}", file=sys.stderr if args.json else sys.stdout)
+    try:
+        failed = asyncio.run(run(args, paths))
+    except ServiceError as e:  # a bad --url
+        sys.exit(f"error: {e}")
+    if failed:
+        sys.exit(f"error: {failed} of {len(paths)} images failed")
 
 
 if __name__ == "__main__":

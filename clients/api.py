@@ -1,8 +1,11 @@
 """A thin client for the service's HTTP API."""
 
+import asyncio
 import os
+import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import httpx
@@ -32,7 +35,19 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 class ServiceError(RuntimeError):
-    """The service answered with an error, or could not be reached."""
+    """The service answered with an error, or could not be reached (the message is one line)."""
+
+
+class ServiceRefused(ServiceError):
+    """The service refused the request (a 4xx): the message carries the service's own words."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class ServiceUnreachable(ServiceError):
+    """Nothing answered: the service is down, restarting, or at another address."""
 
 
 def checked_url(url: str) -> str:
@@ -94,11 +109,87 @@ def _as_bytes(image) -> bytes:
     return Path(image).read_bytes()
 
 
-class VisionClient:
-    def __init__(self, url: str | None = None, timeout: float = 30.0):
+# Connection errors are retried this many times, after 0.25, 0.5, 1, ... s: every endpoint is a
+# pure function of its input, so sending a request again is always safe.
+RETRIES = 3
+FIRST_BACKOFF_S = 0.25
+
+
+class Request(NamedTuple):
+    """One call of the API, as both clients send it."""
+
+    endpoint: str
+    files: dict | None = None
+    data: dict | None = None
+
+
+def _image_request(endpoint: str, image, **fields) -> Request:
+    fields = {k: str(v).lower() if isinstance(v, bool) else v for k, v in fields.items() if v is not None}
+    return Request(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None)
+
+
+def _answer(url: str, endpoint: str, response: httpx.Response) -> dict:
+    """The JSON of a 2xx answer; ServiceRefused (4xx) or ServiceError otherwise, in one line."""
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except (ValueError, AttributeError):
+            message = response.text
+        error = f"{endpoint} answered {response.status_code}: {_one_line(message)}"
+        if response.status_code == 503:  # up, but not ready (yet): a restart in progress
+            raise ServiceUnreachable(error)
+        if response.status_code < 500:
+            raise ServiceRefused(error, response.status_code)
+        raise ServiceError(error)
+    try:
+        return response.json()
+    except ValueError:
+        raise ServiceError(f"{endpoint} answered with non-JSON: is {url} the vision service?") from None
+
+
+def _transport_error(url: str, endpoint: str, timeout: float, error: Exception) -> ServiceError:
+    """What a failed exchange means to the caller: unreachable (retry may help) or a one-line error."""
+    if isinstance(error, httpx.TimeoutException) and not isinstance(error, httpx.ConnectTimeout):
+        return ServiceError(f"{url}{endpoint} did not answer within {timeout:g} s")
+    if isinstance(error, httpx.TransportError):  # refused, reset, closed mid-answer (a restart)
+        return ServiceUnreachable(unreachable_message(url))
+    return ServiceError(f"{url}{endpoint}: {_one_line(error) or type(error).__name__}")
+
+
+def _backoff(attempt: int) -> float:
+    return FIRST_BACKOFF_S * 2**attempt
+
+
+class _Endpoints:
+    """The API's endpoints; `_send` (sync or async) sends them. Results are those of `_send`."""
+
+    def digit(self, image, model: str = "cnn", debug: bool = False):
+        """{"digit", "confidence", "probabilities", "model", "input_png"} for one digit image
+        (`input_png`, the model's 28x28 input as base64 PNG, with debug)."""
+        return self._send(_image_request("/digit", image, model=model, debug=debug))
+
+    def number(self, image, model: str = "cnn", debug: bool = False):
+        """{"number", "digits": [{"digit", "confidence", "box", "input_png"}], "model"} for a
+        written number."""
+        return self._send(_image_request("/number", image, model=model, debug=debug))
+
+    def keypoints(self, image):
+        """{"keypoints": 15 named keypoints in the pixel coordinates of a face crop}."""
+        return self._send(_image_request("/keypoints", image))
+
+    def faces(self, image, detector: str | None = None):
+        """{"width", "height", "faces": [{"box", "score", "detector", "keypoints"}]} for a photo."""
+        return self._send(_image_request("/faces", image, detector=detector))
+
+
+class VisionClient(_Endpoints):
+    """The service over HTTP. Connection errors are retried `retries` times with backoff, then
+    raise ServiceUnreachable; a 4xx raises ServiceRefused with the service's message."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
         """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000."""
         self.url = checked_url(url or service_url())
-        self.timeout = timeout
+        self.timeout, self.retries = timeout, retries
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
     def close(self) -> None:
@@ -110,50 +201,65 @@ class VisionClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _post(self, endpoint: str, files=None, data=None, json=None) -> dict:
-        try:
-            response = self._http.post(endpoint, files=files, data=data, json=json)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise ServiceError(unreachable_message(self.url)) from None
-        except httpx.TimeoutException:
-            raise ServiceError(f"{self.url}{endpoint} did not answer within {self.timeout:g} s") from None
-        except (httpx.HTTPError, httpx.InvalidURL) as e:
-            raise ServiceError(f"{self.url}{endpoint}: {_one_line(e) or type(e).__name__}") from None
-        if response.status_code >= 400:
+    def _send(self, request: Request) -> dict:
+        for attempt in range(self.retries + 1):
             try:
-                message = response.json().get("error", response.text)
-            except (ValueError, AttributeError):
-                message = response.text
-            raise ServiceError(f"{endpoint} answered {response.status_code}: {_one_line(message)}")
+                return self._exchange(request)
+            except ServiceUnreachable:
+                if attempt == self.retries:
+                    raise
+            time.sleep(_backoff(attempt))
+
+    def _exchange(self, request: Request) -> dict:
         try:
-            return response.json()
-        except ValueError:
-            raise ServiceError(f"{endpoint} answered with non-JSON: is {self.url} the vision service?") from None
-
-    def _post_image(self, endpoint: str, image, **fields) -> dict:
-        return self._post(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None)
-
-    def digit(self, image, model: str = "cnn", debug: bool = False) -> dict:
-        """{"digit", "confidence", "probabilities", "model", "input_png"} for one digit image
-        (`input_png`, the model's 28x28 input as base64 PNG, with debug)."""
-        return self._post_image("/digit", image, model=model, debug=str(debug).lower())
-
-    def number(self, image, model: str = "cnn", debug: bool = False) -> dict:
-        """{"number", "digits": [{"digit", "confidence", "box", "input_png"}], "model"} for a
-        written number."""
-        return self._post_image("/number", image, model=model, debug=str(debug).lower())
-
-    def keypoints(self, image) -> list[dict]:
-        """15 named keypoints in the pixel coordinates of a face crop."""
-        return self._post_image("/keypoints", image)["keypoints"]
-
-    def faces(self, image) -> dict:
-        """{"width", "height", "faces": [{"box", "keypoints"}]} for a photo."""
-        return self._post_image("/faces", image)
+            response = self._http.post(request.endpoint, files=request.files, data=request.data)
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise _transport_error(self.url, request.endpoint, self.timeout, e) from None
+        return _answer(self.url, request.endpoint, response)
 
     def ready(self) -> bool:
         try:
             return self._http.get("/readyz").status_code == 200
+        except (httpx.HTTPError, httpx.InvalidURL):
+            return False
+
+
+class AsyncVisionClient(_Endpoints):
+    """VisionClient's twin for asyncio (`await client.faces(...)`), with the same retries and errors."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
+        self.url = checked_url(url or service_url())
+        self.timeout, self.retries = timeout, retries
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.aclose()
+
+    async def _send(self, request: Request) -> dict:
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._exchange(request)
+            except ServiceUnreachable:
+                if attempt == self.retries:
+                    raise
+            await asyncio.sleep(_backoff(attempt))
+
+    async def _exchange(self, request: Request) -> dict:
+        try:
+            response = await self._http.post(request.endpoint, files=request.files, data=request.data)
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            raise _transport_error(self.url, request.endpoint, self.timeout, e) from None
+        return _answer(self.url, request.endpoint, response)
+
+    async def ready(self) -> bool:
+        try:
+            return (await self._http.get("/readyz")).status_code == 200
         except (httpx.HTTPError, httpx.InvalidURL):
             return False
 

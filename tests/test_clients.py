@@ -1,6 +1,7 @@
 """The HTTP clients against a real `bentoml serve` (stand-in models: the clients test transport
 and drawing, not accuracy)."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,9 +13,15 @@ import numpy as np
 import pytest
 from service_models import Server, free_port, write_models
 
-from clients import webcam
 from clients.__main__ import main as cli
-from clients.api import ServiceError, VisionClient, keypoint_array
+from clients.api import (
+    AsyncVisionClient,
+    ServiceError,
+    ServiceRefused,
+    ServiceUnreachable,
+    VisionClient,
+    keypoint_array,
+)
 from training.mnist import load_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +52,6 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
-def write_clip(path: Path, fps: float, frames: int = 8) -> None:
-    photo = cv2.resize(cv2.imread(str(FACE)), (320, 400))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (320, 400))
-    for shift in range(0, 3 * frames, 3):  # a face drifting to the right
-        writer.write(np.roll(photo, shift, axis=1))
-    writer.release()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     models = write_models(tmp_path_factory.mktemp("models"))
@@ -80,12 +79,58 @@ def test_api_answers_each_endpoint(server, fixtures):
         photo = cv2.imread(str(FACE))
         faces = client.faces(photo)
         assert (faces["width"], faces["height"]) == (photo.shape[1], photo.shape[0]) and len(faces["faces"]) == 1
-        assert keypoint_array(client.keypoints(photo[:200, :200])).shape == (15, 2)
+        assert keypoint_array(client.keypoints(photo[:200, :200])["keypoints"]).shape == (15, 2)
 
 
 def test_api_raises_the_service_error_message(server):
     with VisionClient(server.url) as client, pytest.raises(ServiceError, match="400.*not an image"):
         client.faces(b"hello")
+
+
+def test_api_refusal_carries_the_status_and_the_service_words(server):
+    with VisionClient(server.url) as client, pytest.raises(ServiceRefused) as refused:
+        client.digit(b"hello")
+    assert refused.value.status == 400 and "not an image" in str(refused.value)
+
+
+def test_api_retries_connection_errors_then_says_unreachable():
+    url = dead_url()
+    with VisionClient(url, retries=2) as client:
+        attempts = []
+        send = client._http.post
+
+        def counted(*args, **kwargs):
+            attempts.append(1)
+            return send(*args, **kwargs)
+
+        client._http.post = counted
+        with pytest.raises(ServiceUnreachable, match=f"nothing answers at {url}"):
+            client.faces(FACE.read_bytes())
+    assert len(attempts) == 3  # the first try and two retries
+
+
+def test_async_api_answers_like_the_sync_one(server):
+    async def ask():
+        async with AsyncVisionClient(server.url) as client:
+            assert await client.ready()
+            answers = await asyncio.gather(*(client.faces(FACE.read_bytes()) for _ in range(4)))
+            with pytest.raises(ServiceRefused, match="400"):
+                await client.faces(b"hello")
+            return answers
+
+    answers = asyncio.run(ask())
+    with VisionClient(server.url) as client:
+        expected = client.faces(FACE.read_bytes())
+    assert all(answer == expected for answer in answers)
+
+
+def test_async_api_says_unreachable():
+    async def ask():
+        async with AsyncVisionClient(dead_url(), retries=1) as client:
+            await client.digit(DIGIT.read_bytes())
+
+    with pytest.raises(ServiceUnreachable):
+        asyncio.run(ask())
 
 
 def test_api_reads_vision_url(server, monkeypatch):
@@ -153,6 +198,49 @@ def test_cli_number_reads_and_boxes_each_digit(server, fixtures, tmp_path, capsy
     assert strip.max() > 200  # white ink of the 28x28 inputs
 
 
+def test_cli_sends_several_images_and_a_folder_as_json_lines(server, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.png"):
+        cv2.imwrite(str(folder / name), cv2.imread(str(FACE)))
+    (folder / "notes.txt").write_text("not an image, and not sent")
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not a picture")
+    with pytest.raises(SystemExit, match=r"^error: 1 of 4 images failed$"):
+        cli(["faces", str(folder), str(broken), str(FACE), "--url", server.url, "--concurrency", "3"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["image"] for line in lines] == [str(folder / "a.jpg"), str(folder / "b.png"), str(broken), str(FACE)]
+    assert [len(line.get("faces", [])) for line in lines] == [1, 1, 0, 1]
+    assert lines[2]["error"].startswith(f"{broken}: not an image")
+
+
+def test_cli_writes_each_drawing_into_the_out_folder(server, tmp_path, capsys):
+    out = tmp_path / "drawn"
+    cli(["digit", str(DIGIT), str(FACE), "--url", server.url, "--out", str(out)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and all("digit" in line for line in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["digit.png", "face.jpg"]
+    assert cv2.imread(str(out / "digit.png")).shape[1] == 280  # the enlarged, labelled digit
+
+
+def test_cli_jsonl_gives_one_line_for_one_image(server, capsys):
+    cli(["digit", str(DIGIT), "--url", server.url, "--jsonl"])
+    line = json.loads(one_line(capsys.readouterr().out))
+    assert line["image"] == str(DIGIT) and 0 <= line["digit"] <= 9
+
+
+def test_cli_refuses_an_empty_folder_and_a_clash_in_one_line(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=r"^error: .*empty: no image files in this folder"):
+        cli(["faces", str(empty), "--url", dead_url()])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "face.jpg").write_bytes(FACE.read_bytes())
+    with pytest.raises(SystemExit, match=r"^error: two images are named face\.jpg"):
+        cli(["faces", str(FACE), str(other / "face.jpg"), "--url", dead_url(), "--out", str(tmp_path / "o")])
+
+
 def test_cli_help_names_the_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["--help"])
@@ -187,7 +275,6 @@ def test_cli_refuses_bad_inputs_in_one_line(tmp_path):
         (tmp_path / "missing.png", "no such file"),
         (text, "not an image"),
         (truncated, "truncated or corrupt"),
-        (tmp_path, "is a directory"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             cli(["digit", str(path), "--url", dead_url()])  # refused before the service is asked
@@ -207,43 +294,6 @@ def test_cli_keeps_libjpeg_warnings_off_the_terminal(server, tmp_path, capfd):
     printed = capfd.readouterr()  # file descriptors 1 and 2, where libjpeg writes
     assert "JPEG" not in printed.err and printed.err.strip() == ""
     assert one_line(printed.out) == f"1 face -> {out}"
-
-
-def test_webcam_writes_at_the_source_frame_rate(server, tmp_path, monkeypatch):
-    clip = tmp_path / "clip.avi"
-    write_clip(clip, fps=10)
-    out = tmp_path / "overlay.avi"
-    monkeypatch.setenv("VISION_URL", server.url)  # no --url
-    webcam.main(["--source", str(clip), "--out", str(out), "--no-window"])
-    capture = cv2.VideoCapture(str(out))
-    frames, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), capture.get(cv2.CAP_PROP_FPS)
-    capture.release()
-    assert frames == 8 and fps == pytest.approx(10)
-
-
-def test_webcam_falls_back_when_the_source_reports_no_frame_rate():
-    class Camera:
-        def __init__(self, fps):
-            self.fps = fps
-
-        def get(self, prop):
-            assert prop == cv2.CAP_PROP_FPS
-            return self.fps
-
-    assert [webcam.source_fps(Camera(f)) for f in (0.0, float("nan"), -1.0, 25.0)] == [30.0, 30.0, 30.0, 25.0]
-
-
-def test_webcam_without_a_display_says_so_in_one_line(tmp_path):
-    clip = tmp_path / "clip.avi"
-    write_clip(clip, fps=10, frames=2)
-    done = run_module("clients.webcam", "--source", str(clip), "--url", dead_url())
-    assert done.returncode != 0
-    assert one_line(done.stderr) == "error: no display: use --no-window --out FILE"
-
-
-def test_webcam_refuses_no_window_without_out():
-    with pytest.raises(SystemExit, match="--no-window needs --out"):
-        webcam.main(["--no-window"])
 
 
 def test_bench_runs_against_the_service(server):
