@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench clean image image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ lint: $(DEV_STAMP)
 # Against the service that `make serve` (same PORT) is running.
 bench: $(RUNTIME_STAMP)
 	$(BIN)/python -m bench --url http://127.0.0.1:$(PORT)
+
+# The container image of the bento, built with `bentoml containerize` (buildah): VARIANT=cpu (default,
+# bentofile-cpu.yaml -> localhost/vision:cpu) or VARIANT=gpu (bentofile.yaml -> localhost/vision:gpu,
+# needs Docker Hub). Needs buildah and podman, and debootstrap where no registry answers: the CPU
+# base is then made from Debian's packages. IMAGE=name:tag names it otherwise. docs/deploy.md.
+VARIANT ?= cpu
+image: $(RUNTIME_STAMP)
+	@test -x $(BIN)/uv || $(PIP_INSTALL) 'uv>=0.4'  # `bentoml build` needs uv
+	VARIANT=$(VARIANT) deploy/image/build.sh $(IMAGE)
+
+# Opt-in, a few minutes: builds the CPU image, runs it with podman and compares its answers with a
+# local `bentoml serve` (tests/test_image.py). Not part of `make test`.
+image-test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m buildah tests/test_image.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

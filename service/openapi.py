@@ -1,13 +1,22 @@
-"""Two GET routes that BentoML's `@bentoml.api` (POST only) cannot declare, as one ASGI middleware.
+"""The GET routes that BentoML's `@bentoml.api` (POST only) cannot declare.
+
+As one ASGI middleware (`ExtraRoutes`):
 
 - `GET /info` is answered by the `info` API itself (the request is passed on as a POST of `{}`).
-- `GET /docs.json` (and so the Swagger UI at `/`) is BentoML's OpenAPI document with the project's
-  title, version and description instead of BentoML's boilerplate (no badges or contacts from
-  outside hosts), and the error answers as this service really gives them: 400 and 413 with
+- `GET /docs.json` (and so the Swagger UI at `/docs`) is BentoML's OpenAPI document with the
+  project's title, version and description instead of BentoML's boilerplate (no badges or contacts
+  from outside hosts), and the error answers as this service really gives them: 400 and 413 with
   `{"error": ...}`.
+
+As an ASGI app mounted on the service (`pages`, see `Vision`):
+
+- `GET /`: the demo page (service/page/index.html; its scripts and styles under `/page/`).
+- `GET /docs`: the Swagger UI on BentoML's own copy of its assets (`/static_content/`), without
+  the analytics tag of BentoML's page, so it works offline too.
 """
 
 import json
+from pathlib import Path
 
 import vision
 from service.answers import Error
@@ -18,11 +27,13 @@ MNIST digits and 15 facial keypoints, from PyTorch models exported to ONNX and s
 onnxruntime.
 
 - `POST /digit`: one handwritten digit (multipart field `image`) -> the digit and its probabilities.
+- `POST /number`: a photo of a handwritten number -> its digits, left to right.
 - `POST /faces`: a photo -> every face with its box and 15 keypoints in photo pixels.
 - `POST /keypoints`: a face crop -> 15 keypoints in its pixels.
 - `POST /digits_array`, `/digits_array/mlp`, `/keypoints_array`: float32 arrays in [0, 1], batched
   across concurrent requests.
 - `GET /info`: the models in use, their hashes, metrics and execution providers.
+- `GET /`: a demo page in the browser (faces in a photo or from the webcam, a digit drawing pad).
 
 Every refused input is a 4xx with `{"error": "<one line>"}`. The full reference is docs/service.md
 in the project.
@@ -56,6 +67,33 @@ def project_document(spec: dict) -> dict:
         spec["paths"]["/info"]["get"] = {**spec["paths"]["/info"]["post"], "operationId": "vision__info_get"}
         spec["paths"]["/info"]["get"].pop("requestBody", None)
     return spec
+
+
+PAGE = Path(__file__).resolve().parent / "page"
+
+
+def pages():
+    """`/` (the demo page), `/docs` (the Swagger UI) and `/page/*` (the page's files), as one
+    Starlette app. BentoML mounts it after its own routes and before its index page, and passes a
+    request to it only when one of these routes matches, so every other path stays BentoML's."""
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    def page(name: str):
+        async def endpoint(request):
+            return FileResponse(PAGE / name, headers={"cache-control": "no-cache"})
+
+        return endpoint
+
+    return Starlette(
+        routes=[
+            Route("/", page("index.html"), name="page_index"),
+            Route("/docs", page("docs.html"), name="page_docs"),
+            Mount("/page", StaticFiles(directory=PAGE), name="page_files"),
+        ]
+    )
 
 
 class ExtraRoutes:

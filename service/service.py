@@ -21,7 +21,7 @@ from pydantic import BeforeValidator
 from service import bentoml_compat, limits, runtime
 from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer, NumberAnswer
 from service.arrays import batch_of
-from service.openapi import ExtraRoutes
+from service.openapi import ExtraRoutes, pages
 from vision import signatures
 from vision.errors import InputError
 from vision.signatures import Signature
@@ -88,6 +88,7 @@ def refuse(error: InputError, endpoint: str):
 
 
 @bentoml.service(name="vision", threads=4, traffic={"timeout": 60})
+@bentoml.asgi_app(pages(), path="/")  # the demo page at /, the Swagger UI at /docs
 class Vision:
     def __init__(self) -> None:
         from service import images  # noqa: F401  (Pillow and OpenCV: fail at start, not at the first request)

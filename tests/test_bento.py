@@ -1,18 +1,18 @@
-"""`bentoml build` from bentofile.yaml, in a temporary BENTOML_HOME and a copy of the project with
-stand-in models: what the bento holds, and the Containerfile `bentoml containerize` would use.
-The opt-in `buildah` test builds that image for real and asks it for /readyz."""
+"""`bentoml build` from bentofile.yaml (GPU) and bentofile-cpu.yaml (CPU), in a temporary BENTOML_HOME
+and a copy of the project with stand-in models: what the bentos hold, and the Containerfiles
+`bentoml containerize` would use. tests/test_image.py (opt-in: `make image-test`) builds and runs
+the CPU image for real."""
 
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from service_models import ROOT, free_port, write_models
+from service_models import ROOT, write_models
 
 from vision.manifest import read_manifest, verified_model
 
@@ -25,15 +25,13 @@ def run(command: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def build_bento(tmp, bentofile: str) -> tuple[Path, str, dict]:
     """(bento directory, tag, environment) for a bento built from a copy of the project."""
-    tmp = tmp_path_factory.mktemp("bento")
     ctx = tmp / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("service", "vision"):
+    for folder in ("service", "vision", "deploy/image"):
         shutil.copytree(ROOT / folder, ctx / folder, ignore=ignore)
-    shutil.copy(ROOT / "bentofile.yaml", ctx / "bentofile.yaml")
+    shutil.copy(ROOT / bentofile, ctx / bentofile)
     write_models(ctx / "models")
     # Things that must stay out of the bento.
     (ctx / "models" / "keypoints.pt").write_bytes(b"a torch checkpoint")
@@ -50,10 +48,43 @@ def built(tmp_path_factory):
         "BENTOML_DO_NOT_TRACK": "true",
     }
     bentoml = str(BIN / "bentoml") if (BIN / "bentoml").exists() else "bentoml"
-    out = run([bentoml, "build", str(ctx), "--output", "tag"], env, ctx)
+    out = run([bentoml, "build", "-f", bentofile, str(ctx), "--output", "tag"], env, ctx)
     tag = re.search(r"__tag__:(\S+)", out).group(1)
     name, version = tag.split(":")
     return tmp / "bentoml_home" / "bentos" / name / version, tag, env
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The GPU bento (bentofile.yaml)."""
+    return build_bento(tmp_path_factory.mktemp("bento"), "bentofile.yaml")
+
+
+@pytest.fixture(scope="module")
+def built_cpu(tmp_path_factory):
+    """The CPU bento (bentofile-cpu.yaml)."""
+    return build_bento(tmp_path_factory.mktemp("bento_cpu"), "bentofile-cpu.yaml")
+
+
+def containerfile(built, tmp_path) -> str:
+    _, tag, env = built
+    out = tmp_path / "Containerfile"
+    code = (
+        "import sys, bentoml; "
+        "bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
+    )
+    run([sys.executable, "-c", code, tag, str(out)], env, tmp_path)
+    return out.read_text()
+
+
+def requirement_names(bento: Path) -> set[str]:
+    requirements = [
+        line.strip()
+        for line in (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert requirements and all("==" in line for line in requirements), requirements
+    return {re.split(r"[=<>\[]", line)[0].lower() for line in requirements}
 
 
 def test_the_bento_holds_the_service_vision_and_verified_models_only(built):
@@ -81,13 +112,7 @@ def test_the_bento_holds_the_service_vision_and_verified_models_only(built):
 
 def test_the_bento_pins_its_packages_and_has_no_torch(built):
     bento, _, _ = built
-    requirements = [
-        line.strip()
-        for line in (bento / "env" / "python" / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert requirements and all("==" in line for line in requirements), requirements
-    names = {re.split(r"[=<>\[]", line)[0].lower() for line in requirements}
+    names = requirement_names(bento)
     assert not {"torch", "torchvision", "onnxruntime"} & names  # GPU build only: the two share one folder
     assert {"bentoml", "onnxruntime-gpu", "opencv-python-headless", "pillow", "numpy"} <= names
     for py in (bento / "src").rglob("*.py"):
@@ -95,86 +120,46 @@ def test_the_bento_pins_its_packages_and_has_no_torch(built):
 
 
 def test_the_containerfile_is_a_cuda_cudnn9_image(built, tmp_path):
-    _, tag, env = built
-    out = tmp_path / "Containerfile"
-    code = (
-        "import sys, bentoml; "
-        "bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
-    )
-    run([sys.executable, "-c", code, tag, str(out)], env, tmp_path)
-    text = out.read_text()
+    text = containerfile(built, tmp_path)
     assert re.search(r"^FROM nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu24\.04", text, re.M), text[:800]
     assert "python3.11" in text
     assert re.search(r'VISION_PROVIDER.?=.?"?auto', text)
+    assert re.search(r"^USER bentoml", text, re.M)
     assert "torch" not in text
 
 
-# --- opt-in: the real image, built with buildah -------------------------------------------------------
+# --- the CPU variant ---------------------------------------------------------------------------
 
 
-@pytest.mark.buildah
-@pytest.mark.skipif(shutil.which("buildah") is None, reason="buildah is not installed")
-def test_the_image_builds_and_answers_readyz(built, tmp_path):
-    bento, tag, env = built
-    containerfile = tmp_path / "Containerfile"
-    code = (
-        "import sys, bentoml; "
-        "bentoml.container.get_containerfile(sys.argv[1], output_path=sys.argv[2], enable_buildkit=False)"
-    )
-    run([sys.executable, "-c", code, tag, str(containerfile)], env, tmp_path)
-    # buildah does not resolve Docker Hub short names without a registries.conf alias.
-    text = re.sub(r"^FROM (?![\w.-]+\.\w+/)", "FROM docker.io/", containerfile.read_text(), flags=re.M)
-    containerfile.write_text(text)
-    storage = ["--storage-driver", "vfs", "--root", str(tmp_path / "storage"), "--runroot", str(tmp_path / "run")]
-    image = "localhost/vision:test"
-    run(
-        ["buildah", *storage, "bud", "--isolation", "chroot", "-f", str(containerfile), "-t", image, str(bento)],
-        env,
-        tmp_path,
-        timeout=3600,
-    )
-    container = run(["buildah", *storage, "from", image], env, tmp_path).strip()
-    port = free_port()
-    serve = subprocess.Popen(
-        [
-            "buildah",
-            *storage,
-            "run",
-            "--isolation",
-            "chroot",
-            "--network",
-            "host",
-            container,
-            "--",
-            "bentoml",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        import httpx
+def test_the_cpu_and_gpu_bentofiles_differ_only_in_the_marked_lines():
+    """One file each (BentoML has no includes), but the same bento apart from onnxruntime and the base."""
+    gpu_text, cpu_text = (ROOT / "bentofile.yaml").read_text(), (ROOT / "bentofile-cpu.yaml").read_text()
+    gpu, cpu = yaml.safe_load(gpu_text), yaml.safe_load(cpu_text)
+    assert gpu["python"]["packages"][-1] == cpu["python"]["packages"][-1].replace("onnxruntime==", "onnxruntime-gpu==")
+    assert gpu["docker"].pop("cuda_version") and cpu["docker"].pop("setup_script") == "deploy/image/slim.sh"
+    gpu["python"]["packages"].pop(), cpu["python"]["packages"].pop()
+    assert gpu == cpu
+    # Line by line: apart from comments, only the lines marked "GPU only" / "CPU only" differ.
+    code = lambda text: [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    marked = lambda lines: [line for line in lines if "only" not in line and "onnxruntime" not in line]
+    assert marked(code(gpu_text)) == marked(code(cpu_text))
 
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and serve.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            log = serve.stdout.read().decode()[-3000:] if serve.poll() is not None else ""
-            pytest.fail(f"the container did not become ready:\n{log}")
-        info = httpx.post(f"http://127.0.0.1:{port}/info", timeout=30).json()
-        assert info["providers"]
-    finally:
-        os.killpg(serve.pid, 15)
-        serve.wait(timeout=30)
-        subprocess.run(["buildah", *storage, "rm", container], capture_output=True)
+
+def test_the_cpu_bento_has_onnxruntime_for_the_cpu_and_the_same_files(built, built_cpu):
+    bento, _, _ = built_cpu
+    names = requirement_names(bento)
+    assert "onnxruntime" in names and not {"onnxruntime-gpu", "torch", "torchvision"} & names
+    assert names - {"onnxruntime"} == requirement_names(built[0]) - {"onnxruntime-gpu"}
+    files = lambda b: {str(p.relative_to(b / "src")) for p in (b / "src").rglob("*") if p.is_file()}
+    assert files(bento) == files(built[0])  # the same service, vision code and models
+    envs = yaml.safe_load((bento / "bento.yaml").read_text())["envs"]
+    assert {e["name"]: e["value"] for e in envs} == {"VISION_PROVIDER": "auto"}
+
+
+def test_the_cpu_containerfile_is_python_slim_non_root_with_the_environment(built_cpu, tmp_path):
+    text = containerfile(built_cpu, tmp_path)
+    assert re.search(r"^FROM python:3\.11-slim AS base-container", text, re.M), text[:800]
+    assert re.search(r"^ENV VISION_PROVIDER=\$VISION_PROVIDER", text, re.M) and "ARG VISION_PROVIDER=auto" in text
+    assert re.search(r"^USER bentoml", text, re.M)
+    assert "script__" in text  # deploy/image/slim.sh, run after the Python packages
+    assert "torch" not in text and "cuda" not in text.lower()

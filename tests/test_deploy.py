@@ -1,0 +1,270 @@
+"""deploy/k8s, offline and fast: every manifest against the Kubernetes schemas (kubernetes-validate
+bundles them), the GPU overlay rendered (a small kustomize for the features used here, compared with
+the real `kubectl kustomize` where it is installed), and the probes, port, environment and grace
+period checked against the service and BentoML."""
+
+import ast
+import copy
+import re
+import shutil
+import subprocess
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from service_models import ROOT
+
+from service.settings import Settings, SettingsError
+
+K8S = ROOT / "deploy" / "k8s"
+BASE, GPU = K8S / "base", K8S / "gpu"
+
+
+def load_all(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+# --- a small kustomize: resources, images, strategic-merge patches ---------------------------------
+
+MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "ports": "containerPort"}
+MERGE_KEYS |= {"volumes": "name", "volumeMounts": "mountPath"}
+SUPPORTED = {"apiVersion", "kind", "resources", "images", "patches"}
+
+
+def merge(base, patch, key: str = ""):
+    """Strategic merge as kustomize does it for these fields: maps merge, lists with a merge key merge
+    by that key, other lists are replaced."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for k, v in patch.items():
+            out[k] = merge(base[k], v, k) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and key in MERGE_KEYS:
+        name = MERGE_KEYS[key]
+        out = [copy.deepcopy(item) for item in base]
+        for item in patch:
+            at = [i for i, old in enumerate(out) if old.get(name) == item.get(name)]
+            if at:
+                out[at[0]] = merge(out[at[0]], item)
+            else:
+                out.append(copy.deepcopy(item))
+        return out
+    return copy.deepcopy(patch)
+
+
+def set_images(resource: dict, images: list[dict]) -> None:
+    pod = resource.get("spec", {}).get("template", {}).get("spec", {})
+    for container in pod.get("containers", []) + pod.get("initContainers", []):
+        name, _, tag = container["image"].partition(":")
+        for rule in images:
+            if rule["name"] == name:
+                name, tag = rule.get("newName", name), rule.get("newTag", tag)
+        container["image"] = f"{name}:{tag}" if tag else name
+
+
+def render(folder: Path) -> list[dict]:
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert set(kustomization) <= SUPPORTED, f"the test's kustomize lacks {set(kustomization) - SUPPORTED}"
+    resources = []
+    for entry in kustomization.get("resources", []):
+        path = (folder / entry).resolve()
+        resources += render(path) if path.is_dir() else load_all(path)
+    for patch_entry in kustomization.get("patches", []):
+        assert set(patch_entry) == {"path"}, patch_entry
+        (patch,) = load_all(folder / patch_entry["path"])
+        at = [
+            i
+            for i, r in enumerate(resources)
+            if (r["kind"], r["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
+        ]
+        assert len(at) == 1, f"{patch_entry['path']} matches {len(at)} resources"
+        resources[at[0]] = merge(resources[at[0]], patch)
+    for resource in resources:
+        set_images(resource, kustomization.get("images", []))
+    return resources
+
+
+def by_kind(resources: list[dict]) -> dict[str, dict]:
+    kinds = [r["kind"] for r in resources]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {r["kind"]: r for r in resources}
+
+
+RENDERED = {"base": render(BASE), "gpu": render(GPU)}
+
+
+# --- schemas --------------------------------------------------------------------------------------
+
+
+def kubernetes_versions() -> list[str]:
+    from kubernetes_validate.utils import latest_version
+
+    return sorted({"1.29.0", latest_version()})  # an older cluster, and the newest schemas bundled
+
+
+@pytest.mark.parametrize("version", kubernetes_versions())
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(variant, version):
+    """Strict: an unknown or misspelt field fails too. The schemas ship in the package (offline)."""
+    import kubernetes_validate
+
+    resources = RENDERED[variant]
+    assert {r["kind"] for r in resources} == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
+    for resource in resources:
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{variant}: {resource['kind']}/{resource['metadata']['name']}: {path}: {e.message}")
+
+
+def test_the_base_files_are_valid_one_by_one_and_the_validator_catches_a_typo():
+    import kubernetes_validate
+
+    for path in sorted(BASE.glob("*.yaml")):
+        for resource in load_all(path):
+            if resource["kind"] != "Kustomization":
+                kubernetes_validate.validate(resource, "1.29.0", strict=True)
+    deployment = copy.deepcopy(by_kind(RENDERED["base"])["Deployment"])
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {"path": "/readyz"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.29.0", strict=True)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (the small kustomize still ran)")
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_the_small_kustomize_renders_what_kubectl_kustomize_does(variant):
+    done = subprocess.run(["kubectl", "kustomize", str(K8S / variant)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    theirs = {(r["kind"], r["metadata"]["name"]): r for r in yaml.safe_load_all(done.stdout) if r}
+    ours = {(r["kind"], r["metadata"]["name"]): r for r in RENDERED[variant]}
+    assert ours == theirs
+
+
+# --- the manifests against the service ------------------------------------------------------------
+
+
+def container(variant: str) -> dict:
+    (only,) = by_kind(RENDERED[variant])["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def bentoml_system_paths() -> set[str]:
+    from bentoml._internal.server.base_app import BaseAppFactory
+
+    handlers = types.SimpleNamespace(livez=None, readyz=None, metrics=None)
+    return {route.path for route in BaseAppFactory.get_system_routes(handlers)}
+
+
+def service_decorator_keywords() -> dict:
+    """The keywords of `@bentoml.service(...)` in service/service.py, read without importing it."""
+    tree = ast.parse((ROOT / "service" / "service.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "bentoml.service":
+                    return {k.arg: ast.literal_eval(k.value) for k in decorator.keywords}
+    raise AssertionError("no @bentoml.service class in service/service.py")
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_probes_and_port_match_the_service(variant):
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    port = BentoMLContainer.http.port.get()  # what `bentoml serve` in the image listens on
+    assert port == 3000
+    c = container(variant)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": port}
+    paths = bentoml_system_paths()
+    assert {"/livez", "/readyz", "/metrics"} <= paths
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = c[probe]["httpGet"]
+        assert get["path"] == path and get["path"] in paths, (probe, get)
+        assert ports.get(get["port"], get["port"]) == port, (probe, get)
+    service = by_kind(RENDERED[variant])["Service"]
+    (service_port,) = service["spec"]["ports"]
+    assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
+    pod = by_kind(RENDERED[variant])["Deployment"]["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_the_environment_is_settings_the_service_reads_with_valid_values(variant):
+    env = {e["name"]: e["value"] for e in container(variant)["env"]}
+    read = set(re.findall(r'"(VISION_[A-Z0-9_]+)"', (ROOT / "service" / "settings.py").read_text()))
+    assert set(env) <= read, set(env) - read
+    try:
+        settings = Settings.from_environment(env)
+    except SettingsError as e:
+        pytest.fail(f"{variant}: {e}")
+    assert settings.provider == {"base": "cpu", "gpu": "cuda"}[variant]
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_pods_run_as_the_image_user_and_outlive_bentomls_drain(variant):
+    from bentoml._internal.container.generate import DEFAULT_BENTO_ENVS
+
+    pod = by_kind(RENDERED[variant])["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == DEFAULT_BENTO_ENVS["uid_gid"]  # BentoML's `bentoml` user
+    c = container(variant)
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    # SIGTERM: in-flight requests finish, each bounded by the service's request timeout.
+    pause = int(c["lifecycle"]["preStop"]["exec"]["command"][-1])
+    timeout = service_decorator_keywords()["traffic"]["timeout"]
+    assert pod["terminationGracePeriodSeconds"] >= pause + timeout + 5, (pause, timeout)
+    start = c["startupProbe"]
+    assert start["periodSeconds"] * start["failureThreshold"] >= 60  # cold start measured ~11 s on 2 CPUs
+
+
+def test_the_selectors_and_targets_agree():
+    for variant, resources in RENDERED.items():
+        kinds = by_kind(resources)
+        deployment = kinds["Deployment"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selectors = [
+            deployment["spec"]["selector"]["matchLabels"],
+            kinds["Service"]["spec"]["selector"],
+            kinds["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+        ]
+        for selector in selectors:
+            assert selector.items() <= labels.items(), (variant, selector)
+        target = kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+        hpa = kinds["HorizontalPodAutoscaler"]["spec"]
+        assert 1 <= hpa["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["maxReplicas"], variant
+        assert "requests" in container(variant)["resources"] and "cpu" in container(variant)["resources"]["requests"]
+
+
+def test_the_gpu_overlay_asks_for_one_gpu_and_the_cuda_image():
+    cpu, gpu = container("base"), container("gpu")
+    assert cpu["image"] == "localhost/vision:cpu"  # what `make image` builds
+    assert gpu["image"] == "localhost/vision:gpu"
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu" not in str(cpu["resources"])
+    tolerations = by_kind(RENDERED["gpu"])["Deployment"]["spec"]["template"]["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+    # Everything else is the base's: probes, port, other settings.
+    for key in ("ports", "readinessProbe", "livenessProbe", "lifecycle"):
+        assert cpu[key] == gpu[key], key
+    assert {**cpu["startupProbe"], "failureThreshold": 0} == {**gpu["startupProbe"], "failureThreshold": 0}
+    assert [e for e in cpu["env"] if e["name"] != "VISION_PROVIDER"] == [
+        e for e in gpu["env"] if e["name"] != "VISION_PROVIDER"
+    ]
+    # The overlay retags the base's image, so its `images` name must be the base's newName.
+    base_images = yaml.safe_load((BASE / "kustomization.yaml").read_text())["images"]
+    gpu_images = yaml.safe_load((GPU / "kustomization.yaml").read_text())["images"]
+    assert [i["name"] for i in gpu_images] == [i["newName"] for i in base_images]
+
+
+def test_the_small_merge_merges_named_lists_and_replaces_others():
+    base = {"env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}], "args": ["x"], "m": {"a": 1}}
+    patch = {"env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}], "args": ["y"], "m": {"b": 2}}
+    assert merge(base, patch) == {
+        "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+        "args": ["y"],
+        "m": {"a": 1, "b": 2},
+    }
