@@ -5,7 +5,12 @@ and `DType` casts; this runs first, on the raw value, and refuses anything that 
 (N, *item) batch of finite numbers in [0, 1]. A ValueError here is a 400 with the reason.
 """
 
+import io
+import math
+
 import numpy as np
+
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def batch_of(*item: int):
@@ -33,3 +38,30 @@ def batch_of(*item: int):
         return array.astype(np.float32, copy=False)
 
     return check
+
+
+def uploaded_batch(data: bytes, shape: str | None, item: tuple[int, ...]) -> np.ndarray:
+    """An uploaded .npy file, or raw little-endian float32 bytes with `shape` ("N,1,28,28") -> the
+    checked (N, *item) float32 batch. A ValueError says what is wrong, in one line."""
+    if data.startswith(NPY_MAGIC):
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            reason = " ".join(str(e).split())[:120] or type(e).__name__
+            raise ValueError(f"not a readable .npy file ({reason})") from None
+        if not isinstance(array, np.ndarray):
+            raise ValueError("expected one array in the .npy file")
+        if array.dtype.kind == "f" and array.dtype != np.float32:  # numpy's default float64, or float16
+            array = array.astype(np.float32)
+    else:
+        want = ",".join(map(str, ("N", *item)))
+        if not shape:
+            raise ValueError(f"raw bytes need the field shape={want} (or send a .npy file)")
+        try:
+            dims = tuple(int(d) for d in shape.replace("x", ",").split(","))
+        except ValueError:
+            raise ValueError(f"shape={shape!r}: expected whole numbers, e.g. {want}") from None
+        if any(d < 0 for d in dims) or math.prod(dims) * 4 != len(data):
+            raise ValueError(f"{len(data)} bytes are not float32 values of shape {dims} ({math.prod(dims) * 4} bytes)")
+        array = np.frombuffer(data, dtype="<f4").reshape(dims)
+    return batch_of(*item)(array)

@@ -7,14 +7,31 @@ replaces one private function whose behaviour the service cannot accept, and say
   the server (an unbounded fetch made on a client's behalf), and runs `json.loads` on any other
   part, so a file sent under the wrong field name is a `UnicodeDecodeError` and a 500. Here text
   in a file field is the file's bytes, a missing file field is a 400 naming it, and parts that the
-  endpoint does not take are ignored.
+  endpoint does not take are ignored. A body that is not valid multipart (no boundary, broken
+  framing, a part over Starlette's 1 MB field limit, over 1000 parts) is a 400 saying so; Starlette
+  raises an HTTPException there, which BentoML answered with a 500.
 - Refused input: BentoML answers a validation error with a 400 whose `error` says only "1
   validation error for Input" and logs a full `[ERROR]` traceback for it. Here the `error` names
-  the field and the reason in one line, and the log gets one WARNING line.
+  the field and the reason in one line, and the log gets one WARNING line. An image endpoint
+  sent anything but a form (JSON, raw image bytes) is a 415 that says to send multipart (BentoML
+  read it as JSON: "Invalid JSON" or "Invalid file type"), and BentoML's own 4xx refusals (e.g.
+  the pickle media type) keep their status with a one-line `{"error"}` (BentoML's is a list).
+- Slow clients: uvicorn times out nothing before a request head is complete, so a connection
+  that sends nothing, or half a head, stays open for ever (measured: still open after 140 s).
+  Here a connection gets `limits.HEAD_TIMEOUT` seconds, from its opening or its previous answer,
+  to send a complete request head, else a 408 and the connection closed (`service.limits`
+  holds the body to its own deadline). A request that a body deadline cut off reaches BentoML as
+  a client disconnect, which it logged as an [ERROR] with a traceback: here one INFO line.
+- A worker that dies (killed, out of memory) is replaced by circus only outside a container:
+  BentoML turns respawning off where BENTOML_CONTAINERIZED is set (its images set it), leaving
+  the server running on fewer workers, silently, or exiting with a traceback when the last one
+  is gone. Here it is always replaced (`stop_server` still stops a server whose worker cannot
+  load its models, so that is no restart loop).
 - Stopping the server from a worker that cannot load its models.
 """
 
 import io
+import json
 import logging
 import os
 import signal
@@ -23,6 +40,7 @@ from pathlib import Path
 
 import bentoml
 
+from service.limits import HEAD_TIMEOUT
 from vision.errors import InputError
 
 BENTOML_SERIES = "1.4."
@@ -36,7 +54,7 @@ class MissingUpload(InputError):
     """A multipart request without the file field the endpoint takes."""
 
 
-def install(on_refusal: RefusalHook) -> None:
+def install(on_refusal: RefusalHook, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Apply every patch; refuse to run on a BentoML these patches were not written for."""
     if not bentoml.__version__.startswith(BENTOML_SERIES):
         raise RuntimeError(
@@ -44,16 +62,23 @@ def install(on_refusal: RefusalHook) -> None:
         )
     _multipart_uploads()
     _one_line_refusals(on_refusal)
+    _request_head_timeout(head_timeout)
+    _respawn_workers()
+    # python-multipart logs its own WARNING for every malformed body; the refusal's line says it.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def _multipart_uploads() -> None:
-    import json
-
     from _bentoml_impl.serde import MultipartSerde
     from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.formparsers import MultiPartException
 
     async def parse_request(self, request, cls):
-        form = await request.form()
+        try:
+            form = await request.form()
+        except (HTTPException, MultiPartException) as e:
+            raise InputError(f"malformed multipart body: {getattr(e, 'detail', None) or e}") from None
         data = {}
         for name in cls.multipart_fields:  # the file fields: `image` here
             values = form.getlist(name)
@@ -91,24 +116,116 @@ def validation_message(error) -> str:
 
 def _one_line_refusals(on_refusal: RefusalHook) -> None:
     from _bentoml_impl.server.app import ServiceAppFactory
+    from bentoml.exceptions import BentoMLException
     from pydantic import ValidationError
-    from starlette.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+    from starlette.responses import JSONResponse, Response
 
     api_endpoint = ServiceAppFactory.api_endpoint
+    forms = ("multipart/form-data", "application/x-www-form-urlencoded")  # what BentoML parses as a form
 
     async def refusing_api_endpoint(self, name, request):
-        detail = {}
+        detail, status = {}, 400
         try:
+            files = self.service.apis[name].input_spec.multipart_fields
+            media_type = request.headers.get("content-type", "").split(";")[0].strip()
+            if files and media_type not in forms:
+                status = 415
+                raise InputError(
+                    f"{request.url.path} takes a multipart/form-data upload with the file in the field "
+                    f"{files[0]!r}, not {media_type or 'a body without a Content-Type'}; send -F {files[0]}=@FILE"
+                )
             return await api_endpoint(self, name, request)
+        except ClientDisconnect:  # gone, or cut off by a deadline (service.limits, which said so)
+            logger.info("%s: the client went away before its request was read", request.url.path)
+            return Response(status_code=400)
         except ValidationError as e:
             message = validation_message(e)
             detail = {"detail": e.errors(include_context=False, include_input=False, include_url=False)}
         except InputError as e:
             message = str(e)
-        on_refusal(request.url.path, 400, message)
-        return JSONResponse({"error": message, **detail}, status_code=400)
+        except (HTTPException, BentoMLException) as e:  # a refusal of Starlette's or BentoML's own
+            status = e.status_code if isinstance(e, HTTPException) else e.error_code.value
+            if status >= 500:
+                raise
+            message = str(getattr(e, "detail", None) or e).strip().splitlines()[0]
+        on_refusal(request.url.path, status, message)
+        return JSONResponse({"error": message, **detail}, status_code=status)
 
     ServiceAppFactory.api_endpoint = refusing_api_endpoint
+
+
+def _request_head_timeout(seconds: float) -> None:
+    """Close a connection that has not sent a complete request head within `seconds` of its
+    opening or of its previous answer, with a 408. uvicorn's own keep-alive timeout (5 s) closes
+    idle connections only after an answer, and only until their next byte arrives. Only the h11
+    protocol is patched: the one uvicorn uses where httptools is not installed (BentoML does not
+    install it)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    payload = json.dumps({"error": f"no complete request head within {seconds:g} s"}).encode()
+    reply = (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(payload), payload)
+    )
+    connection_made, on_response_complete, connection_lost = (
+        H11Protocol.connection_made,
+        H11Protocol.on_response_complete,
+        H11Protocol.connection_lost,
+    )
+
+    def arm(protocol) -> None:
+        timer = getattr(protocol, "_vision_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+        protocol._vision_head_timer = protocol.loop.call_later(seconds, expire, protocol)
+
+    def expire(protocol) -> None:
+        # their_state stays IDLE until a whole request head has been parsed
+        if protocol.transport.is_closing() or protocol.conn.their_state is not h11.IDLE:
+            return
+        peer = f"{protocol.client[0]}:{protocol.client[1]}" if protocol.client else "a client"
+        logger.warning("closed the connection of %s: no complete request head within %g s (408)", peer, seconds)
+        protocol.transport.write(reply)
+        protocol.transport.close()
+
+    def patched_connection_made(self, transport) -> None:
+        connection_made(self, transport)
+        arm(self)
+
+    def patched_on_response_complete(self) -> None:
+        on_response_complete(self)
+        if not self.transport.is_closing():
+            arm(self)
+
+    def patched_connection_lost(self, exc) -> None:
+        timer = getattr(self, "_vision_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+        connection_lost(self, exc)
+
+    H11Protocol.connection_made = patched_connection_made
+    H11Protocol.on_response_complete = patched_on_response_complete
+    H11Protocol.connection_lost = patched_connection_lost
+
+
+def _respawn_workers() -> None:
+    """Circus watchers that respawn their processes, in a container too."""
+    import bentoml.serving
+
+    create_watcher = bentoml.serving.create_watcher
+    if getattr(create_watcher, "respawns", False):
+        return
+
+    def respawning_watcher(*args, **kwargs):
+        watcher = create_watcher(*args, **kwargs)
+        watcher.respawn = True
+        return watcher
+
+    respawning_watcher.respawns = True
+    bentoml.serving.create_watcher = respawning_watcher
 
 
 def stop_server() -> None:

@@ -59,6 +59,18 @@ def decode_for_faces(
     return _decode(data, image, factor), factor, image.size
 
 
+def check_square(width: int, height: int, max_pixel_count: int = Settings.max_pixels) -> None:
+    """/keypoints pads a crop to the square around its center (`FaceCrop.whole`), and cutting it
+    allocates about that square: hold the square, not only the upload, to the pixel limit (a
+    1x20000 strip would otherwise cost a 30000x30000 buffer)."""
+    side = max(width, height)
+    if side * side > max_pixel_count:
+        raise TooLarge(
+            f"a crop is padded to its square: {width}x{height} becomes {side}x{side} = {side * side} pixels, "
+            f"over the {max_pixel_count}-pixel limit"
+        )
+
+
 def header(data: bytes, max_bytes: int, max_pixel_count: int) -> Image.Image:
     """The upload's Pillow image, header read only, after the byte-size and pixel-count limits."""
     if not data:

@@ -65,13 +65,17 @@ def requested_providers(choice: str) -> list[str]:
 class Model:
     """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output."""
 
-    def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None):
+    def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None, threads: int = 1):
         import onnxruntime as ort
 
         # An int8 variant (NAME_int8) keeps the signature of the model it stands in for.
         self.entry, self.signature = entry, signature or SIGNATURES[entry.name]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only; a CUDA fallback is reported by us, below
+        # Requests run side by side (threads and workers), each call is small: one thread per call,
+        # and no spinning, which would burn the CPU that the other requests need (bench/compare.py).
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(entry.path), options, providers=requested_providers(choice))
         except StartupError:
@@ -133,7 +137,7 @@ def load_models(settings: Settings) -> dict[str, Model]:
     models = {}
     for name, signature in SIGNATURES.items():
         entry = verified_model(served_name(name, manifest, settings.int8), settings.manifest, manifest)
-        model = Model(entry, settings.provider, signature)
+        model = Model(entry, settings.provider, signature, settings.ort_threads)
         model.warm_up()
         models[name] = model
         logger.info("loaded %s (%s, sha256 %s…) on %s", name, entry.path.name, entry.sha256[:12], model.provider)

@@ -20,11 +20,11 @@ from pydantic import BeforeValidator
 
 from service import bentoml_compat, limits, runtime
 from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer, NumberAnswer
-from service.arrays import batch_of
+from service.arrays import batch_of, uploaded_batch
 from service.openapi import ExtraRoutes, pages
 from vision import signatures
 from vision.errors import InputError
-from vision.signatures import Signature
+from vision.signatures import Signature, softmax
 
 logger = logging.getLogger("bentoml.vision")
 
@@ -57,11 +57,6 @@ refused = bentoml.metrics.Counter(
 )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
 def png_base64(image: np.ndarray) -> str:
     import base64
 
@@ -87,7 +82,23 @@ def refuse(error: InputError, endpoint: str):
     return JSONResponse({"error": str(error)}, status_code=status)
 
 
-@bentoml.service(name="vision", threads=4, traffic={"timeout": 60})
+bentoml_compat.install(on_refusal=refused_input)
+try:
+    settings = runtime.check_before_start()  # bad settings or models stop `bentoml serve` before any worker starts
+except SystemExit:  # in a worker (one replacing a dead one after a model file changed): stop, no restart loop
+    bentoml_compat.stop_server()
+    raise
+
+
+# Two processes on two cores: the Python half of each request (HTTP, multipart, JSON) holds one
+# process's GIL, so a second worker nearly doubles /digit throughput (docs/service.md, "Performance").
+@bentoml.service(
+    name="vision",
+    workers=settings.workers,
+    threads=4,
+    traffic={"timeout": 60},
+    logging={"access": {"enabled": settings.access_log}},
+)
 @bentoml.asgi_app(pages(), path="/")  # the demo page at /, the Swagger UI at /docs
 class Vision:
     def __init__(self) -> None:
@@ -173,11 +184,13 @@ class Vision:
     def keypoints(self, image: Path) -> KeypointsAnswer:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
         padded to the square around its center, exactly as the face crops are)."""
+        from service.images import check_square
         from vision.faces import FaceCrop, predict_keypoints, to_gray
         from vision.keypoints import as_records
 
         try:
             gray = to_gray(self._decode(image, "keypoints"))
+            check_square(gray.shape[1], gray.shape[0], self.settings.max_pixels)
         except InputError as e:
             return refuse(e, "keypoints")
         whole = FaceCrop.whole(gray.shape[1], gray.shape[0])
@@ -215,6 +228,27 @@ class Vision:
         """(N, 1, 96, 96) float32 crops in [0, 1] -> (N, 30) keypoints in [-1, 1] (x0, y0, x1, ...; batched)."""
         return self.models["keypoints"](images).astype(np.float32)
 
+    # The same models for clients that send many images at once: one uploaded file, one model call.
+    @bentoml.api(route="/digits_batch")
+    def digits_batch(self, images: Path, model: DigitModel = "cnn", shape: str | None = None) -> np.ndarray:
+        """Many digits in one upload: a .npy file of (N, 1, 28, 28) float32 in [0, 1], or the raw
+        little-endian float32 bytes with `shape`="N,1,28,28" -> (N, 10) probabilities."""
+        try:
+            batch = uploaded_batch(Path(images).read_bytes(), shape, signatures.DIGITS.input)
+        except ValueError as e:
+            return refuse(InputError(str(e)), "digits_batch")
+        return softmax(self.models[f"digits_{model}"](batch)).astype(np.float32)
+
+    @bentoml.api(route="/keypoints_batch")
+    def keypoints_batch(self, images: Path, shape: str | None = None) -> np.ndarray:
+        """Many face crops in one upload: a .npy file of (N, 1, 96, 96) float32 in [0, 1], or the
+        raw float32 bytes with `shape`="N,1,96,96" -> (N, 30) keypoints in [-1, 1]."""
+        try:
+            batch = uploaded_batch(Path(images).read_bytes(), shape, signatures.KEYPOINTS.input)
+        except ValueError as e:
+            return refuse(InputError(str(e)), "keypoints_batch")
+        return self.models["keypoints"](batch).astype(np.float32)
+
     @bentoml.api(route="/info")
     def info(self) -> dict:
         """The models in use: file, sha256, manifest metrics, and the execution providers really used
@@ -227,7 +261,5 @@ class Vision:
         }
 
 
-bentoml_compat.install(on_refusal=refused_input)
-settings = runtime.check_before_start()  # bad settings or models stop `bentoml serve` before any worker starts
 Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=settings.max_upload_bytes, on_refusal=refused_input)
 Vision.add_asgi_middleware(ExtraRoutes)

@@ -31,6 +31,9 @@ class Settings:
     face_score: float = 0.7  # VISION_FACE_SCORE: YuNet's confidence threshold, in (0, 1)
     face_nms: float = 0.3  # VISION_FACE_NMS: YuNet's non-maximum-suppression IoU threshold, in (0, 1)
     detect_max_side: int = 640  # VISION_DETECT_MAX_SIDE: photos are detected at most this large
+    workers: int = 2  # VISION_WORKERS: server processes, each with its own models (one per core)
+    ort_threads: int = 1  # VISION_ORT_THREADS: onnxruntime threads per model call (requests run side by side)
+    access_log: bool = False  # VISION_ACCESS_LOG: one log line per request (BentoML's access log)
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> "Settings":
@@ -45,6 +48,9 @@ class Settings:
             face_score=_share(environ, "VISION_FACE_SCORE", defaults.face_score),
             face_nms=_share(environ, "VISION_FACE_NMS", defaults.face_nms),
             detect_max_side=_positive(environ, "VISION_DETECT_MAX_SIDE", defaults.detect_max_side),
+            workers=_positive(environ, "VISION_WORKERS", defaults.workers),
+            ort_threads=_positive(environ, "VISION_ORT_THREADS", defaults.ort_threads),
+            access_log=_flag(environ, "VISION_ACCESS_LOG"),
         )
 
 

@@ -234,3 +234,14 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for {pid}")
+
+
+def serving(env: dict, log_dir: Path):
+    """A `Server` for a test module's fixture: ready when yielded, stopped afterwards, whatever
+    happens (`yield from serving(...)` in a fixture)."""
+    server = Server(env, Path(log_dir) / "serve.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -1,12 +1,15 @@
 """`python -m bench` without a service: one line, non-zero exit. (Its run against a real service
 is in test_clients.py, which has one.)"""
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import numpy as np
 from service_models import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +77,56 @@ def test_webcam_bench_says_nothing_answers_in_one_line():
         [sys.executable, "-m", "bench.webcam", "--url", url], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0 and done.stderr.strip().startswith(f"error: nothing answers at {url}")
+
+
+def test_the_flask_alternatives_answer_as_the_service_does(tmp_path):
+    """bench.compare is fair only if the hand-written apps do the service's work: same answers."""
+    from service_models import Server
+
+    from bench.alternatives import create_app
+    from bench.samples import DIGIT, PHOTO, framed
+
+    frame = framed(PHOTO, 640, 480)
+    server = Server({"VISION_PROVIDER": "cpu", "VISION_WORKERS": "1"}, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            served_digit = http.post("/digit", files={"image": ("d.png", DIGIT.read_bytes())}).json()
+            served_faces = http.post("/faces", files={"image": ("f.jpg", frame)}).json()
+    finally:
+        server.stop()
+    for backend in ("onnx", "torch"):
+        app = create_app(backend).test_client()
+        digit = app.post("/digit", data={"image": (io.BytesIO(DIGIT.read_bytes()), "d.png")}).get_json()
+        faces = app.post("/faces", data={"image": (io.BytesIO(frame), "f.jpg")}).get_json()
+        assert digit["digit"] == served_digit["digit"]
+        assert np.allclose(digit["probabilities"], served_digit["probabilities"], atol=1e-4)
+        assert [f["box"] for f in faces["faces"]] == [f["box"] for f in served_faces["faces"]]
+        ours, theirs = (
+            np.array([[k["x"], k["y"]] for f in a["faces"] for k in f["keypoints"]]) for a in (served_faces, faces)
+        )
+        assert np.abs(ours - theirs).max() < 0.05  # torch and onnxruntime agree to rounding
+        refused = app.post("/digit", data={"image": (io.BytesIO(b"hello"), "d.png")})
+        assert refused.status_code == 400 and "not an image" in refused.get_json()["error"]
+
+
+def test_compare_runs_and_writes_results_and_plot(tmp_path):
+    """A short run of `python -m bench.compare` on the Flask app alone (the service's own run is
+    the README's): the JSON, the plot and the table come out."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--servers", "flask-onnx", "--seconds", "0.3"]
+        + ["--concurrency", "1", "2", "--cold-starts", "0", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "compare.json").read_text())
+    cells = results["servers"]["flask-onnx"]
+    assert set(cells["/digit"]) == {"1", "2"} and cells["/faces"]["1"]["answered"] > 0
+    assert all(
+        cell["errors"] == 0 for endpoint in ("/digit", "/faces", "/digits_array") for cell in cells[endpoint].values()
+    )
+    assert results["ceiling"]["digits_cnn"]["batch_64_images_per_s"] > 0
+    assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| `/digit` | flask-onnx |" in done.stdout

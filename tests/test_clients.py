@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from service_models import Server, free_port, write_models
+from service_models import free_port, serving, write_models
 
 from clients.__main__ import main as cli
 from clients.api import (
@@ -55,14 +55,7 @@ def one_line(text: str) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     models = write_models(tmp_path_factory.mktemp("models"))
-    server = Server(
-        {"VISION_MANIFEST": str(models), "VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log") / "serve.log"
-    )
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serving({"VISION_MANIFEST": str(models), "VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log"))
 
 
 @pytest.fixture(autouse=True)

@@ -157,6 +157,16 @@ def bentoml_system_paths() -> set[str]:
     return {route.path for route in BaseAppFactory.get_system_routes(handlers)}
 
 
+def literal(node: ast.AST):
+    """A keyword's value where it is a literal (a dict's non-literal values become None)."""
+    if isinstance(node, ast.Dict):
+        return {literal(k): literal(v) for k, v in zip(node.keys, node.values)}
+    try:
+        return ast.literal_eval(node)
+    except ValueError:  # e.g. settings.workers: read at start-up
+        return None
+
+
 def service_decorator_keywords() -> dict:
     """The keywords of `@bentoml.service(...)` in service/service.py, read without importing it."""
     tree = ast.parse((ROOT / "service" / "service.py").read_text())
@@ -164,7 +174,7 @@ def service_decorator_keywords() -> dict:
         if isinstance(node, ast.ClassDef):
             for decorator in node.decorator_list:
                 if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "bentoml.service":
-                    return {k.arg: ast.literal_eval(k.value) for k in decorator.keywords}
+                    return {k.arg: literal(k.value) for k in decorator.keywords}
     raise AssertionError("no @bentoml.service class in service/service.py")
 
 

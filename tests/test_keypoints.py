@@ -274,3 +274,13 @@ def test_the_shipped_keypoints_checkpoint_still_loads(request):
     assert checkpoint["model_args"]["widths"] == (24, 32, 64, 128, 256)
     model = models.model_from_checkpoint(checkpoint, expected="keypoints")
     assert not model.training and model.flip_tta and model(torch.rand(2, 1, 96, 96)).shape == (2, 30)
+
+
+def test_an_epoch_shows_each_photo_as_often_as_asked_and_each_frame_once():
+    from training.keypoints import epoch_order
+
+    sources = np.array(["youtube", "helen", "youtube", "afw"])
+    order = epoch_order(sources, 3, np.random.default_rng(0))
+    assert sorted(np.bincount(order, minlength=4).tolist()) == [1, 1, 3, 3]
+    assert np.bincount(order)[[1, 3]].tolist() == [3, 3]
+    assert sorted(epoch_order(sources, 1, np.random.default_rng(0)).tolist()) == [0, 1, 2, 3]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header, written_number
 from PIL import Image
-from service_models import ROOT, Server, rss_mib, write_models
+from service_models import ROOT, Server, rss_mib, serving, write_models
 
 from training.mnist import read_idx
 from vision.digits import to_mnist, to_model_input
@@ -89,13 +89,8 @@ def local(models) -> Local:
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    server = Server({"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "auto"}, log)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    env = {"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "auto"}
+    yield from serving(env, tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")

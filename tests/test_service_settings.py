@@ -21,9 +21,14 @@ def test_every_variable_is_read():
             "VISION_INT8": "yes",
             "VISION_MAX_UPLOAD_BYTES": "1024",
             "VISION_MAX_PIXELS": "640000",
+            "VISION_WORKERS": "4",
+            "VISION_ORT_THREADS": "2",
+            "VISION_ACCESS_LOG": "1",
         }
     )
-    assert settings == Settings(Path("/srv/models/manifest.json"), "cpu", True, 1024, 640_000)
+    assert settings == Settings(
+        Path("/srv/models/manifest.json"), "cpu", True, 1024, 640_000, workers=4, ort_threads=2, access_log=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,6 +38,8 @@ def test_every_variable_is_read():
         ({"VISION_INT8": "maybe"}, "VISION_INT8='maybe': expected 1 or 0"),
         ({"VISION_MAX_UPLOAD_BYTES": "10MB"}, "VISION_MAX_UPLOAD_BYTES='10MB' is not an integer"),
         ({"VISION_MAX_PIXELS": "0"}, "VISION_MAX_PIXELS='0' must be positive"),
+        ({"VISION_WORKERS": "two"}, "VISION_WORKERS='two' is not an integer"),
+        ({"VISION_ORT_THREADS": "-1"}, "VISION_ORT_THREADS='-1' must be positive"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(environ, message):

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from service_models import Server, free_port
+from service_models import Server, free_port, serving
 
 from clients import webcam
 from clients.api import VisionClient
@@ -80,12 +80,7 @@ def wait_for_lines(path: Path, count: int, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server({"VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log") / "serve.log")
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serving({"VISION_PROVIDER": "cpu"}, tmp_path_factory.mktemp("log"))
 
 
 def test_every_frame_is_answered_in_order_near_the_true_keypoints(server, fixtures, tmp_path, capsys):

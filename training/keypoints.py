@@ -71,12 +71,17 @@ class Config:
     jpeg_quality: tuple[int, int] = option((30, 90), "augmentation: JPEG quality range", metavar="Q")
     progress: bool = option(True, "progress bar on stderr")
     init: str | None = option(None, "start from this checkpoint's weights (same architecture): a fine-tuning run")
+    repeat_photos: int = option(
+        1, "data: times each epoch shows every photo crop (Helen, AFW; one person each), YouTube frames once"
+    )
 
     def resolved(self) -> "Config":
         """A checked copy: what `train` runs and the checkpoint records."""
         c = dataclasses.replace(self, widths=tuple(self.widths))
-        if min(c.epochs, c.batch_size, c.threads, len(c.widths)) < 1:
-            raise InputError("--epochs, --batch-size and --threads must be >= 1, and --widths needs one width")
+        if min(c.epochs, c.batch_size, c.threads, len(c.widths), c.repeat_photos) < 1:
+            raise InputError(
+                "--epochs, --batch-size, --threads and --repeat-photos must be >= 1, and --widths needs one width"
+            )
         if min(c.lr, c.weight_decay) < 0:
             raise InputError("--lr and --weight-decay must be >= 0")
         if c.loss not in LOSSES:
@@ -119,6 +124,7 @@ class Split:
 
     train_context: np.ndarray
     train_points: np.ndarray
+    train_sources: np.ndarray
     val_images: np.ndarray
     val_points: np.ndarray
     val_sources: np.ndarray
@@ -151,7 +157,14 @@ def load_split(npz_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 def load_training(npz_path) -> Split:
     a = read_npz(npz_path, "images", "context", "keypoints", "sources", "validation")
     val, points = a["validation"], a["keypoints"].astype(np.float32)
-    return Split(a["context"][~val], points[~val], a["images"][val], points[val], a["sources"][val])
+    return Split(a["context"][~val], points[~val], a["sources"][~val], a["images"][val], points[val], a["sources"][val])
+
+
+def epoch_order(sources: np.ndarray, repeat_photos: int, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's shuffled indices: every YouTube frame once, every photo `repeat_photos` times.
+    312 people fill 2,664 near-duplicate YouTube frames; each photo is a person of its own."""
+    photos = np.flatnonzero(sources != "youtube")
+    return rng.permutation(np.concatenate([np.arange(len(sources)), *[photos] * (repeat_photos - 1)]))
 
 
 def flip(image: np.ndarray, points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +201,9 @@ def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.ran
     return np.clip(x, 0, 1), faces.normalize(px).astype(np.float32)
 
 
-def batches(images, points, config: Config, rng: np.random.Generator, train: bool):
-    order = rng.permutation(len(images)) if train else np.arange(len(images))
+def batches(images, points, config: Config, rng: np.random.Generator, train: bool, order=None):
+    if order is None:
+        order = rng.permutation(len(images)) if train else np.arange(len(images))
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         if train:
@@ -268,7 +282,8 @@ def train(config: Config, command: str = "") -> dict:
         model.load_state_dict(start.state_dict())
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = -(-len(train_context) // config.batch_size)
+    epoch_size = len(train_context) + (config.repeat_photos - 1) * int((split.train_sources != "youtube").sum())
+    steps = -(-epoch_size // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15
     )
@@ -283,7 +298,14 @@ def train(config: Config, command: str = "") -> dict:
         model.train()
         total, seen = 0.0, 0
         bar = tqdm(
-            batches(train_context, train_points, config, rng, True),
+            batches(
+                train_context,
+                train_points,
+                config,
+                rng,
+                True,
+                epoch_order(split.train_sources, config.repeat_photos, rng),
+            ),
             total=steps,
             desc=f"epoch {epoch}/{config.epochs}",
             disable=not config.progress,

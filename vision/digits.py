@@ -81,7 +81,11 @@ def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray
     at a working size whose longer side is at most `work_side`."""
     scale = min(1.0, work_side / max(gray.shape))
     if scale < 1:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if min(round(side * scale) for side in gray.shape) >= 1:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        else:  # a strip (1x20000): OpenCV cannot resize to a side of 0 pixels
+            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
     # The paper, lighting and shadows included: what an opening wider than any stroke leaves.
     side = max(15, (max(gray.shape) // 4) | 1)

@@ -258,6 +258,9 @@ class HaarDetector:
         return sorted(detections, key=lambda d: d.box.width * d.box.height, reverse=True)
 
 
+MIN_DETECT_SIDE = 64  # YuNet returns garbage on images 32 pixels or less on a side
+
+
 class YuNetDetector:
     """OpenCV's YuNet (`cv2.FaceDetectorYN`): boxes, a confidence and five landmarks per face.
 
@@ -308,9 +311,16 @@ class YuNetDetector:
             scale_x, scale_y = size[0] / width, size[1] / height
         else:
             scale_x = scale_y = 1.0
+        # YuNet reads uninitialized memory on a side of 32 pixels or less (its coarsest stride) and
+        # returns boxes at +-inf with score 1: pad such an image at its bottom and right edges.
+        short = (max(0, MIN_DETECT_SIDE - bgr.shape[0]), max(0, MIN_DETECT_SIDE - bgr.shape[1]))
+        if any(short):
+            bgr = cv2.copyMakeBorder(bgr, 0, short[0], 0, short[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
         _, found = self._yunet((bgr.shape[1], bgr.shape[0])).detect(bgr)
         detections = []
         for row in found if found is not None else []:
+            if not (np.isfinite(row).all() and row[2] > 0 and row[3] > 0):
+                continue  # never seen on a padded image; a box that is no box must not reach the crop
             x, y, w, h = row[:4]
             xs, ys = row[4:14:2] / scale_x, row[5:14:2] / scale_y  # right eye, left eye, nose, mouth corners
             box = Box(float(x / scale_x), float(y / scale_y), float(w / scale_x), float(h / scale_y))

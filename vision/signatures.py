@@ -38,3 +38,9 @@ SIGNATURES = {"digits_cnn": DIGITS, "digits_mlp": DIGITS, "keypoints": KEYPOINTS
 def model_pixels(images: np.ndarray) -> np.ndarray:
     """(N, H, W) uint8 images -> (N, 1, H, W) float32 in [0, 1]: what every model takes."""
     return (np.asarray(images, dtype=np.float32) / PIXEL_MAX)[:, None]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, 10) logits, the digit models' output -> (N, 10) probabilities."""
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
