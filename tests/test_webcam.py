@@ -35,7 +35,7 @@ def fixture_clip(path: Path, fixtures: Path, frames: int, fps: float = 10.0) -> 
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, SIZE)
     labels = []
     for i in range(frames):
-        x, y = 20 + STEP * i, 40
+        x, y = 20 + STEP * (i % 40), 40  # drifting right, and back to the start every 40 frames
         frame = np.full((SIZE[1], SIZE[0], 3), 110, np.uint8)
         frame[y : y + face.shape[0], x : x + face.shape[1]] = face[: SIZE[1] - y, : SIZE[0] - x]
         writer.write(frame)
@@ -103,14 +103,14 @@ def test_every_frame_is_answered_in_order_near_the_true_keypoints(server, fixtur
 
 def test_the_client_rides_out_a_service_restart(fixtures, tmp_path):
     clip, lines = tmp_path / "clip.avi", tmp_path / "faces.jsonl"
-    fixture_clip(clip, fixtures, frames=120)
+    fixture_clip(clip, fixtures, frames=240)  # long enough (about 8 s) that the stop lands mid-video
     port = free_port()
     first = Server({"VISION_PROVIDER": "cpu"}, tmp_path / "first.log", port=port)
     second = None
     client = None
     try:
         first.wait_ready()
-        client = webcam_process("--source", str(clip), "--jsonl", str(lines), url=first.url)
+        client = webcam_process("--source", str(clip), "--jsonl", str(lines), "--in-flight", "1", url=first.url)
         wait_for_lines(lines, 5)
         first.stop()  # mid-video
         time.sleep(1.0)
@@ -126,9 +126,9 @@ def test_the_client_rides_out_a_service_restart(fixtures, tmp_path):
     assert client.returncode == 0, err
     assert "service unreachable" in err and "answers again" in err
     records = read_jsonl(lines)
-    assert [r["frame"] for r in records] == list(range(120))  # a file waits: no frame is skipped
+    assert [r["frame"] for r in records] == list(range(240))  # a file waits: no frame is skipped
     assert all(r["faces"] is not None and len(r["faces"]) == 1 for r in records)
-    assert out.startswith("120 frames in ")
+    assert out.startswith("240 frames in ")
 
 
 def test_a_live_source_drops_stale_frames_instead_of_queueing(server, fixtures, tmp_path):
