@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -226,7 +227,7 @@ def run(args) -> dict:
     cells = len(args.servers) * len(requests) * len(args.concurrency)
     with tqdm(total=cells, unit="run", file=sys.stderr) as bar:
         for name in args.servers:
-            server = Server(name, args.out / f"{name}.log")
+            server = Server(name, args.logs / f"{name}.log")
             try:
                 entry = {"ready_s": round(server.wait_ready(), 2)}
                 for endpoint, request in requests.items():
@@ -241,7 +242,7 @@ def run(args) -> dict:
                 server.stop()
             results["servers"][name] = entry
     if "service" in args.servers and args.cold_starts:
-        results["service_cold_start_s"] = cold_starts(args.cold_starts, args.out)
+        results["service_cold_start_s"] = cold_starts(args.cold_starts, args.logs)
     return results
 
 
@@ -379,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seconds <= 0 or min(args.concurrency) < 1 or args.cold_starts < 0:
         parser.exit(2, "error: --seconds must be > 0, --concurrency >= 1, --cold-starts >= 0\n")
     args.concurrency = sorted(set(args.concurrency))
+    args.logs = Path(tempfile.mkdtemp(prefix="bench-compare-"))  # the servers' logs, named in any error
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         results = run(args)
