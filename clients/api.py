@@ -163,6 +163,12 @@ def _backoff(attempt: int) -> float:
 class _Endpoints:
     """The API's endpoints; `_send` (sync or async) sends them. Results are those of `_send`."""
 
+    def __init__(self, url: str | None, timeout: float, retries: int, http_class):
+        """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000."""
+        self.url = checked_url(url or service_url())
+        self.timeout, self.retries = timeout, retries
+        self._http = http_class(base_url=self.url, timeout=timeout)
+
     def digit(self, image, model: str = "cnn", debug: bool = False):
         """{"digit", "confidence", "probabilities", "model", "input_png"} for one digit image
         (`input_png`, the model's 28x28 input as base64 PNG, with debug)."""
@@ -187,10 +193,7 @@ class VisionClient(_Endpoints):
     raise ServiceUnreachable; a 4xx raises ServiceRefused with the service's message."""
 
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
-        """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000."""
-        self.url = checked_url(url or service_url())
-        self.timeout, self.retries = timeout, retries
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        super().__init__(url, timeout, retries, httpx.Client)
 
     def close(self) -> None:
         self._http.close()
@@ -228,9 +231,7 @@ class AsyncVisionClient(_Endpoints):
     """VisionClient's twin for asyncio (`await client.faces(...)`), with the same retries and errors."""
 
     def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
-        self.url = checked_url(url or service_url())
-        self.timeout, self.retries = timeout, retries
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        super().__init__(url, timeout, retries, httpx.AsyncClient)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -21,7 +21,7 @@ class LocalFaces:
 
         try:
             self.settings = Settings.from_environment()
-            self.model = load_models(self.settings)["keypoints"]
+            self.model = load_models(self.settings, ("keypoints",))["keypoints"]
             self.detector = load_detectors(self.settings)[self.settings.detector]
         except (StartupError, ManifestError, SettingsError) as e:
             raise ServiceError(f"--local: {e}") from None

@@ -131,11 +131,13 @@ class Model:
         }
 
 
-def load_models(settings: Settings) -> dict[str, Model]:
-    """Every model the service needs, verified against the manifest, loaded and warmed up."""
+def load_models(settings: Settings, names: tuple[str, ...] = tuple(SIGNATURES)) -> dict[str, Model]:
+    """The models `names` (default: every model the service needs), verified against the
+    manifest, loaded and warmed up."""
     manifest = read_manifest(settings.manifest)
     models = {}
-    for name, signature in SIGNATURES.items():
+    for name in names:
+        signature = SIGNATURES[name]
         entry = verified_model(served_name(name, manifest, settings.int8), settings.manifest, manifest)
         model = Model(entry, settings.provider, signature, settings.ort_threads)
         model.warm_up()

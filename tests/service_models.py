@@ -9,13 +9,13 @@ them apart, but they are tiny and deterministic:
   [-1, 1]; the bias is a plausible face layout and the weights are small.
 """
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from bench.processes import free_port, stop_group
 from export.manifest import YUNET
 from vision.manifest import sha256_of
 
@@ -134,14 +134,6 @@ def write_models(folder: Path) -> Path:
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`python -m service` (= `bentoml serve service.service:Vision`) on a free port, in its own
     process group."""
@@ -210,22 +202,7 @@ class Server:
         return pids
 
     def stop(self) -> None:
-        import os
-        import signal
-        import subprocess
-
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        # workers left behind in the group, if any
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process)  # SIGTERM to the group (BentoML drains), then SIGKILL to what is left
         self._log.close()
 
 

@@ -160,11 +160,16 @@ def load_training(npz_path) -> Split:
     return Split(a["context"][~val], points[~val], a["sources"][~val], a["images"][val], points[val], a["sources"][val])
 
 
+def photo_indices(sources: np.ndarray) -> np.ndarray:
+    """The crops that come from photos (Helen, AFW: one person each), not from YouTube frames."""
+    return np.flatnonzero(sources != "youtube")
+
+
 def epoch_order(sources: np.ndarray, repeat_photos: int, rng: np.random.Generator) -> np.ndarray:
     """One epoch's shuffled indices: every YouTube frame once, every photo `repeat_photos` times.
     312 people fill 2,664 near-duplicate YouTube frames; each photo is a person of its own."""
-    photos = np.flatnonzero(sources != "youtube")
-    return rng.permutation(np.concatenate([np.arange(len(sources)), *[photos] * (repeat_photos - 1)]))
+    repeats = [photo_indices(sources)] * (repeat_photos - 1)
+    return rng.permutation(np.concatenate([np.arange(len(sources)), *repeats]))
 
 
 def flip(image: np.ndarray, points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +287,7 @@ def train(config: Config, command: str = "") -> dict:
         model.load_state_dict(start.state_dict())
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    epoch_size = len(train_context) + (config.repeat_photos - 1) * int((split.train_sources != "youtube").sum())
+    epoch_size = len(train_context) + (config.repeat_photos - 1) * len(photo_indices(split.train_sources))
     steps = -(-epoch_size // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15
