@@ -1,4 +1,4 @@
-"""onnxruntime sessions for the models in the manifest, on the execution provider that really loads.
+"""onnxruntime sessions for the models in the manifest (YuNet included), on the execution provider that really loads.
 
 `VISION_INT8=1` serves the int8 variant of a model where `python -m export.optimize` kept one
 (listed in the manifest as NAME_int8); the others stay float32. `VISION_PROVIDER` picks: `auto`
@@ -62,33 +62,40 @@ def requested_providers(choice: str) -> list[str]:
     return [CUDA, CPU] if choice != "cpu" and CUDA in available else [CPU]
 
 
+def inference_session(entry: ModelEntry, choice: str, threads: int = 1):
+    """An onnxruntime session for a verified model on the requested provider (VISION_PROVIDER)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only; a CUDA fallback is reported by us, below
+    # Requests run side by side (threads and workers), each call is small: one thread per call,
+    # and no spinning, which would burn the CPU that the other requests need (bench/compare.py).
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(entry.path), options, providers=requested_providers(choice))
+    except StartupError:
+        raise
+    except Exception as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StartupError(f"{entry.path}: onnxruntime cannot load {entry.name!r}: {first_line}") from None
+    providers = session.get_providers()
+    if choice == "cuda" and providers[0] != CUDA:
+        raise StartupError(
+            f"VISION_PROVIDER=cuda, but CUDA did not load for {entry.name!r} "
+            f"(session providers: {', '.join(providers)}); check the NVIDIA driver, CUDA 12 and cuDNN 9"
+        )
+    return session
+
+
 class Model:
     """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output."""
 
     def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None, threads: int = 1):
-        import onnxruntime as ort
-
         # An int8 variant (NAME_int8) keeps the signature of the model it stands in for.
         self.entry, self.signature = entry, signature or SIGNATURES[entry.name]
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only; a CUDA fallback is reported by us, below
-        # Requests run side by side (threads and workers), each call is small: one thread per call,
-        # and no spinning, which would burn the CPU that the other requests need (bench/compare.py).
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(entry.path), options, providers=requested_providers(choice))
-        except StartupError:
-            raise
-        except Exception as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise StartupError(f"{entry.path}: onnxruntime cannot load {entry.name!r}: {first_line}") from None
+        self.session = inference_session(entry, choice, threads)
         self.providers = self.session.get_providers()
-        if choice == "cuda" and self.providers[0] != CUDA:
-            raise StartupError(
-                f"VISION_PROVIDER=cuda, but CUDA did not load for {entry.name!r} "
-                f"(session providers: {', '.join(self.providers)}); check the NVIDIA driver, CUDA 12 and cuDNN 9"
-            )
         self._check_signature()
 
     @property
@@ -156,14 +163,22 @@ def load_detectors(settings: Settings) -> dict:
     from vision.faces import HaarDetector, YuNetDetector
 
     yunet = verified_model("yunet", settings.manifest)
+    session = inference_session(yunet, settings.provider, settings.ort_threads)
     try:
         detectors = [
-            YuNetDetector(yunet.path, settings.face_score, settings.face_nms, settings.detect_max_side),
+            YuNetDetector(
+                yunet.path, settings.face_score, settings.face_nms, settings.detect_max_side, session=session
+            ),
             HaarDetector(),
         ]
-    except Exception as e:  # OpenCV's own errors are long; one line is enough
+    except Exception as e:  # OpenCV's and onnxruntime's own errors are long; one line is enough
         raise StartupError(
             f"{yunet.path}: the face detector does not load: {str(e).strip().splitlines()[-1]}"
         ) from None
-    logger.info("loaded yunet (%s, sha256 %s…) and the Haar cascade", yunet.path.name, yunet.sha256[:12])
+    logger.info(
+        "loaded yunet (%s, sha256 %s…) on %s and the Haar cascade",
+        yunet.path.name,
+        yunet.sha256[:12],
+        session.get_providers()[0],
+    )
     return {detector.name: detector for detector in detectors}

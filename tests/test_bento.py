@@ -99,7 +99,7 @@ def test_the_bento_holds_the_service_vision_and_verified_models_only(built):
     } <= src
     assert {f"models/{n}.onnx" for n in ("digits_cnn", "digits_mlp", "keypoints")} | {"models/manifest.json"} <= src
     assert {
-        "models/yunet/face_detection_yunet_2023mar.onnx",
+        "models/yunet/face_detection_yunet_2023mar_dynamic.onnx",
         "models/yunet/LICENSE",
     } <= src  # the detector, licence beside it
     assert not [p for p in src if p.startswith(("training/", "tests/")) or p.endswith((".pt", ".pyc"))], src

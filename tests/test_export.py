@@ -196,3 +196,27 @@ def test_shipped_onnx_files_match_their_manifest():
         assert verified_model(name, DEFAULT_PATH, manifest).path.suffix == ".onnx"
         if "variant_of" in info:
             assert info["speedup_batch64"] > 1.1 and info["variant_of"] in manifest["models"]
+
+
+def test_the_shipped_open_size_yunet_is_the_published_network_remade(tmp_path, capsys):
+    """`python -m export.yunet` remakes the shipped file byte for byte from the published one, and
+    only the declared sizes differ: the same nodes and weights."""
+    from export import yunet
+
+    remade = tmp_path / "yunet.onnx"
+    yunet.main(["--out", str(remade)])
+    assert "wrote" in capsys.readouterr().out
+    assert remade.read_bytes() == yunet.DYNAMIC.read_bytes()
+    published, shipped = onnx.load(str(yunet.PUBLISHED)), onnx.load(str(yunet.DYNAMIC))
+    assert yunet.same_network(published, shipped)
+    assert published.graph.input != shipped.graph.input
+    (image,) = shipped.graph.input
+    assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == [1, 3, "height", "width"]
+    assert read_manifest(DEFAULT_PATH)["models"]["yunet"]["derived_from"]["sha256"] == sha256_of(yunet.PUBLISHED)
+
+
+def test_export_yunet_refuses_a_missing_file_with_one_line(tmp_path):
+    from export import yunet
+
+    with pytest.raises(SystemExit, match="error: .*nope.onnx"):
+        yunet.main(["--published", str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "out.onnx")])

@@ -13,7 +13,8 @@ def test_landmarks68_loads_known_row(fixtures):
     data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
     assert data.points.shape == (10, 68, 2)
     assert data.names[0] == "Abdel_Aziz_Al-Hakim_41.jpg"
-    assert data.points[0, 0].tolist() == [69.0, 144.0] and data.points[0, 1].tolist() == [73.0, 159.0]
+    # The file says (69, 144) and (73, 159): the labels' pixel centers are at +0.5, OpenCV's at 0.
+    assert data.points[0, 0].tolist() == [68.5, 143.5] and data.points[0, 1].tolist() == [72.5, 158.5]
     assert data.read_image(0).ndim == 3
 
 

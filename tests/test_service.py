@@ -25,7 +25,7 @@ from service_models import ROOT, Server, rss_mib, serving, write_models
 
 from training.mnist import read_idx
 from vision.digits import to_mnist, to_model_input
-from vision.faces import FaceCrop, HaarDetector, YuNetDetector, find_faces, predict_keypoints
+from vision.faces import YUNET_MODEL, FaceCrop, HaarDetector, YuNetDetector, find_faces, predict_keypoints
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
 
@@ -247,7 +247,7 @@ def test_keypoints_on_a_non_square_upload_match_its_centered_square(http):
 # --- faces ----------------------------------------------------------------------------------------
 
 
-YUNET = ROOT / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET = YUNET_MODEL
 
 
 @pytest.mark.parametrize("detector", [None, "yunet", "haar"])

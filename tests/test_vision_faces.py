@@ -3,13 +3,13 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT
 from photos import GROUP_PEOPLE, group_photo, no_face_images
 
 from vision import faces
 from vision.errors import InputError
 
-YUNET = ROOT / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET = faces.YUNET_MODEL
+PUBLISHED_YUNET = YUNET.parent / "face_detection_yunet_2023mar.onnx"  # as published, for cv2.FaceDetectorYN
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +118,47 @@ def test_no_face_where_there_is_none(yunet, kind):
     assert yunet.detect(no_face_images()[kind]) == []
 
 
-def test_one_detector_instance_per_thread(yunet, fixtures):
+def test_one_session_serves_concurrent_threads(yunet, fixtures):
     from concurrent.futures import ThreadPoolExecutor
 
-    image = cv2.imread(str(fixtures / "faces" / "images" / "Barry_Alvarez_12.jpg"))
+    images = [cv2.imread(str(p)) for p in sorted((fixtures / "faces" / "images").glob("*.jpg"))[:4]]
+    alone = [yunet.detect(image) for image in images]
     with ThreadPoolExecutor(4) as pool:
-        boxes = list(pool.map(lambda _: yunet.detect(image)[0].box, range(16)))
-    assert len(set(boxes)) == 1
+        together = list(pool.map(lambda i: yunet.detect(images[i % 4]), range(16)))
+    assert together == [alone[i % 4] for i in range(16)]
+
+
+def opencv_faces(image: np.ndarray, score: float = 0.7) -> np.ndarray:
+    """What `cv2.FaceDetectorYN` finds with the published YuNet file: the reference."""
+    detector = cv2.FaceDetectorYN.create(str(PUBLISHED_YUNET), "", (image.shape[1], image.shape[0]), score, 0.3, 100)
+    _, found = detector.detect(image)
+    return np.zeros((0, 15)) if found is None else found
+
+
+def reference_images(fixtures) -> dict[str, np.ndarray]:
+    frames = sorted((fixtures / "faces" / "images").glob("*.jpg"))
+    return {
+        **{p.name: cv2.imread(str(p)) for p in frames},
+        "group photo": group_photo(),
+        "odd size 301x187": cv2.resize(cv2.imread(str(frames[0])), (301, 187)),
+        **no_face_images(),
+    }
+
+
+def test_yunet_on_onnxruntime_finds_what_opencvs_face_detector_finds(fixtures):
+    """Our decoding and NMS against OpenCV's own, on faces, a group, an odd size and no face (at
+    full size: no working-size reduction, so both see the same pixels)."""
+    yunet = faces.YuNetDetector(YUNET, max_side=100_000)
+    for name, image in reference_images(fixtures).items():
+        image = faces.to_bgr(image)
+        want = opencv_faces(image)
+        got = yunet.detect(image)
+        assert len(got) == len(want), name
+        for detection, row in zip(got, want[np.argsort(-want[:, 14])], strict=True):
+            box = detection.box
+            np.testing.assert_allclose([box.x, box.y, box.width, box.height], row[:4], atol=0.01, err_msg=name)
+            np.testing.assert_allclose(np.ravel(detection.eyes), row[4:8], atol=0.01, err_msg=name)
+            assert detection.score == pytest.approx(row[14], abs=1e-4), name
 
 
 def test_find_faces_maps_the_models_points_back_through_each_crop(yunet):

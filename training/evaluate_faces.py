@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         default="yunet",
         help="dlib: dlib's HOG detector, for the dlib peer",
     )
-    parser.add_argument("--yunet", type=Path, default=Path("models/yunet/face_detection_yunet_2023mar.onnx"))
+    parser.add_argument("--yunet", type=Path, default=faces.YUNET_MODEL)
     parser.add_argument("--peer", choices=["dlib"], help="evaluate a peer instead of --model")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--no-progress", action="store_true")

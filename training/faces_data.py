@@ -17,6 +17,14 @@ from vision.keypoints import KEYPOINT_NAMES
 
 _FRAME_SUFFIX = re.compile(r"_\d+\.[A-Za-z]+$")
 
+# The 68-point labels put the center of pixel (i, j) at (i + 0.5, j + 0.5); OpenCV, our crops and
+# the service's answers put it at (i, j). Evidence: a model trained on mirrored crops too cannot
+# learn a left-right offset, and its mean x error on its own training crops was -0.49 px on Helen
+# (the same for every face size), -0.6 px on the YouTube frames and -0.9 px on AFW, which half a
+# pixel explains best (docs/keypoints.md). The loader converts, so every later step is in OpenCV's
+# convention.
+LABEL_PIXEL_CENTER = 0.5
+
 
 def identity(file_name: str) -> str:
     """The person in a frame: the file name without its trailing `_NN.jpg`."""
@@ -26,7 +34,7 @@ def identity(file_name: str) -> str:
 @dataclass
 class Landmarks68:
     names: list[str]
-    points: np.ndarray  # (N, 68, 2) float32, image pixels
+    points: np.ndarray  # (N, 68, 2) float32, image pixels, OpenCV's convention (pixel centers at integers)
     image_dir: Path
 
     def read_image(self, index: int) -> np.ndarray:
@@ -61,7 +69,7 @@ def load_landmarks68(csv_path: Path, image_dir: Path | None = None) -> Landmarks
         raise InputError(f"{csv_path}: cannot read ({e})") from None
     if not rows:
         raise InputError(f"{csv_path}: no rows")
-    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2)
+    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2) - LABEL_PIXEL_CENTER
     return Landmarks68(names, points, image_dir)
 
 

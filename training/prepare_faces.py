@@ -34,7 +34,7 @@ MIN_IOU = 0.3
 # room for the shifts, zoom-outs and turns of training's jitter.
 CONTEXT_BORDER = CROP_SIZE // 4
 CONTEXT_SIZE = CROP_SIZE + 2 * CONTEXT_BORDER
-YUNET = Path(__file__).resolve().parent.parent / "models" / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET = faces.YUNET_MODEL
 RIGHT_EYE, LEFT_EYE = range(36, 42), range(42, 48)  # iBUG 68 points: the subject's right and left eye
 
 
