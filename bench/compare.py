@@ -12,7 +12,8 @@ image per JSON request), closed-loop clients at each concurrency: throughput, p5
 errors, the server's CPU time per request and its RSS afterwards. For the service also: 64 images
 per binary request (/digits_batch, a .npy upload) at concurrency 8, and the cold start (process
 start to /readyz 200, median of 3). The ceiling: each model in onnxruntime in this process, with
-the service's session options, at batch 1 and 64.
+the service's session options, at batch 1 and 64; and /faces's whole work (decode, YuNet, crop,
+keypoints) in this process on one thread, with YuNet alone in onnxruntime and in OpenCV's DNN.
 
 Writes bench/results/compare.json and compare.png (throughput and p99 by concurrency per server);
 --readme regenerates the table between the markers in README.md from that JSON.
@@ -194,22 +195,63 @@ def measure(server: Server, request: tuple, concurrency: int, seconds: float) ->
 
 
 def ceiling(seconds: float) -> dict:
-    """Images per second of each model in onnxruntime in this process, at batch 1 and 64."""
+    """Images per second of each model in onnxruntime in this process, at batch 1 and 64; and the
+    whole of a /faces request's work, one 640x480 frame at a time on one thread."""
     from service.runtime import load_models
     from service.settings import Settings
 
+    settings = Settings(provider="cpu")
+    models = load_models(settings)
     out = {}
-    for name, model in load_models(Settings(provider="cpu")).items():
+    for name, model in models.items():
         out[name] = {}
         for batch in (1, BATCH):
             x = np.random.default_rng(0).random((batch, *model.signature.input), dtype=np.float32)
-            calls, deadline = 0, time.perf_counter() + seconds
-            began = time.perf_counter()
-            while time.perf_counter() < deadline:
-                model(x)
-                calls += 1
-            out[name][f"batch_{batch}_images_per_s"] = round(calls * batch / (time.perf_counter() - began), 1)
+            out[name][f"batch_{batch}_images_per_s"] = round(
+                batch * calls_per_s(lambda x=x, model=model: model(x), seconds), 1
+            )
+    out["faces"] = faces_ceiling(settings, models["keypoints"], seconds)
     return out
+
+
+def calls_per_s(call, seconds: float) -> float:
+    calls, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        call()
+        calls += 1
+    return calls / (time.perf_counter() - began)
+
+
+def faces_ceiling(settings, keypoints, seconds: float) -> dict:
+    """/faces's work in this process on one thread: decode the 640x480 JPEG, YuNet, crops, keypoints
+    (`find_faces` with the service's sessions). And YuNet alone, in onnxruntime as served and in
+    OpenCV's DNN module (`cv2.FaceDetectorYN` on the published file), one thread each."""
+    import cv2
+
+    from service.runtime import load_detectors
+    from vision.faces import YUNET_MODEL, find_faces
+
+    body = framed(PHOTO, 640, 480)
+    yunet = load_detectors(settings)["yunet"]
+    frame = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        opencv = cv2.FaceDetectorYN.create(
+            str(YUNET_MODEL.parent / "face_detection_yunet_2023mar.onnx"), "", (640, 480), 0.7, 0.3, 100
+        )
+        return {
+            "batch_1_images_per_s": round(
+                calls_per_s(
+                    lambda: find_faces(cv2.imdecode(np.frombuffer(body, np.uint8), 1), yunet, keypoints), seconds
+                ),
+                1,
+            ),
+            "yunet_onnxruntime_per_s": round(calls_per_s(lambda: yunet.detect(frame), seconds), 1),
+            "yunet_opencv_dnn_per_s": round(calls_per_s(lambda: opencv.detect(frame), seconds), 1),
+        }
+    finally:
+        cv2.setNumThreads(threads)
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -297,9 +339,9 @@ def ratios(results: dict, endpoint: str, top: str) -> list[str]:
         if name != "service":
             theirs = entry.get(endpoint, {}).get(top, {}).get("requests_per_s")
             out.append(f"{ours / theirs:.2f}×" if ours and theirs else "–")
-    model = {"/digit": "digits_cnn", "/digits_array": "digits_cnn"}.get(endpoint)
-    limit = results["ceiling"].get(model, {}).get("batch_1_images_per_s") if model else None
-    out.append(f"{ours / limit:.0%}" if ours and limit else "– (the detector dominates)")
+    model = {"/digit": "digits_cnn", "/faces": "faces", "/digits_array": "digits_cnn"}[endpoint]
+    limit = results["ceiling"].get(model, {}).get("batch_1_images_per_s")
+    out.append(f"{ours / limit:.0%}" if ours and limit else "–")
     return out
 
 
@@ -334,6 +376,14 @@ def plot(results: dict, path: Path) -> None:
 def summary(results: dict) -> str:
     lines = [table(results), ""]
     for name, models in results["ceiling"].items():
+        if name == "faces":
+            lines.append(
+                f"- ceiling faces: /faces's work in-process on one thread (decode, YuNet, crop, keypoints), "
+                f"{models['batch_1_images_per_s']:.0f} frames/s at 640x480; YuNet alone "
+                f"{models['yunet_onnxruntime_per_s']:.0f}/s in onnxruntime, "
+                f"{models['yunet_opencv_dnn_per_s']:.0f}/s in OpenCV's DNN module"
+            )
+            continue
         lines.append(
             f"- ceiling {name}: {models['batch_1_images_per_s']:.0f} images/s at batch 1,"
             f" {models[f'batch_{BATCH}_images_per_s']:.0f} at batch {BATCH}"

@@ -526,6 +526,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated: soak, kill, slow")
     parser.add_argument("--seconds", type=float, default=60.0, help="soak length (default 60)")
     parser.add_argument("--concurrency", type=int, default=64, help="soak clients (default 64)")
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        help="load before the soak, at its concurrency, that RSS growth is measured after (default: "
+        "a sixth of --seconds, at most 10)",
+    )
     parser.add_argument("--kill-seconds", type=float, default=20.0, help="kill phase length (default 20)")
     parser.add_argument("--kill-concurrency", type=int, default=16, help="kill phase clients (default 16)")
     parser.add_argument("--slow-clients", type=int, default=64, help="connections trickling a body in (default 64)")
@@ -537,6 +543,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(phases) - set(PHASES))
     if unknown:
         parser.error(f"unknown phase {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    if args.warm_up is not None and args.warm_up < 0:
+        parser.error("--warm-up must be 0 or more seconds")
     server, url = None, None
     try:
         if args.url:
@@ -562,7 +570,7 @@ def main(argv: list[str] | None = None) -> None:
             "workers": len(worker_pids(port)),
         }
         if "soak" in phases:
-            results["soak"] = soak(url, port, args.seconds, args.concurrency)
+            results["soak"] = soak(url, port, args.seconds, args.concurrency, warm_up=args.warm_up)
         if "kill" in phases:
             results["kill"] = kill(url, port, args.kill_seconds, args.kill_concurrency)
         if "slow" in phases:

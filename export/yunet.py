@@ -7,7 +7,7 @@ ignores that and reshapes the network to each image, but onnxruntime holds a mod
 sizes. The network itself takes any height and width that are multiples of 32 (its reshapes are
 (1, -1, k) and its upsampling is by scale), so this copy only renames the fixed sizes to symbols:
 the same nodes, the same weights, checked here. onnxruntime then runs it at each image's own size,
-2.3x faster than OpenCV's DNN module on this CPU and on CUDA when present (docs/service.md).
+2.2x faster than OpenCV's DNN module on this CPU, and on CUDA when present (docs/service.md).
 """
 
 import argparse

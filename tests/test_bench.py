@@ -129,4 +129,7 @@ def test_compare_runs_and_writes_results_and_plot(tmp_path):
         cell["errors"] == 0 for endpoint in ("/digit", "/faces", "/digits_array") for cell in cells[endpoint].values()
     )
     assert results["ceiling"]["digits_cnn"]["batch_64_images_per_s"] > 0
+    faces = results["ceiling"]["faces"]
+    assert min(faces["batch_1_images_per_s"], faces["yunet_onnxruntime_per_s"], faces["yunet_opencv_dnn_per_s"]) > 0
+    assert "- ceiling faces: /faces's work in-process on one thread" in done.stdout
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| `/digit` | flask-onnx |" in done.stdout

@@ -45,6 +45,14 @@ def test_nme_is_zero_for_the_truth_and_exact_for_a_known_offset(split):
     assert set(report["youtube"]["per_keypoint"]) == set(truth["youtube"]["per_keypoint"])
 
 
+def test_the_labels_are_moved_to_opencvs_pixel_centers_unless_told_otherwise(split):
+    npz, fixtures = split
+    moved = evaluate_faces.held_out_frames(npz, {"youtube": fixtures})
+    as_given = evaluate_faces.held_out_frames(npz, {"youtube": fixtures}, pixel_center=0)
+    for a, b in zip(moved, as_given, strict=True):
+        np.testing.assert_allclose(b.points68 - a.points68, 0.5)
+
+
 def test_the_command_runs_an_onnx_model_end_to_end(split, tmp_path, capsys):
     npz, fixtures = split
     keypoints_model(tmp_path / "keypoints.onnx")  # a stand-in: a plausible mean face

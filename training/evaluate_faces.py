@@ -8,7 +8,9 @@
 Each held-out frame (the split's validation frames, per source) goes through the steps of
 `vision.faces.find_faces`: detect, crop, predict, map back. The detection that best overlaps the
 labelled face (IoU >= 0.3 with the box of its 68 points) is the frame's face; a frame without one
-is a miss. Errors are in image pixels: NME is a face's mean point-to-point error over its
+is a miss. Errors are in image pixels, with the labels moved to OpenCV's pixel centers as the
+training data is (`training.faces_data.LABEL_PIXEL_CENTER`; `--label-pixel-center 0` takes the
+files' coordinates as they are): NME is a face's mean point-to-point error over its
 outer-eye-corner distance. Prints one table per run and writes it as JSON (--out).
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from training import prepare_faces
-from training.faces_data import load_landmarks68
+from training.faces_data import LABEL_PIXEL_CENTER, load_landmarks68
 from vision import faces
 from vision.errors import InputError
 from vision.keypoints import KEYPOINT_NAMES, from_ibug68
@@ -39,14 +41,14 @@ class Frame:
     points68: np.ndarray  # (68, 2) image pixels
 
 
-def held_out_frames(split: Path, folders: dict[str, Path]) -> list[Frame]:
+def held_out_frames(split: Path, folders: dict[str, Path], pixel_center: float = LABEL_PIXEL_CENTER) -> list[Frame]:
     """The validation frames of the split, read whole from their data folders."""
     with np.load(split) as arrays:
         names, sources, validation = arrays["names"], arrays["sources"], arrays["validation"]
     wanted = {(str(s), str(n)) for s, n, v in zip(sources, names, validation) if v}
     frames = []
     for folder_source, folder in folders.items():
-        landmarks = load_landmarks68(folder / "keypoints68.csv", folder / "images")
+        landmarks = load_landmarks68(folder / "keypoints68.csv", folder / "images", pixel_center)
         for i, name in enumerate(landmarks.names):
             source = prepare_faces.source_of(folder_source, name)
             if (source, name) in wanted:
@@ -183,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--yunet", type=Path, default=faces.YUNET_MODEL)
     parser.add_argument("--peer", choices=["dlib"], help="evaluate a peer instead of --model")
+    parser.add_argument(
+        "--label-pixel-center",
+        type=float,
+        default=LABEL_PIXEL_CENTER,
+        help="where the labels put a pixel's center (0: take the files' coordinates as OpenCV's)",
+    )
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if not folders:
         parser.error("give --faces and/or --faces300w: the folders the split's frames come from")
     try:
-        frames = held_out_frames(args.split, folders)
+        frames = held_out_frames(args.split, folders, args.label_pixel_center)
         detector = detector_named(args.detector, args.yunet)
         predict = dlib_predictor() if args.peer else pipeline_predictor(onnx_model(args.model), None)
         report = evaluate(frames, detector, predict, progress=not args.no_progress)

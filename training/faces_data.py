@@ -45,7 +45,10 @@ class Landmarks68:
         return image
 
 
-def load_landmarks68(csv_path: Path, image_dir: Path | None = None) -> Landmarks68:
+def load_landmarks68(
+    csv_path: Path, image_dir: Path | None = None, pixel_center: float = LABEL_PIXEL_CENTER
+) -> Landmarks68:
+    """The CSV's points, moved from the labels' pixel centers (`pixel_center`) to OpenCV's."""
     csv_path = Path(csv_path)
     image_dir = Path(image_dir) if image_dir else csv_path.parent / "images"
     if not image_dir.is_dir():
@@ -69,7 +72,7 @@ def load_landmarks68(csv_path: Path, image_dir: Path | None = None) -> Landmarks
         raise InputError(f"{csv_path}: cannot read ({e})") from None
     if not rows:
         raise InputError(f"{csv_path}: no rows")
-    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2) - LABEL_PIXEL_CENTER
+    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2) - pixel_center
     return Landmarks68(names, points, image_dir)
 
 

@@ -268,7 +268,7 @@ YUNET_OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") fo
 
 class YuNetDetector:
     """YuNet, the detector behind OpenCV's `cv2.FaceDetectorYN`: boxes, a confidence and five
-    landmarks per face. onnxruntime runs the network (2.3x faster than OpenCV's DNN module on a
+    landmarks per face. onnxruntime runs the network (2.2x faster than OpenCV's DNN module on a
     640x480 frame on this CPU, and on CUDA where the service's session has it); the decoding and
     non-maximum suppression are OpenCV's (its face_detect.cpp), so the faces equal
     `cv2.FaceDetectorYN`'s (tests/test_vision_faces.py). `model` is the open-size copy that
