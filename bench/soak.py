@@ -59,8 +59,8 @@ REPLACE_WAIT = 40.0  # seconds to wait for a killed worker's replacement (circus
 
 
 def listening_pids(port: int) -> list[int]:
-    """The processes that hold the socket listening on `port` (BentoML's arbiter and its workers
-    share it), found through /proc; [] where that cannot be read."""
+    """The processes that hold a socket listening on `port` (each worker of the service its own),
+    found through /proc; [] where that cannot be read."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -86,6 +86,20 @@ def cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def server_pids(port: int) -> list[int]:
+    """The server's processes: those listening on `port`, and their parent where it is the
+    serving process (BentoML's arbiter, which holds no listening socket of its own)."""
+    pids = set(listening_pids(port))
+    for pid in list(pids):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"bentoml" in cmdline(parent) or b"-m\0service" in cmdline(parent):
+            pids.add(parent)
+    return sorted(pids)
 
 
 def worker_pids(port: int) -> list[int]:
@@ -290,7 +304,7 @@ def soak(
     that growth is measured from: arenas and buffers a concurrency needs are not a leak), every
     5 s, and after."""
     requests = mixed_requests()
-    pids = listening_pids(port) if port else []
+    pids = server_pids(port) if port else []
     start = rss_mib(pids)
     warm_up = min(10.0, seconds / 6) if warm_up is None else warm_up
     run_load(url, requests, warm_up, concurrency, "warm-up", quiet=True)
