@@ -253,7 +253,7 @@ def _socket_per_worker() -> None:
 
     def init(self, name="", host="localhost", port=8080, family=socket.AF_INET, *args, **kwargs):
         api = name == API_SERVER_SOCKET and kwargs.get("path") is None
-        if api and not kwargs.get("so_reuseport") and not hasattr(self, "_cfg"):
+        if api and not kwargs.get("so_reuseport"):  # the serving process's socket, not a worker's own
             port_is_free(host, int(port), family)
             kwargs["so_reuseport"] = True
         original_init(self, name, host, port, family, *args, **kwargs)
@@ -279,7 +279,8 @@ def _reuseport_sockets_named_in_args() -> None:
         watcher = self.watcher
         if watcher is not None and watcher.sockets is not None:
             fds = watcher._get_sockets_fds()
-            command = " ".join([watcher.cmd, *(watcher.args or [])])
+            args = watcher.args or []
+            command = " ".join([watcher.cmd, args] if isinstance(args, str) else [watcher.cmd, *args])
             for name, sock in watcher.sockets.items():
                 if sock.so_reuseport and f"circus.sockets.{name}" in command:
                     own = CircusSocket.load_from_config(sock._cfg)
