@@ -37,6 +37,7 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 FACE_DETAIL_SIDE = 1280
 REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 JPEG_END = b"\xff\xd9"
+EXIF_ORIENTATION = 0x0112
 
 
 def decode(
@@ -50,13 +51,21 @@ def decode_for_faces(
     data: bytes, max_bytes: int = Settings.max_upload_bytes, max_pixel_count: int = Settings.max_pixels
 ) -> tuple[np.ndarray, int, tuple[int, int]]:
     """Upload bytes -> (BGR image, reduction factor f, the full (width, height)): image pixel p is
-    full-resolution pixel (p + 0.5) * f - 0.5. Large JPEGs come back reduced (see the module)."""
+    full-resolution pixel (p + 0.5) * f - 0.5. Large JPEGs come back reduced (see the module).
+    Both decoders turn the photo upright by its EXIF orientation, so the size is the upright one."""
     image = header(data, max_bytes, max_pixel_count)
     factor = 1
     if image.format == "JPEG":
         while factor < 8 and max(image.size) // (factor * 2) >= FACE_DETAIL_SIDE:
             factor *= 2
-    return _decode(data, image, factor), factor, image.size
+    return _decode(data, image, factor), factor, upright_size(image)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the photo is shown: EXIF orientations 5 to 8 turn it by 90 degrees
+    (a phone held upright stores its photos sideways with orientation 6)."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
 
 
 def check_square(width: int, height: int, max_pixel_count: int = Settings.max_pixels) -> None:

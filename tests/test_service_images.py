@@ -210,3 +210,19 @@ def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
     assert factor == 1 and small.shape == (37, 53, 3)
     png, factor, _ = decode_for_faces(encoded(big, "PNG"))
     assert factor == 1 and png.shape == (2000, 3000, 3)  # only JPEG decodes reduced
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orientation):
+    """Phones store an upright photo sideways with EXIF orientation 6; both decoders turn it, so
+    the size /faces reports must be the turned one, as the boxes are."""
+    from service.images import decode_for_faces
+
+    stored = Image.fromarray(cv2.resize(rgb, (3000, 2000))[:, :, ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    stored.save(out, "JPEG", exif=exif.tobytes())
+    picture, factor, size = decode_for_faces(out.getvalue())
+    assert size == (picture.shape[1] * factor, picture.shape[0] * factor)
+    assert size == ((2000, 3000) if orientation in (6, 8) else (3000, 2000))
