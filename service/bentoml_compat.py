@@ -168,56 +168,79 @@ def _one_line_refusals(on_refusal: RefusalHook) -> None:
 def _request_head_timeout(seconds: float) -> None:
     """Close a connection that has not sent a complete request head within `seconds` of its
     opening or of its previous answer, with a 408. uvicorn's own keep-alive timeout (5 s) closes
-    idle connections only after an answer, and only until their next byte arrives. Only the h11
-    protocol is patched: the one uvicorn uses where httptools is not installed (BentoML does not
-    install it)."""
+    idle connections only after an answer, and only until their next byte arrives. Both of
+    uvicorn's HTTP protocols are patched: httptools (a dependency, so the one it uses) and h11
+    (its pure-Python fallback)."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     payload = json.dumps({"error": f"no complete request head within {seconds:g} s"}).encode()
     reply = (
         b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(payload), payload)
     )
-    connection_made, on_response_complete, connection_lost = (
-        H11Protocol.connection_made,
-        H11Protocol.on_response_complete,
-        H11Protocol.connection_lost,
-    )
+
+    def h11_waits_for_head(protocol) -> bool:
+        return protocol.conn.their_state is h11.IDLE  # IDLE until a whole request head is parsed
+
+    def httptools_waits_for_head(protocol) -> bool:
+        serving = protocol.cycle is not None and not protocol.cycle.response_complete
+        return (
+            not serving
+            and not protocol.pipeline
+            and getattr(protocol, "_vision_heads", 0) == protocol._vision_heads_armed
+        )
 
     def arm(protocol) -> None:
         timer = getattr(protocol, "_vision_head_timer", None)
         if timer is not None:
             timer.cancel()
+        protocol._vision_heads_armed = getattr(protocol, "_vision_heads", 0)
         protocol._vision_head_timer = protocol.loop.call_later(seconds, expire, protocol)
 
     def expire(protocol) -> None:
-        # their_state stays IDLE until a whole request head has been parsed
-        if protocol.transport.is_closing() or protocol.conn.their_state is not h11.IDLE:
+        if protocol.transport.is_closing() or not protocol._vision_waits_for_head():
             return
         peer = f"{protocol.client[0]}:{protocol.client[1]}" if protocol.client else "a client"
         logger.warning("closed the connection of %s: no complete request head within %g s (408)", peer, seconds)
         protocol.transport.write(reply)
         protocol.transport.close()
 
-    def patched_connection_made(self, transport) -> None:
-        connection_made(self, transport)
-        arm(self)
+    def patch(protocol_class, waits_for_head) -> None:
+        connection_made = protocol_class.connection_made
+        on_response_complete = protocol_class.on_response_complete
+        connection_lost = protocol_class.connection_lost
 
-    def patched_on_response_complete(self) -> None:
-        on_response_complete(self)
-        if not self.transport.is_closing():
+        def patched_connection_made(self, transport) -> None:
+            connection_made(self, transport)
             arm(self)
 
-    def patched_connection_lost(self, exc) -> None:
-        timer = getattr(self, "_vision_head_timer", None)
-        if timer is not None:
-            timer.cancel()
-        connection_lost(self, exc)
+        def patched_on_response_complete(self) -> None:
+            on_response_complete(self)
+            if not self.transport.is_closing():
+                arm(self)
 
-    H11Protocol.connection_made = patched_connection_made
-    H11Protocol.on_response_complete = patched_on_response_complete
-    H11Protocol.connection_lost = patched_connection_lost
+        def patched_connection_lost(self, exc) -> None:
+            timer = getattr(self, "_vision_head_timer", None)
+            if timer is not None:
+                timer.cancel()
+            connection_lost(self, exc)
+
+        protocol_class.connection_made = patched_connection_made
+        protocol_class.on_response_complete = patched_on_response_complete
+        protocol_class.connection_lost = patched_connection_lost
+        protocol_class._vision_waits_for_head = waits_for_head
+
+    on_headers_complete = HttpToolsProtocol.on_headers_complete
+
+    def counted_on_headers_complete(self) -> None:  # httptools says nothing else about a head
+        self._vision_heads = getattr(self, "_vision_heads", 0) + 1
+        on_headers_complete(self)
+
+    HttpToolsProtocol.on_headers_complete = counted_on_headers_complete
+    patch(H11Protocol, h11_waits_for_head)
+    patch(HttpToolsProtocol, httptools_waits_for_head)
 
 
 def _respawn_workers() -> None:

@@ -34,6 +34,7 @@ class Settings:
     workers: int = 2  # VISION_WORKERS: server processes, each with its own models (one per core)
     ort_threads: int = 1  # VISION_ORT_THREADS: onnxruntime threads per model call (requests run side by side)
     access_log: bool = False  # VISION_ACCESS_LOG: one log line per request (BentoML's access log)
+    tracing: bool = False  # VISION_TRACING: BentoML's OpenTelemetry middleware on the API routes
 
     @classmethod
     def from_environment(cls, environ=os.environ) -> "Settings":
@@ -51,6 +52,7 @@ class Settings:
             workers=_positive(environ, "VISION_WORKERS", defaults.workers),
             ort_threads=_positive(environ, "VISION_ORT_THREADS", defaults.ort_threads),
             access_log=_flag(environ, "VISION_ACCESS_LOG"),
+            tracing=_flag(environ, "VISION_TRACING"),
         )
 
 

@@ -24,10 +24,19 @@ def test_every_variable_is_read():
             "VISION_WORKERS": "4",
             "VISION_ORT_THREADS": "2",
             "VISION_ACCESS_LOG": "1",
+            "VISION_TRACING": "on",
         }
     )
     assert settings == Settings(
-        Path("/srv/models/manifest.json"), "cpu", True, 1024, 640_000, workers=4, ort_threads=2, access_log=True
+        Path("/srv/models/manifest.json"),
+        "cpu",
+        True,
+        1024,
+        640_000,
+        workers=4,
+        ort_threads=2,
+        access_log=True,
+        tracing=True,
     )
 
 
