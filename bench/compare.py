@@ -229,7 +229,7 @@ def faces_ceiling(settings, keypoints, seconds: float) -> dict:
     import cv2
 
     from service.runtime import load_detectors
-    from vision.faces import YUNET_MODEL, find_faces
+    from vision.faces import YUNET_PUBLISHED, find_faces
 
     body = framed(PHOTO, 640, 480)
     yunet = load_detectors(settings)["yunet"]
@@ -237,8 +237,8 @@ def faces_ceiling(settings, keypoints, seconds: float) -> dict:
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        opencv = cv2.FaceDetectorYN.create(
-            str(YUNET_MODEL.parent / "face_detection_yunet_2023mar.onnx"), "", (640, 480), 0.7, 0.3, 100
+        opencv = cv2.FaceDetectorYN.create(  # the served detector's thresholds
+            str(YUNET_PUBLISHED), "", (640, 480), yunet.score_threshold, yunet.nms_threshold, yunet.top_k
         )
         return {
             "batch_1_images_per_s": round(

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import onnx
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-PUBLISHED = MODELS / "yunet" / "face_detection_yunet_2023mar.onnx"
-DYNAMIC = MODELS / "yunet" / "face_detection_yunet_2023mar_dynamic.onnx"
+from vision.faces import YUNET_MODEL as DYNAMIC
+from vision.faces import YUNET_PUBLISHED as PUBLISHED
+
 INPUT_SIZES = (1, 3, "height", "width")  # one BGR image: the reshapes to (1, -1, k) fix the batch at 1
 
 

@@ -186,17 +186,13 @@ def _request_head_timeout(seconds: float) -> None:
 
     def httptools_waits_for_head(protocol) -> bool:
         serving = protocol.cycle is not None and not protocol.cycle.response_complete
-        return (
-            not serving
-            and not protocol.pipeline
-            and getattr(protocol, "_vision_heads", 0) == protocol._vision_heads_armed
-        )
+        return not serving and not protocol.pipeline and protocol._vision_heads == protocol._vision_heads_armed
 
     def arm(protocol) -> None:
         timer = getattr(protocol, "_vision_head_timer", None)
         if timer is not None:
             timer.cancel()
-        protocol._vision_heads_armed = getattr(protocol, "_vision_heads", 0)
+        protocol._vision_heads_armed = protocol._vision_heads
         protocol._vision_head_timer = protocol.loop.call_later(seconds, expire, protocol)
 
     def expire(protocol) -> None:
@@ -235,10 +231,11 @@ def _request_head_timeout(seconds: float) -> None:
     on_headers_complete = HttpToolsProtocol.on_headers_complete
 
     def counted_on_headers_complete(self) -> None:  # httptools says nothing else about a head
-        self._vision_heads = getattr(self, "_vision_heads", 0) + 1
+        self._vision_heads += 1
         on_headers_complete(self)
 
     HttpToolsProtocol.on_headers_complete = counted_on_headers_complete
+    H11Protocol._vision_heads = HttpToolsProtocol._vision_heads = 0  # request heads seen on a connection
     patch(H11Protocol, h11_waits_for_head)
     patch(HttpToolsProtocol, httptools_waits_for_head)
 

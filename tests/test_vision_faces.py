@@ -9,7 +9,6 @@ from vision import faces
 from vision.errors import InputError
 
 YUNET = faces.YUNET_MODEL
-PUBLISHED_YUNET = YUNET.parent / "face_detection_yunet_2023mar.onnx"  # as published, for cv2.FaceDetectorYN
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +129,9 @@ def test_one_session_serves_concurrent_threads(yunet, fixtures):
 
 def opencv_faces(image: np.ndarray, score: float = 0.7) -> np.ndarray:
     """What `cv2.FaceDetectorYN` finds with the published YuNet file: the reference."""
-    detector = cv2.FaceDetectorYN.create(str(PUBLISHED_YUNET), "", (image.shape[1], image.shape[0]), score, 0.3, 100)
+    detector = cv2.FaceDetectorYN.create(
+        str(faces.YUNET_PUBLISHED), "", (image.shape[1], image.shape[0]), score, 0.3, 100
+    )
     _, found = detector.detect(image)
     return np.zeros((0, 15)) if found is None else found
 

@@ -261,6 +261,8 @@ class HaarDetector:
 # What the service loads is named by models/manifest.json; this is the same file, for training
 # and evaluation code that runs without the service.
 YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "face_detection_yunet_2023mar_dynamic.onnx"
+# The file as published, which YUNET_MODEL is made from (python -m export.yunet) and cv2.FaceDetectorYN reads.
+YUNET_PUBLISHED = YUNET_MODEL.parent / "face_detection_yunet_2023mar.onnx"
 MIN_DETECT_SIDE = 64  # pad smaller images: YuNet's coarsest map (stride 32) needs a few cells
 YUNET_STRIDES = (8, 16, 32)
 YUNET_OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in YUNET_STRIDES]
@@ -291,14 +293,13 @@ class YuNetDetector:
     ):
         if not Path(model).is_file():
             raise InputError(f"YuNet model not found: {model}")
-        self.model = str(model)
         self.score_threshold, self.nms_threshold, self.max_side, self.top_k = (
             score_threshold,
             nms_threshold,
             max_side,
             top_k,
         )
-        self.session = session if session is not None else cpu_session(self.model)
+        self.session = session if session is not None else cpu_session(str(model))
         self.detect(np.zeros((MIN_DETECT_SIDE, MIN_DETECT_SIDE, 3), np.uint8))  # fail now, not at a request
 
     def detect(self, image: np.ndarray) -> list[Detection]:
