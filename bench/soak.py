@@ -71,14 +71,24 @@ def listening_pids(port: int) -> list[int]:
             fields = line.split()
             if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
                 inodes.add(f"socket:[{fields[9]}]")
-    pids = []
-    for proc in Path("/proc").glob("[0-9]*"):
+    return sorted(int(proc.name) for proc in Path("/proc").glob("[0-9]*") if holds_any(proc, inodes))
+
+
+def holds_any(proc: Path, targets: set[str]) -> bool:
+    """Whether the process /proc/<pid> has a descriptor open on one of `targets` (readlink form).
+    A worker under load opens and closes connections all the time: a descriptor that is gone by
+    the time it is read is skipped, not taken as the whole process being gone."""
+    try:
+        descriptors = list((proc / "fd").iterdir())
+    except OSError:  # the process has exited, or is not ours to read
+        return False
+    for fd in descriptors:
         try:
-            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
-                pids.append(int(proc.name))
+            if os.readlink(fd) in targets:
+                return True
         except OSError:
             continue
-    return sorted(pids)
+    return False
 
 
 def cmdline(pid: int) -> bytes:

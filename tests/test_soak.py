@@ -8,6 +8,7 @@ model file changed on disk, refused at the next start of the server and of a wor
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,27 @@ def test_a_short_soak_of_mixed_load_at_concurrency_64(server):
     )
     assert result["rss_growth_mib"] is not None and result["rss_growth_mib"] < 50, result
     assert result["readyz_after"] == 200
+
+
+def test_a_descriptor_that_closes_while_it_is_read_does_not_hide_its_process(monkeypatch):
+    """A worker loading its models or closing connections loses descriptors between the listing of
+    /proc/<pid>/fd and their readlink; the count of workers (the kill phase's "workers_after") must
+    not lose the worker with them. Here this process's first descriptors vanish that way."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert os.getpid() in soak.listening_pids(port)
+        readlink, ours = os.readlink, f"/proc/{os.getpid()}/fd/"
+
+        def closing_meanwhile(path, *args, **kwargs):
+            name = str(path)
+            if name.startswith(ours) and int(name[len(ours) :]) < listener.fileno():
+                raise FileNotFoundError(name)
+            return readlink(path, *args, **kwargs)
+
+        monkeypatch.setattr(soak.os, "readlink", closing_meanwhile)
+        assert os.getpid() in soak.listening_pids(port)
 
 
 def test_a_killed_worker_is_replaced_and_later_requests_succeed(server):
