@@ -16,8 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from vision.faces import YUNET_MODEL as DYNAMIC
-from vision.faces import YUNET_PUBLISHED as PUBLISHED
+from vision.faces import YUNET_MODEL, YUNET_PUBLISHED
 
 INPUT_SIZES = (1, 3, "height", "width")  # one BGR image: the reshapes to (1, -1, k) fix the batch at 1
 
@@ -54,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m export.yunet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--published", type=Path, default=PUBLISHED, help="the YuNet file as published")
-    parser.add_argument("--out", type=Path, default=DYNAMIC, help="where the open-size copy goes")
+    parser.add_argument("--published", type=Path, default=YUNET_PUBLISHED, help="the YuNet file as published")
+    parser.add_argument("--out", type=Path, default=YUNET_MODEL, help="where the open-size copy goes")
     args = parser.parse_args(argv)
     try:
         published = onnx.load(str(args.published))

@@ -19,7 +19,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from service.settings import Settings
 from vision.errors import InputError
@@ -37,7 +37,6 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 FACE_DETAIL_SIDE = 1280
 REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 JPEG_END = b"\xff\xd9"
-EXIF_ORIENTATION = 0x0112
 
 
 def decode(
@@ -65,7 +64,7 @@ def upright_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) as the photo is shown: EXIF orientations 5 to 8 turn it by 90 degrees
     (a phone held upright stores its photos sideways with orientation 6)."""
     width, height = image.size
-    return (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+    return (height, width) if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8) else (width, height)
 
 
 def check_square(width: int, height: int, max_pixel_count: int = Settings.max_pixels) -> None:

@@ -206,13 +206,13 @@ def test_the_shipped_open_size_yunet_is_the_published_network_remade(tmp_path, c
     remade = tmp_path / "yunet.onnx"
     yunet.main(["--out", str(remade)])
     assert "wrote" in capsys.readouterr().out
-    assert remade.read_bytes() == yunet.DYNAMIC.read_bytes()
-    published, shipped = onnx.load(str(yunet.PUBLISHED)), onnx.load(str(yunet.DYNAMIC))
+    assert remade.read_bytes() == yunet.YUNET_MODEL.read_bytes()
+    published, shipped = onnx.load(str(yunet.YUNET_PUBLISHED)), onnx.load(str(yunet.YUNET_MODEL))
     assert yunet.same_network(published, shipped)
     assert published.graph.input != shipped.graph.input
     (image,) = shipped.graph.input
     assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == [1, 3, "height", "width"]
-    assert read_manifest(DEFAULT_PATH)["models"]["yunet"]["derived_from"]["sha256"] == sha256_of(yunet.PUBLISHED)
+    assert read_manifest(DEFAULT_PATH)["models"]["yunet"]["derived_from"]["sha256"] == sha256_of(yunet.YUNET_PUBLISHED)
 
 
 def test_export_yunet_refuses_a_missing_file_with_one_line(tmp_path):

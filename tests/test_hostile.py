@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import ExifTags, Image
 from service_models import serving, write_models
 
 from service.limits import HEAD_TIMEOUT, BodyLimit
@@ -204,7 +204,7 @@ def valid_images(draw) -> tuple[str, bytes]:
     options = {}
     if fmt in ("JPEG", "WEBP", "PNG") and draw(st.booleans()):
         exif = Image.Exif()
-        exif[0x0112] = draw(st.integers(1, 8))  # orientation: rotated, mirrored
+        exif[ExifTags.Base.Orientation] = draw(st.integers(1, 8))  # rotated, mirrored
         options["exif"] = exif.tobytes()
     if fmt in ("PNG", "WEBP") and mode in ("RGB", "RGBA") and draw(st.booleans()):
         options.update(save_all=True, append_images=[image.transpose(Image.Transpose.ROTATE_180)])  # animated
@@ -246,7 +246,7 @@ def odd_image(kind: str) -> bytes:
         return encode(Image.fromarray(rng.integers(0, 256, (48, 64, 4), dtype=np.uint8), "CMYK"), "JPEG")
     if kind == "EXIF-rotated JPEG":
         exif = Image.Exif()
-        exif[0x0112] = 6
+        exif[ExifTags.Base.Orientation] = 6
         return encode(Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)), "JPEG", exif=exif.tobytes())
     if kind == "palette PNG with transparency":
         return encode(Image.new("RGB", (64, 48), (10, 200, 30)).convert("P"), "PNG", transparency=0)

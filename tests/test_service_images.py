@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from photos import png_header
-from PIL import Image
+from PIL import ExifTags, Image
 
 from service.arrays import batch_of
 from service.images import TooLarge, decode
@@ -220,7 +220,7 @@ def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orie
 
     stored = Image.fromarray(cv2.resize(rgb, (3000, 2000))[:, :, ::-1])
     exif = Image.Exif()
-    exif[0x0112] = orientation
+    exif[ExifTags.Base.Orientation] = orientation
     out = io.BytesIO()
     stored.save(out, "JPEG", exif=exif.tobytes())
     picture, factor, size = decode_for_faces(out.getvalue())
