@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training import keypoints as keypoints_data
 from training.common import load_checkpoint
+from training.faces_data import load_split
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from training.models import model_from_checkpoint
 from vision.metrics import course_score, nme
@@ -80,11 +80,11 @@ class Keypoints:
     max_int8_loss = 0.05  # int8: at most 5% of the score lost
 
     def validation(self, data: Data) -> Validation:
-        *_, images, points = keypoints_data.load_split(data.faces)
+        *_, images, points = load_split(data.faces)
         return Validation(model_pixels(images), points.reshape(len(points), -1), str(data.faces))
 
     def calibration(self, data: Data, count: int) -> np.ndarray:
-        return model_pixels(keypoints_data.load_split(data.faces)[0][:count])
+        return model_pixels(load_split(data.faces)[0][:count])
 
     def measure(self, outputs: np.ndarray, targets: np.ndarray) -> dict:
         return {"val_score": course_score(outputs, targets), "val_nme": nme(outputs, targets)}

@@ -4,6 +4,8 @@ import dataclasses
 import json
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,22 @@ from training import digits, keypoints, prepare_faces
 from training.common import save_checkpoint
 from training.models import build
 from vision.manifest import DEFAULT_PATH, ManifestError, read_manifest, sha256_of, verified_model
+
+# The trainers: export reads checkpoints (training.models) and data (training.mnist,
+# training.faces_data), never a training script.
+TRAINERS = ("training.keypoints", "training.digits")
+
+
+def test_export_imports_no_trainer(request):
+    """In a fresh interpreter (this test module imports the trainers itself), every export module
+    loads without pulling in a trainer."""
+    modules = sorted(f"export.{p.stem}" for p in (request.config.rootpath / "export").glob("*.py"))
+    code = f"import sys, {', '.join(modules)}; print(sorted(m for m in sys.modules if m in {TRAINERS!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=request.config.rootpath, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,31 @@ def test_prepare_faces_on_fixtures(fixtures, tmp_path, capsys):
     assert (out / "contact_sheet.png").stat().st_size > 0
 
 
+def test_faces_npz_loads_for_export_and_for_training(fixtures, tmp_path):
+    npz = prepare_faces.save(prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, progress=False), tmp_path)
+    train_images, train_points, val_images, val_points = faces_data.load_split(npz)
+    assert train_images.shape[1:] == (96, 96) and train_images.dtype == np.uint8
+    assert val_points.shape[1:] == (15, 2) and val_points.dtype == np.float32
+    assert len(train_images) + len(val_images) == 10 and len(train_images) and len(val_images)
+    split = faces_data.load_training(npz)
+    np.testing.assert_array_equal(split.val_images, val_images)
+    np.testing.assert_array_equal(split.train_points, train_points)
+    assert split.train_context.shape == (len(train_images), 144, 144)  # the crop with a border around it
+    assert len(split.train_sources) == len(train_images) and set(split.val_sources) == {"youtube"}
+
+
+def test_faces_npz_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match=r"nope.npz: no such file"):
+        faces_data.load_split(tmp_path / "nope.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match=r"junk.npz: not a faces.npz"):
+        faces_data.load_split(tmp_path / "junk.npz")
+    images = np.zeros((2, 96, 96), np.uint8)
+    np.savez(tmp_path / "all_val.npz", images=images, keypoints=np.zeros((2, 15, 2)), validation=np.ones(2, bool))
+    with pytest.raises(InputError, match=r"no train or no validation frames"):
+        faces_data.load_split(tmp_path / "all_val.npz")
+
+
 def test_the_training_crops_are_the_services_crops(fixtures, tmp_path):
     """Each stored crop is exactly what vision.faces cuts for the frame's YuNet face, and its
     keypoints are the labels mapped into that crop."""

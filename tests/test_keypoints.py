@@ -9,6 +9,7 @@ import torch
 
 from training import common, models, prepare_faces
 from training import keypoints as kp_training
+from training.faces_data import load_split
 from vision import faces, keypoints
 from vision.errors import InputError
 from vision.metrics import course_score, nme, nme_per_face
@@ -177,7 +178,7 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
     assert checkpoint["model_args"] == {"widths": (8, 8, 8, 8, 8), "hidden": 16, "dropout": 0.1, "flip_tta": True}
     model = models.model_from_checkpoint(checkpoint, expected="keypoints")
     assert not model.training
-    _, _, val_images, val_points = kp_training.load_split(npz)
+    _, _, val_images, val_points = load_split(npz)
     x = torch.from_numpy(val_images[:, None].astype(np.float32) / 255)
     pred = model(x).detach().numpy()
     assert pred.shape == (len(val_images), 30)

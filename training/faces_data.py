@@ -1,7 +1,9 @@
-"""Loaders for the two face-keypoint formats.
+"""Loaders for the two face-keypoint formats, and for the crops made from them.
 
 (a) iBUG 68-point CSV (`Names` + 136 interleaved x, y columns) with a folder of images.
 (b) The Kaggle/course `training.csv`: 30 keypoint columns + `Image` (9,216 space-separated pixels).
+(c) faces.npz from `training.prepare_faces`: the crops and their identity-disjoint validation mask,
+    as training (`load_training`) and export (`load_split`) read them.
 """
 
 import csv
@@ -13,7 +15,8 @@ import cv2
 import numpy as np
 
 from vision.errors import InputError
-from vision.keypoints import KEYPOINT_NAMES
+from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from vision.signatures import CROP_SIZE
 
 _FRAME_SUFFIX = re.compile(r"_\d+\.[A-Za-z]+$")
 
@@ -107,3 +110,47 @@ def load_kaggle_csv(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"{csv_path}: no complete rows")
     images = np.clip(np.stack(images), 0, 255).astype(np.uint8).reshape(-1, 96, 96)
     return images, np.asarray(keypoints, dtype=np.float32).reshape(-1, 15, 2)
+
+
+@dataclass
+class Split:
+    """faces.npz for training: train context crops (N, 144, 144) with keypoints normalized in the
+    96x96 crop at their center, and validation crops (M, 96, 96), their keypoints and sources."""
+
+    train_context: np.ndarray
+    train_points: np.ndarray
+    train_sources: np.ndarray
+    val_images: np.ndarray
+    val_points: np.ndarray
+    val_sources: np.ndarray
+
+
+def read_npz(npz_path, *keys: str) -> dict:
+    """The named arrays of a faces.npz, checked to have train and validation frames."""
+    path = Path(npz_path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (make it with python -m training.prepare_faces)")
+    try:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in keys}
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: not a faces.npz from training.prepare_faces ({e})") from None
+    val = arrays["validation"]
+    if val.all() or not val.any():
+        raise InputError(f"{path}: the validation mask leaves no train or no validation frames")
+    return arrays
+
+
+def load_split(npz_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """faces.npz -> (train_images, train_kp, val_images, val_kp): uint8 (N,96,96), float32 (N,15,2)."""
+    a = read_npz(npz_path, "images", "keypoints", "validation")
+    images, points, val = a["images"], a["keypoints"].astype(np.float32), a["validation"]
+    if images.shape[1:] != (CROP_SIZE, CROP_SIZE) or points.shape[1:] != (NUM_KEYPOINTS, 2):
+        raise InputError(f"{npz_path}: unexpected shapes {images.shape} / {points.shape}")
+    return images[~val], points[~val], images[val], points[val]
+
+
+def load_training(npz_path) -> Split:
+    a = read_npz(npz_path, "images", "context", "keypoints", "sources", "validation")
+    val, points = a["validation"], a["keypoints"].astype(np.float32)
+    return Split(a["context"][~val], points[~val], a["sources"][~val], a["images"][val], points[val], a["sources"][val])

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from training import common, models
 from training.common import option
+from training.faces_data import load_training
 from vision import draw, faces, keypoints
 from vision.errors import InputError
 from vision.metrics import as_points, course_score, nme
@@ -115,49 +116,6 @@ def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.
 
 
 # --- data --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Split:
-    """faces.npz for training: train context crops (N, 144, 144) with keypoints normalized in the
-    96x96 crop at their center, and validation crops (M, 96, 96), their keypoints and sources."""
-
-    train_context: np.ndarray
-    train_points: np.ndarray
-    train_sources: np.ndarray
-    val_images: np.ndarray
-    val_points: np.ndarray
-    val_sources: np.ndarray
-
-
-def read_npz(npz_path, *keys: str) -> dict:
-    path = Path(npz_path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (make it with python -m training.prepare_faces)")
-    try:
-        with np.load(path) as data:
-            arrays = {key: data[key] for key in keys}
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: not a faces.npz from training.prepare_faces ({e})") from None
-    val = arrays["validation"]
-    if val.all() or not val.any():
-        raise InputError(f"{path}: the validation mask leaves no train or no validation frames")
-    return arrays
-
-
-def load_split(npz_path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """faces.npz -> (train_images, train_kp, val_images, val_kp): uint8 (N,96,96), float32 (N,15,2)."""
-    a = read_npz(npz_path, "images", "keypoints", "validation")
-    images, points, val = a["images"], a["keypoints"].astype(np.float32), a["validation"]
-    if images.shape[1:] != (SIZE, SIZE) or points.shape[1:] != (keypoints.NUM_KEYPOINTS, 2):
-        raise InputError(f"{npz_path}: unexpected shapes {images.shape} / {points.shape}")
-    return images[~val], points[~val], images[val], points[val]
-
-
-def load_training(npz_path) -> Split:
-    a = read_npz(npz_path, "images", "context", "keypoints", "sources", "validation")
-    val, points = a["validation"], a["keypoints"].astype(np.float32)
-    return Split(a["context"][~val], points[~val], a["sources"][~val], a["images"][val], points[val], a["sources"][val])
 
 
 def photo_indices(sources: np.ndarray) -> np.ndarray:
