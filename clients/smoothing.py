@@ -17,7 +17,7 @@ import numpy as np
 
 from vision.faces import Box, iou
 
-# Defaults measured on this project's videos (README, "Webcam"): still-face jitter down about 6x,
+# Defaults measured on this project's videos (docs/benchmarks.md, "Webcam client"): still-face jitter down about 6x,
 # under 2 frames of lag at a walking-pace head movement.
 MIN_CUTOFF_HZ = 1.0  # the cutoff while still: lower is steadier and slower to follow
 BETA = 4.0  # how fast the cutoff rises with speed (per face width per second): higher lags less

@@ -50,7 +50,7 @@ def test_bench_help_names_the_command():
 
 def test_webcam_bench_measures_local_mode_and_smoothing(tmp_path):
     """A short run of `python -m bench.webcam` without a service: the numbers it reports exist
-    and are sane (the figures themselves belong in the README, not in a test)."""
+    and are sane (the figures themselves belong in docs/benchmarks.md, not in a test)."""
     out = tmp_path / "webcam.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.webcam", "--no-service", "--frames", "60", "--out", str(out)],
@@ -112,7 +112,7 @@ def test_the_flask_alternatives_answer_as_the_service_does(tmp_path):
 
 def test_compare_runs_and_writes_results_and_plot(tmp_path):
     """A short run of `python -m bench.compare` on the Flask app alone (the service's own run is
-    the README's): the JSON, the plot and the table come out."""
+    docs/benchmarks.md's): the JSON, the plot and the table come out."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.compare", "--servers", "flask-onnx", "--seconds", "0.3"]
         + ["--concurrency", "1", "2", "--cold-starts", "0", "--out", str(tmp_path)],
@@ -133,3 +133,30 @@ def test_compare_runs_and_writes_results_and_plot(tmp_path):
     assert min(faces["batch_1_images_per_s"], faces["yunet_onnxruntime_per_s"], faces["yunet_opencv_dnn_per_s"]) > 0
     assert "- ceiling faces: /faces's work in-process on one thread" in done.stdout
     assert (tmp_path / "compare.png").stat().st_size > 10_000 and "| `/digit` | flask-onnx |" in done.stdout
+
+
+def test_the_generated_benchmark_table_matches_the_results_it_was_made_from():
+    """docs/benchmarks.md's table between the markers is `bench.compare --docs` output for
+    bench/results/compare.json: a hand edit of either shows here."""
+    from bench.compare import BENCHMARKS_DOC, MARKERS, RESULTS, summary
+
+    begin, end = MARKERS
+    generated = BENCHMARKS_DOC.read_text().split(begin, 1)[1].split(end, 1)[0].strip()
+    assert generated == summary(json.loads((RESULTS / "compare.json").read_text()))
+
+
+def test_write_docs_replaces_only_the_marked_table(tmp_path):
+    from bench.compare import MARKERS, BenchError, write_docs
+
+    begin, end = MARKERS
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"intro\n{begin}\nold table\n{end}\nafter\n")
+    write_docs("new table", doc)
+    assert doc.read_text() == f"intro\n{begin}\nnew table\n{end}\nafter\n"
+    doc.write_text("no markers here\n")
+    try:
+        write_docs("new table", doc)
+    except BenchError as e:
+        assert "benchmarks.md has no" in str(e)
+    else:
+        raise AssertionError("a document without the markers must be refused")
