@@ -10,7 +10,8 @@ One image: without --out the service's JSON answer is printed; with --out the im
 drawn on it is written and one summary line printed (add --json for the JSON too; the summary then
 goes to stderr). Several images (or a folder: the image files in it) are sent --concurrency at a
 time; each gets one JSON line, {"image": PATH, ...answer} or {"image": PATH, "error": ...}, in the
-order given, and with --out FOLDER its drawing is written there under its own name. --jsonl gives
+order given, and with --out FOLDER its drawing is written there under its own name (.jpg added to
+a HEIC's, which OpenCV cannot write). --jsonl gives
 that one-line form for a single image too. The exit status is 1 if any image failed. The service
 is --url, else $VISION_URL, else http://127.0.0.1:3000.
 """
@@ -29,7 +30,7 @@ from clients.api import URL_HELP, AsyncVisionClient, ImageError, ServiceError, k
 from clients.overlay import draw_digit, draw_faces, draw_number, with_model_inputs
 from vision import draw
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".heic", ".heif", ".avif", ".tif", ".tiff"}
 CONCURRENCY = 4
 
 
@@ -66,17 +67,23 @@ def image_paths(arguments: list[Path]) -> list[Path]:
     return paths
 
 
+def drawing_name(path: Path) -> str:
+    """An image's drawing in the --out folder: under the image's own name, with .jpg added where
+    OpenCV cannot write that type (HEIC)."""
+    return path.name if cv2.haveImageWriter(path.name) else f"{path.name}.jpg"
+
+
 def check_out(out: Path, paths: list[Path], several: bool) -> None:
     """Refuse an --out that cannot be written, before anything is sent."""
     if several:
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out}: with several images --out is a folder, and this is a file")
-        names = [p.name for p in paths]
+        names = [drawing_name(p) for p in paths]
         clash = next((n for n in names if names.count(n) > 1), None)
         if clash:
             raise UsageError(f"two images are named {clash}: their drawings would overwrite each other in {out}")
         out.mkdir(parents=True, exist_ok=True)
-        targets = [out / p.name for p in paths]
+        targets = [out / name for name in names]
     else:
         targets = [out]
     for target in targets:
@@ -156,7 +163,7 @@ def report_one(done: Done, args) -> None:
 def report_line(done: Done, args) -> bool:
     """One image among several: a JSON line (and its drawing in the --out folder); whether it worked."""
     if done.error is None and args.out is not None:
-        done.error = write_drawing(done, args.out / done.path.name if args.several else args.out)
+        done.error = write_drawing(done, args.out / drawing_name(done.path) if args.several else args.out)
     record = {"image": str(done.path), **({"error": done.error} if done.error else done.answer)}
     tqdm.write(json.dumps(record), file=sys.stdout)
     return done.error is None

@@ -10,7 +10,9 @@ from typing import NamedTuple
 import cv2
 import httpx
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
+
+from vision.photos import upright_bgr
 
 # Where the clients (`python -m clients`, `clients.webcam`) and `python -m bench` look for the
 # service when no --url is given: $VISION_URL, else the address `make serve` listens on.
@@ -72,8 +74,9 @@ def read_image(path) -> tuple[bytes, np.ndarray]:
 
     Decoded with Pillow rather than cv2.imread: libjpeg, as OpenCV calls it, prints warnings such
     as "Corrupt JPEG data: ..." straight to the terminal, and silently returns a half-gray image for
-    a truncated file, which Pillow refuses. Pillow is also what the service validates uploads with.
-    Raises ImageError with a one-line message.
+    a truncated file, which Pillow refuses. Pillow is also what the service validates uploads with,
+    and the decoding is the service's (`upright_bgr`): HEIC and AVIF phone photos, turned upright
+    as the service turns them, so the drawing matches the answer. Raises ImageError in one line.
     """
     path = Path(path)
     try:
@@ -88,13 +91,12 @@ def read_image(path) -> tuple[bytes, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning; the service has its own limits
             with Image.open(path) as image:
-                image.load()  # a full decode: raises on truncated or corrupt data
-                rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+                bgr = upright_bgr(image)  # a full decode: raises on truncated or corrupt data
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image") from None
     except Exception as e:  # truncated, corrupt, too large for Pillow, ...
         raise ImageError(f"{path}: truncated or corrupt image ({_one_line(e, 100)})") from None
-    return data, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return data, bgr
 
 
 def _as_bytes(image) -> bytes:

@@ -8,6 +8,15 @@ refuses a truncated PNG, WebP or BMP by itself, and a JPEG without its end-of-im
 refused here (OpenCV would return it half grey). Only what OpenCV cannot read goes to Pillow,
 whose full decode raises on damage.
 
+Phone photos: HEIC/HEIF (iPhones) is read by pillow-heif (libheif), AVIF by Pillow itself
+(libavif); both go straight to Pillow, since OpenCV cannot read HEIF and reads AVIF without its
+rotation. Their declared size comes from the container's header as for the other formats;
+libheif will not decode more pixels than that, but libavif decodes the AV1 frame at the frame's
+own size (up to its 16384x16384 limit) whatever the header claims (docs/service.md). A
+HEIF or AVIF cut short is refused before decoding, in one message for both: libavif cannot read
+the header of an AVIF cut short (it would be "not an image"), and libheif reads a HEIC whose
+EXIF, stored after the pixels, is cut without a word.
+
 `decode_for_faces` may let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (its DCT scaling:
 several times faster than decoding every pixel) while the longer side stays at least
 `FACE_DETAIL_SIDE` pixels, which keeps faces in a group photo at crop resolution.
@@ -19,12 +28,22 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from service.settings import Settings
 from vision.errors import InputError
+from vision.photos import upright_bgr  # also registers the HEIF opener with Pillow
 
-FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+# The formats taken: Pillow's name -> the name people know. Pillow tries them in this order, AVIF
+# before HEIF: both claim the generic "mif1" brand, and libheif here has no AV1 decoder.
+FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "BMP": "BMP", "WEBP": "WebP", "AVIF": "AVIF", "HEIF": "HEIC/HEIF"}
+*_others, _last = FORMATS.values()
+NOT_AN_IMAGE = f"not an image: expected {', '.join(_others)} or {_last}"
+# What OpenCV must not decode: it cannot read HEIF, and it reads AVIF without its rotation (irot).
+PILLOW_ONLY = ("AVIF", "HEIF")
+# ISO media files (HEIF, AVIF): their major brand, bytes 8-12 after "ftyp", names the format.
+ISO_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIF", b"heix": "HEIF", b"mif1": "HEIF", b"msf1": "HEIF"}
+ISO_BOXES_BEFORE_PIXELS = 64  # ftyp, meta and mdat in practice; a bound on the walk, not a rule
 
 
 class TooLarge(InputError):
@@ -62,7 +81,9 @@ def decode_for_faces(
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
     """(width, height) as the photo is shown: EXIF orientations 5 to 8 turn it by 90 degrees
-    (a phone held upright stores its photos sideways with orientation 6)."""
+    (a phone held upright stores its photos sideways with orientation 6). A HEIF's size is
+    already upright (libheif turns it and pillow-heif resets the tag); Pillow gives an AVIF's
+    rotation as the tag."""
     width, height = image.size
     return (height, width) if image.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8) else (width, height)
 
@@ -85,17 +106,20 @@ def header(data: bytes, max_bytes: int, max_pixel_count: int) -> Image.Image:
         raise InputError("the uploaded file is empty")
     if len(data) > max_bytes:
         raise TooLarge(f"the upload is {len(data)} bytes, over the {max_bytes}-byte limit")
+    iso_format = ISO_BRANDS.get(data[8:12]) if data[4:8] == b"ftyp" else None
+    if iso_format and _cut_short(data):
+        raise InputError(f"truncated or corrupt {iso_format} image (a box runs past the end of the file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
-            image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
+            image = Image.open(io.BytesIO(data), formats=tuple(FORMATS))  # reads the header only
             width, height = image.size
     except Image.DecompressionBombError as e:  # Pillow's hard stop, far above any sane photo
         declared = re.search(r"\((\d+) pixels\)", str(e))
         count = declared.group(1) if declared else "too many"
         raise TooLarge(f"the image declares {count} pixels, over the {max_pixel_count}-pixel limit") from None
     except UnidentifiedImageError:
-        raise InputError("not an image: expected PNG, JPEG, BMP or WebP") from None
+        raise InputError(NOT_AN_IMAGE) from None
     except Exception as e:  # a header so broken that a plugin raised something else
         raise InputError(f"unreadable image header ({type(e).__name__})") from None
     if width <= 0 or height <= 0:
@@ -107,18 +131,39 @@ def header(data: bytes, max_bytes: int, max_pixel_count: int) -> Image.Image:
     return image
 
 
+def _cut_short(data: bytes) -> bool:
+    """Whether an ISO media file (HEIF, AVIF) ends inside one of its top-level boxes, up to the
+    one holding the pixels (mdat). The boxes lie end to end, each led by its 4-byte size
+    (1: an 8-byte size follows the type; 0: the box runs to the end of the file)."""
+    at = 0
+    for _ in range(ISO_BOXES_BEFORE_PIXELS):
+        if at + 8 > len(data):
+            return False
+        size, kind = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8]
+        if size == 1 and at + 16 <= len(data):
+            size = int.from_bytes(data[at + 8 : at + 16], "big")
+        if size == 0:
+            return False  # the last box, to the end of the file
+        if size < 8 or at + size > len(data):
+            return True
+        if kind == b"mdat":
+            return False  # the pixels are whole; what follows them is not ours to judge
+        at += size
+    return False
+
+
 def _decode(data: bytes, image: Image.Image, factor: int) -> np.ndarray:
     if image.format == "JPEG" and JPEG_END not in data[-64:]:  # padding may follow the marker
         raise InputError("truncated or corrupt JPEG image (no end-of-image marker)")
-    flags = REDUCED_READS[factor] if factor > 1 else cv2.IMREAD_COLOR
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if bgr is not None and bgr.size:
-        return bgr
+    if image.format not in PILLOW_ONLY:
+        flags = REDUCED_READS[factor] if factor > 1 else cv2.IMREAD_COLOR
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        if bgr is not None and bgr.size:
+            return bgr
     try:  # a variant OpenCV cannot read (or a damaged file): Pillow's full decode decides
-        image.load()
+        bgr = upright_bgr(image)
     except Exception as e:
-        raise InputError(f"truncated or corrupt {image.format} image ({e})") from None
-    rgb = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        raise InputError(f"truncated or corrupt {image.format} image ({' '.join(str(e).split())})") from None
     if factor > 1:
-        rgb = cv2.resize(rgb, (rgb.shape[1] // factor, rgb.shape[0] // factor), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        bgr = cv2.resize(bgr, (bgr.shape[1] // factor, bgr.shape[0] // factor), interpolation=cv2.INTER_AREA)
+    return bgr

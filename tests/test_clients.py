@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from phone_photos import SOURCE, UPRIGHT_SIZE, phone_photo
 from service_models import free_port, serving, write_models
 
 from clients.__main__ import main as cli
@@ -214,6 +215,25 @@ def test_cli_writes_each_drawing_into_the_out_folder(server, tmp_path, capsys):
     assert len(lines) == 2 and all("digit" in line for line in lines)
     assert sorted(p.name for p in out.iterdir()) == ["digit.png", "face.jpg"]
     assert cv2.imread(str(out / "digit.png")).shape[1] == 280  # the enlarged, labelled digit
+
+
+def test_cli_reads_a_folder_of_heic_and_avif_photos_and_draws_them_upright(server, tmp_path, capsys):
+    """Phone photos stored sideways (tests/phone_photos.py): found in the folder, answered and drawn
+    in the upright photo; OpenCV cannot write HEIC, so that drawing is a JPEG beside the name."""
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for name in ("face_sideways.heic", "face_sideways.avif"):
+        (folder / name).write_bytes(phone_photo(name))
+    out = tmp_path / "drawn"
+    cli(["faces", str(folder), "--url", server.url, "--out", str(out)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(line["image"]).name for line in lines] == ["face_sideways.avif", "face_sideways.heic"]
+    assert all((line["width"], line["height"]) == UPRIGHT_SIZE and len(line["faces"]) == 1 for line in lines)
+    assert sorted(p.name for p in out.iterdir()) == ["face_sideways.avif", "face_sideways.heic.jpg"]
+    upright = cv2.imread(str(SOURCE))
+    for drawing in out.iterdir():
+        drawn = cv2.imread(str(drawing))
+        assert drawn.shape == upright.shape and np.abs(drawn.astype(int) - upright).max() > 100, drawing.name
 
 
 def test_cli_jsonl_gives_one_line_for_one_image(server, capsys):

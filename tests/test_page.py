@@ -22,11 +22,11 @@ from page_browser import EXAMPLES, ONE_STROKE, draw_on_pad, new_page, playwright
 from photos import written_number
 from service_models import ROOT
 
+from service.images import NOT_AN_IMAGE
 from training.mnist import read_idx
 
 PAGE = ROOT / "service" / "page"
 SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "MATCH_IOU", "FORGET_AFTER_S")
-NOT_AN_IMAGE = "not an image: expected PNG, JPEG, BMP or WebP"
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 

@@ -19,6 +19,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from phone_photos import PHONE_PHOTOS, SOURCE, UPRIGHT_SIZE, declaring, phone_photo
 from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header, written_number
 from PIL import Image
 from service_models import ROOT, Server, rss_mib, serving, write_models
@@ -316,6 +317,33 @@ def test_a_large_photo_answers_in_its_own_pixels(http, local):
     assert np.abs(got - want.keypoints).max() < 10  # pixels, on a face about 700 pixels wide
 
 
+@pytest.mark.parametrize("name", sorted(PHONE_PHOTOS))
+def test_faces_in_heic_and_avif_photos_are_found_in_the_upright_photo(http, name):
+    """iPhones send HEIC, many Android phones and browsers AVIF; the sideways files are stored as a
+    phone stores a photo taken upright (tests/phone_photos.py). The answer is the JPEG's: the
+    upright size, and the face where the JPEG has it."""
+    (want,) = post_image(http, "/faces", SOURCE.read_bytes(), "face.jpg").json()["faces"]
+    r = post_image(http, "/faces", phone_photo(name), name)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == UPRIGHT_SIZE and len(body["faces"]) == 1
+    face = body["faces"][0]
+    assert face["score"] > 0.9
+    for side in ("x", "y", "width", "height"):  # lossy encoding moves a ~200-pixel box by a few pixels
+        assert abs(face["box"][side] - want["box"][side]) < 12, (side, face["box"], want["box"])
+
+
+@pytest.mark.parametrize("name", ["face_sideways.heic", "face_sideways.avif"])
+def test_the_other_image_endpoints_take_heic_and_avif(http, name):
+    data = phone_photo(name)
+    for endpoint in ("/digit", "/number"):
+        r = post_image(http, endpoint, data, name)
+        assert r.status_code in (200, 422), r.text  # a face is no digit: 422 when no ink stands out
+        assert r.status_code == 200 or r.json()["error"].startswith("no digit found"), r.text
+    r = post_image(http, "/keypoints", data, name)
+    assert r.status_code == 200 and len(r.json()["keypoints"]) == 15, r.text
+
+
 # --- arrays and batching --------------------------------------------------------------------------
 
 
@@ -398,6 +426,10 @@ BAD_UPLOADS = {
     "empty": (b"", 400),
     "huge-declared-size": (png_bomb(), 413),
     "gif": (None, 400),
+    "truncated-heic": (phone_photo("face.heic")[:5000], 400),
+    "truncated-avif": (phone_photo("face.avif")[:-1000], 400),
+    "huge-declared-heic": (declaring(phone_photo("face.heic"), 30000, 30000), 413),
+    "huge-declared-avif": (declaring(phone_photo("face.avif"), 7000, 6000), 413),
 }
 
 
@@ -411,7 +443,7 @@ def test_bad_uploads_get_a_clear_4xx(http, endpoint, case):
         data = out.getvalue()
     r = post_image(http, endpoint, data)
     assert r.status_code == status, r.text
-    assert isinstance(r.json()["error"], str) and r.json()["error"]
+    assert isinstance(r.json()["error"], str) and r.json()["error"] and "\n" not in r.json()["error"]
     still_serving(http)
 
 
@@ -444,7 +476,8 @@ def test_a_request_without_an_image_field_is_400_naming_it(http, endpoint, reque
 
 def test_text_in_the_file_field_is_the_file_never_a_url_to_fetch(http):
     r = http.post("/digit", data={"image": "http://169.254.169.254/latest/meta-data"})
-    assert r.status_code == 400 and r.json()["error"] == "not an image: expected PNG, JPEG, BMP or WebP"
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "not an image: expected PNG, JPEG, BMP, WebP, AVIF or HEIC/HEIF"
     still_serving(http)
 
 

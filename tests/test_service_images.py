@@ -7,11 +7,12 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from phone_photos import PHONE_PHOTOS, SOURCE, UPRIGHT_SIZE, declaring, phone_photo
 from photos import png_header
 from PIL import ExifTags, Image
 
 from service.arrays import batch_of
-from service.images import TooLarge, decode
+from service.images import FORMATS, TooLarge, decode, decode_for_faces, header, upright_size
 from service.limits import MULTIPART_SLACK, BodyLimit
 from vision.errors import InputError
 
@@ -66,9 +67,11 @@ def test_non_images_are_refused(data):
     assert not isinstance(caught.value, TooLarge)
 
 
-def test_gif_is_not_an_accepted_format(rgb):
-    with pytest.raises(InputError, match="PNG, JPEG, BMP or WebP"):
+def test_gif_is_not_an_accepted_format_and_the_error_lists_those_that_are(rgb):
+    with pytest.raises(InputError) as caught:
         decode(encoded(rgb, "GIF"))
+    assert str(caught.value) == "not an image: expected PNG, JPEG, BMP, WebP, AVIF or HEIC/HEIF"
+    assert all(name in str(caught.value) for name in FORMATS.values())
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -226,3 +229,78 @@ def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orie
     picture, factor, size = decode_for_faces(out.getvalue())
     assert size == (picture.shape[1] * factor, picture.shape[0] * factor)
     assert size == ((2000, 3000) if orientation in (6, 8) else (3000, 2000))
+
+
+# --- phone formats: HEIC/HEIF and AVIF (fixtures and how they were made: tests/phone_photos.py) ---
+
+
+@pytest.mark.parametrize("name", sorted(PHONE_PHOTOS))
+def test_a_phone_photo_decodes_upright_like_the_jpeg_it_was_made_from(name):
+    """The sideways files are turned once: not at all would swap width and height, twice would
+    leave the face upside down, far from the JPEG's pixels."""
+    picture, factor, size = decode_for_faces(phone_photo(name))
+    assert factor == 1 and size == UPRIGHT_SIZE and picture.shape == (600, 512, 3)
+    assert np.abs(picture.astype(int) - cv2.imread(str(SOURCE))).mean() < 8  # lossy encoding, nothing more
+
+
+@pytest.mark.parametrize("name", ["face_sideways.heic", "face_sideways.avif"])
+def test_the_sideways_fixtures_are_stored_sideways(name):
+    """What the test above relies on: the pixels lie sideways, with the rotation in the container
+    (irot) and EXIF orientation 6, as an iPhone writes them. libheif turns a HEIF as it opens it and
+    pillow-heif then resets the tag; Pillow gives an AVIF as stored, with the rotation as the tag."""
+    data = phone_photo(name)
+    image = header(data, len(data), 10**7)
+    assert b"irot" in data
+    if image.format == "HEIF":
+        assert image.size == UPRIGHT_SIZE and image.info["original_orientation"] == 6
+        assert image.getexif().get(ExifTags.Base.Orientation) == 1
+    else:
+        assert image.size == (600, 512) and image.getexif().get(ExifTags.Base.Orientation) == 6
+    assert upright_size(image) == UPRIGHT_SIZE
+
+
+@pytest.mark.parametrize("name", ["face.heic", "face.avif"])
+def test_a_phone_photo_over_the_pixel_limit_is_refused_from_its_header(name):
+    data = phone_photo(name)
+    assert decode(data, max_pixel_count=512 * 600).shape == (600, 512, 3)
+    with pytest.raises(TooLarge, match="declares 512x600 = 307200 pixels, over the 307199-pixel limit"):
+        header(data, len(data), 512 * 600 - 1)
+    # A header claiming more than the file holds: refused before decoding, which would not give that size.
+    with pytest.raises(TooLarge, match="^the image declares 7000x6000 = 42000000 pixels, over the 40000000-pixel"):
+        decode(declaring(data, 7000, 6000), max_pixel_count=40_000_000)
+
+
+def test_a_heic_holding_more_pixels_than_its_header_declares_is_refused_in_one_line():
+    """libheif holds the decode to the declared size, so the header's pixel check cannot be
+    dodged by understating; its error ends in a newline, the answer must not."""
+    with pytest.raises(InputError, match="^truncated or corrupt HEIF image .*Security limit exceeded") as caught:
+        decode(declaring(phone_photo("face.heic"), 64, 64))
+    assert "\n" not in str(caught.value) and not isinstance(caught.value, TooLarge)
+
+
+@pytest.mark.parametrize("name", ["face.heic", "face_sideways.heic", "face.avif"])
+@pytest.mark.parametrize("keep", [0.5, 0.9, -1], ids=["half", "90%", "all-but-one-byte"])
+def test_a_truncated_phone_photo_is_refused_in_one_line(name, keep):
+    """Without the check of the file's boxes, libavif cannot read the header of an AVIF cut short
+    ("not an image"), and libheif reads the sideways HEIC cut inside its EXIF (stored after the
+    pixels) without a word."""
+    data = phone_photo(name)
+    cut = data[:-1] if keep == -1 else data[: int(len(data) * keep)]
+    fmt = "HEIF" if name.endswith(".heic") else "AVIF"
+    with pytest.raises(InputError, match=f"^truncated or corrupt {fmt} image") as caught:
+        decode(cut)
+    assert "\n" not in str(caught.value) and not isinstance(caught.value, TooLarge)
+
+
+@pytest.mark.parametrize("name", ["face.heic", "face.avif"])
+def test_bytes_after_a_phone_photo_s_pixels_do_not_make_it_truncated(name):
+    assert decode(phone_photo(name) + b"\0" * 40).shape == (600, 512, 3)
+
+
+def test_a_damaged_avif_is_refused_in_one_line():
+    data = bytearray(phone_photo("face.avif"))
+    middle = len(data) // 2
+    data[middle : middle + 50] = bytes(b ^ 0xFF for b in data[middle : middle + 50])
+    with pytest.raises(InputError, match="^truncated or corrupt AVIF image") as caught:
+        decode(bytes(data))
+    assert "\n" not in str(caught.value)
