@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 
-.PHONY: serve test lint bench clean image image-test
+.PHONY: serve test lint bench clean image image-test kube-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ image: $(RUNTIME_STAMP)
 # local `bentoml serve` (tests/test_image.py). Not part of `make test`.
 image-test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m buildah tests/test_image.py
+
+# Opt-in, a few minutes: builds the CPU image and plays deploy/k8s/base's Deployment on it with
+# `podman kube play` (securityContext, read-only root, the Secret's keys), then /readyz and /faces
+# (tests/test_kube_play.py). Not part of `make test`.
+kube-test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m buildah tests/test_kube_play.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -9,10 +9,12 @@ Without --url it starts `python -m service` on a free port (the models of --mani
 shipped ones) and stops it at the end. With --url the server must be on this machine for the RSS
 figures and the kill phase: its processes are the ones that hold the listening socket.
 
-Phases (--phases, default all three):
+Phases (--phases, default all four):
 - soak: --seconds of closed-loop load from --concurrency clients, /faces (docs/examples/face.jpg
   in a 640x480 frame) and /digit (docs/examples/digit.png) half each: requests per second, p50
   and p99 per endpoint, errors by kind (5xx, other statuses, dropped connections, timeouts), the
+  requests shed (503 with Retry-After: more clients than the workers' VISION_MAX_IN_FLIGHT; the
+  clients wait the Retry-After before sending again, as the project's clients do), the
   RSS of the server's processes at the start, after a warm-up at the same concurrency (what the
   growth is measured from), every 5 s and after; /readyz at the end.
 - kill: --kill-seconds of the same load at --kill-concurrency; a third of the way in one worker
@@ -23,9 +25,17 @@ Phases (--phases, default all three):
   --slow-pause seconds, while 4 clients post /digit for --slow-seconds: their p50/p99 against the
   same without the slow ones. Then how the server ends a body that stops coming (408 after
   service.limits.BODY_TIMEOUT) and a request head that is never finished (408 after HEAD_TIMEOUT).
+- overload: --overload-concurrency clients (default 256) post /faces (the soak's frame) for
+  --overload-seconds, far more than the workers take at once (VISION_MAX_IN_FLIGHT each): the
+  answers by kind (200, 503, other statuses, connection errors), whether every 503 had a
+  Retry-After, the admitted requests' p50/p99, the 503s' latency, /livez and /readyz every second
+  meanwhile. Twice: clients that send again at once after a 503 (the worst case), and clients that
+  wait the Retry-After first (as clients.api does).
 """
 
 import argparse
+import asyncio
+import itertools
 import json
 import multiprocessing
 import os
@@ -49,10 +59,11 @@ from clients.api import ServiceError, checked_url, unreachable_message
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "soak.json"
-PHASES = ("soak", "kill", "slow")
+PHASES = ("soak", "kill", "slow", "overload")
 REQUEST_TIMEOUT = 60.0  # seconds; what a request may take before it counts as a timeout
 WORKER = b"_bentoml_impl.worker.service"
 REPLACE_WAIT = 40.0  # seconds to wait for a killed worker's replacement (circus checks every 10 s)
+MAX_RETRY_AFTER = 10.0  # the longest Retry-After the overload phase's clients wait
 
 
 # --- the server's processes ------------------------------------------------------------------------
@@ -186,8 +197,9 @@ class Outcome:
     endpoint: str
     started: float  # seconds since the load began
     seconds: float
-    kind: str  # "ok", "5xx", "4xx", "dropped", "refused", "timeout"
+    kind: str  # "ok", "shed" (503 with Retry-After), "5xx", "4xx", "dropped", "refused", "timeout"
     status: int | None = None
+    retry_after: str | None = None  # the answer's Retry-After header
 
 
 @dataclass
@@ -201,7 +213,8 @@ class Load:
             "seconds": round(self.seconds, 1),
             "requests": len(self.outcomes),
             "answered_per_second": round(kinds["ok"] / self.seconds, 1) if self.seconds else 0.0,
-            "errors": {kind: count for kind, count in sorted(kinds.items()) if kind != "ok"},
+            "errors": {kind: count for kind, count in sorted(kinds.items()) if kind not in ("ok", "shed")},
+            "shed": kinds["shed"],  # a busy worker's 503 with Retry-After: refused, not failed
             "statuses": dict(sorted(Counter(str(o.status) for o in self.outcomes if o.status).items())),
             "endpoints": {},
         }
@@ -220,6 +233,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, round(q / 100 * (len(sorted_values) - 1)))]
 
 
+def answer_kind(status: int, retry_after: str | None) -> str:
+    if status < 400:
+        return "ok"
+    if status == 503 and retry_after:
+        return "shed"
+    return "5xx" if status >= 500 else "4xx"
+
+
 def classify(error: Exception) -> str:
     if isinstance(error, httpx.TimeoutException):
         return "timeout"
@@ -236,35 +257,49 @@ def run_load(
     label: str = "load",
     events: list | None = None,
     quiet: bool = False,
+    honour_retry_after: bool = True,
 ) -> Load:
     """`concurrency` clients, each posting the next of `requests` (endpoint, httpx kwargs) as soon as
-    its previous answer came, for `seconds`. `events` are (at_second, callable) run on the way."""
+    its previous answer came (after a 503's Retry-After, as the project's clients wait, unless not
+    `honour_retry_after`), for `seconds`.
+    `events` are (at_second, callable) run on the way. The clock starts once every client is made
+    (a client takes milliseconds of CPU to make: hundreds of them would start over seconds)."""
     load, lock, stop = Load(), threading.Lock(), threading.Event()
-    begin = time.perf_counter()
+    begin = 0.0
+
+    def start_clock() -> None:
+        nonlocal begin
+        begin = time.perf_counter()
+
+    ready = threading.Barrier(concurrency + 1, action=start_clock)
 
     def client(index: int) -> None:
         turn = index
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT, limits=limits) as http:
+            ready.wait()
             while not stop.is_set():
                 endpoint, kwargs = requests[turn % len(requests)]
                 turn += 1
-                started = time.perf_counter()
+                started, retry_after = time.perf_counter(), None
                 try:
                     response = http.post(endpoint, **kwargs)
-                    status = response.status_code
-                    kind = "ok" if status < 400 else "5xx" if status >= 500 else "4xx"
+                    status, retry_after = response.status_code, response.headers.get("retry-after")
+                    kind = answer_kind(status, retry_after)
                 except httpx.HTTPError as e:
                     status, kind = None, classify(e)
                 done = time.perf_counter()
                 with lock:
-                    load.outcomes.append(Outcome(endpoint, started - begin, done - started, kind, status))
+                    load.outcomes.append(Outcome(endpoint, started - begin, done - started, kind, status, retry_after))
                 if kind in ("refused", "dropped"):
                     time.sleep(0.05)  # a server that is down: do not spin
+                elif honour_retry_after and status == 503 and retry_after:
+                    stop.wait(min(retry_after_seconds(retry_after), MAX_RETRY_AFTER))
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
     for thread in threads:
         thread.start()
+    ready.wait()
     pending = sorted(events or [], key=lambda e: e[0])
     next_report = 5.0
     while (now := time.perf_counter() - begin) < seconds:
@@ -285,6 +320,13 @@ def run_load(
         thread.join(REQUEST_TIMEOUT + 5)
     load.seconds = time.perf_counter() - begin
     return load
+
+
+def retry_after_seconds(value: str) -> float:
+    try:
+        return max(0.0, float(value))
+    except ValueError:  # an HTTP date: not what this service sends
+        return 1.0
 
 
 def mixed_requests() -> list[tuple[str, dict]]:
@@ -367,7 +409,7 @@ def kill(url: str, port: int, seconds: float, concurrency: int, quiet: bool = Fa
     load = run_load(url, mixed_requests(), seconds, concurrency, "kill", [(killed_at, do_kill)], quiet=quiet)
     watcher.join(REPLACE_WAIT)  # circus looks at its workers every 10 s: the new one may come after the load
     since_kill = timeline["killed_at"] - begin
-    lost = [o for o in load.outcomes if o.kind != "ok"]
+    lost = [o for o in load.outcomes if o.kind not in ("ok", "shed")]
     later = [o for o in load.outcomes if o.started > since_kill and o.kind == "ok"]
     first_answer = min((o.started + o.seconds for o in later), default=None)
     new_worker = timeline.get("new_worker")
@@ -493,6 +535,138 @@ def slow(url: str, port: int, count: int, seconds: float, pause: float, quiet: b
     }
 
 
+def overload(url: str, seconds: float, concurrency: int, honour_retry_after: bool = False, quiet: bool = False) -> dict:
+    """`concurrency` clients on /faces, far more than the workers take: what was answered (200),
+    shed (503), anything else, the latencies of each, and the probes meanwhile."""
+    photo = framed(PHOTO, 640, 480)
+    load, probes = asyncio.run(overload_load(url, photo, seconds, concurrency, honour_retry_after, quiet))
+    admitted = sorted(o.seconds for o in load.outcomes if o.status == 200)
+    shed = sorted(o.seconds for o in load.outcomes if o.status == 503)
+    connection = Counter(o.kind for o in load.outcomes if o.status is None)
+    other = Counter(str(o.status) for o in load.outcomes if o.status not in (None, 200, 503))
+    return {
+        "concurrency": concurrency,
+        "clients_wait_retry_after": honour_retry_after,
+        "seconds": round(load.seconds, 1),
+        "requests": len(load.outcomes),
+        "answered": len(admitted),
+        "answered_per_second": round(len(admitted) / load.seconds, 1) if load.seconds else 0.0,
+        "shed": len(shed),
+        "shed_without_retry_after": sum(o.status == 503 and not o.retry_after for o in load.outcomes),
+        "retry_after": sorted({o.retry_after for o in load.outcomes if o.status == 503 and o.retry_after}),
+        "other_statuses": dict(other),
+        "connection_errors": dict(connection),
+        "admitted_p50_ms": ms(percentile(admitted, 50)) if admitted else None,
+        "admitted_p99_ms": ms(percentile(admitted, 99)) if admitted else None,
+        "admitted_max_ms": ms(admitted[-1]) if admitted else None,
+        "shed_p50_ms": ms(percentile(shed, 50)) if shed else None,
+        "shed_p99_ms": ms(percentile(shed, 99)) if shed else None,
+        "probes": dict(Counter(f"{path} {status}" for path, status, _ in probes)),
+        "probe_max_ms": ms(max(seconds for *_, seconds in probes)) if probes else None,
+        "readyz_after": ready(url),
+    }
+
+
+async def overload_load(
+    url: str, photo: bytes, seconds: float, concurrency: int, honour_retry_after: bool, quiet: bool
+) -> tuple[Load, list]:
+    """The overload phase's clients, as asyncio tasks of one event loop, each with a keep-alive
+    connection of its own over which it sends one ready-made request, byte for byte, as soon as
+    its answer came (after a 503's Retry-After, with `honour_retry_after`); /livez and /readyz are
+    asked every second meanwhile. Hundreds of threads in one process (as `run_load` has) wait for
+    each other's turn at the GIL, and a full HTTP client takes about a millisecond of CPU per
+    request; on 2 cores shared with the server, either would be counted as the server's time."""
+    load, probes = Load(), []
+    target = httpx.URL(url)
+    request = multipart_post(target.host, "/faces", "image", "frame.jpg", photo)
+    begin = time.perf_counter()
+    end = begin + seconds
+
+    async def client() -> None:
+        connection = None
+        while (now := time.perf_counter()) < end:
+            status, retry_after = None, None
+            try:
+                if connection is None:
+                    connection = await asyncio.open_connection(target.host, target.port or 80)
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    status, headers = await exchange(*connection, request)
+                retry_after = headers.get("retry-after")
+                kind = answer_kind(status, retry_after)
+                if headers.get("connection", "").lower() == "close":
+                    connection = close(connection)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError) as e:
+                kind = "timeout" if isinstance(e, TimeoutError) else "dropped" if connection else "refused"
+                connection = close(connection)
+            done = time.perf_counter()
+            load.outcomes.append(Outcome("/faces", now - begin, done - now, kind, status, retry_after))
+            if kind in ("refused", "dropped"):
+                await asyncio.sleep(0.05)  # a server that is down: do not spin
+            elif honour_retry_after and status == 503 and retry_after:
+                await asyncio.sleep(min(retry_after_seconds(retry_after), MAX_RETRY_AFTER, max(0.0, end - done)))
+        close(connection)
+
+    async def prober() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT) as http:
+            for second in itertools.count(1):
+                await asyncio.sleep(1.0)
+                if time.perf_counter() >= end:
+                    return
+                for path in ("/livez", "/readyz"):
+                    started = time.perf_counter()
+                    try:
+                        status = (await http.get(path)).status_code
+                    except httpx.HTTPError as e:
+                        status = type(e).__name__
+                    probes.append((path, status, time.perf_counter() - started))
+                if not quiet and second % 5 == 0:
+                    ok = sum(o.kind == "ok" for o in load.outcomes)
+                    now = time.perf_counter() - begin
+                    print(f"  overload: {now:4.0f}/{seconds:.0f} s  {ok} answered ({ok / now:.1f}/s)", file=sys.stderr)
+
+    await asyncio.gather(prober(), *(client() for _ in range(concurrency)))
+    load.seconds = time.perf_counter() - begin
+    return load, probes
+
+
+def multipart_post(host: str, path: str, field: str, filename: str, data: bytes) -> bytes:
+    """A whole HTTP/1.1 request: a multipart form with one file."""
+    boundary = b"vision-bench-soak"
+    body = b'--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n\r\n%s\r\n--%s--\r\n' % (
+        boundary,
+        field.encode(),
+        filename.encode(),
+        data,
+        boundary,
+    )
+    head = (
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: multipart/form-data; boundary=%s\r\n"
+        b"Content-Length: %d\r\n\r\n" % (path.encode(), host.encode(), boundary, len(body))
+    )
+    return head + body
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, dict]:
+    """Send `request`; the answer's status and headers (lower-case names), its body read and dropped."""
+    writer.write(request)
+    await writer.drain()
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    pairs = (line.split(":", 1) for line in lines[1:] if ":" in line)
+    headers = {name.strip().lower(): value.strip() for name, value in pairs}
+    await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers
+
+
+def close(connection) -> None:
+    if connection is not None:
+        connection[1].close()
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
 # --- the command -----------------------------------------------------------------------------------
 
 
@@ -501,7 +675,7 @@ def report(results: dict) -> None:
         s = results["soak"]
         print(
             f"soak: {s['seconds']:.0f} s at concurrency {s['concurrency']}: {s['requests']} requests, "
-            f"{s['answered_per_second']} answered/s, errors {s['errors'] or 'none'}; RSS "
+            f"{s['answered_per_second']} answered/s, errors {s['errors'] or 'none'}, {s['shed']} shed (503); RSS "
             f"{fmt_rss(s['rss_mib_at_start'])} at start, {fmt_rss(s['rss_mib_before'])} after "
             f"{s['warm_up_s']:.0f} s of warm-up -> {fmt_rss(s['rss_mib_after'])} MiB "
             f"(growth {s['rss_growth_mib']} MiB); /readyz {s['readyz_after']}"
@@ -532,6 +706,32 @@ def report(results: dict) -> None:
             f"{w['silent_connection']['after_s']} s; /readyz {w['readyz_after']}"
         )
 
+    for o in results.get("overload", []):
+        print(
+            f"overload: {o['concurrency']} clients on /faces for {o['seconds']:.0f} s, "
+            f"{'waiting Retry-After' if o['clients_wait_retry_after'] else 'sending again at once'} after a 503: "
+            f"{o['answered']} answered ({o['answered_per_second']}/s), {o['shed']} shed (503; "
+            f"{o['shed_without_retry_after']} without Retry-After), other statuses {o['other_statuses'] or 'none'}, "
+            f"connection errors {o['connection_errors'] or 'none'}; admitted p50 {o['admitted_p50_ms']} / p99 "
+            f"{o['admitted_p99_ms']} ms, 503 p50 {o['shed_p50_ms']} / p99 {o['shed_p99_ms']} ms; probes "
+            f"{o['probes']} (at most {o['probe_max_ms']} ms); /readyz {o['readyz_after']}"
+        )
+
+
+def with_earlier_phases(results: dict, phases: list[str], out: Path) -> dict:
+    """`results`, plus the phases not run this time as `out` holds them from an earlier run, and
+    `measured`: when each phase was measured."""
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    measured = earlier.get("measured") or {p: earlier.get("when") for p in PHASES if p in earlier}
+    for phase in PHASES:
+        if phase not in phases and phase in earlier:
+            results[phase] = earlier[phase]
+    measured.update(dict.fromkeys(phases, results["when"]))
+    return {**results, "measured": {phase: measured[phase] for phase in PHASES if phase in results}}
+
 
 def fmt_rss(rss: dict | None) -> str:
     return "+".join(f"{v:.0f}" for v in rss.values()) if rss else "?"
@@ -547,7 +747,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--manifest", type=Path, default=ROOT / "models" / "manifest.json", help="its own server's models"
     )
-    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated: soak, kill, slow")
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated: soak, kill, slow, overload")
     parser.add_argument("--seconds", type=float, default=60.0, help="soak length (default 60)")
     parser.add_argument("--concurrency", type=int, default=64, help="soak clients (default 64)")
     parser.add_argument(
@@ -561,6 +761,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-clients", type=int, default=64, help="connections trickling a body in (default 64)")
     parser.add_argument("--slow-seconds", type=float, default=15.0, help="load beside them (default 15)")
     parser.add_argument("--slow-pause", type=float, default=0.1, help="seconds between their bytes (default 0.1)")
+    parser.add_argument("--overload-seconds", type=float, default=15.0, help="overload length, each (default 15)")
+    parser.add_argument(
+        "--overload-concurrency", type=int, default=256, help="clients on /faces in the overload phase (default 256)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results JSON (default {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
@@ -599,9 +803,14 @@ def main(argv: list[str] | None = None) -> None:
             results["kill"] = kill(url, port, args.kill_seconds, args.kill_concurrency)
         if "slow" in phases:
             results["slow"] = slow(url, port, args.slow_clients, args.slow_seconds, args.slow_pause)
+        if "overload" in phases:
+            results["overload"] = [
+                overload(url, args.overload_seconds, args.overload_concurrency, honour_retry_after=honour)
+                for honour in (False, True)
+            ]
         report(results)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        args.out.write_text(json.dumps(with_earlier_phases(results, phases, args.out), indent=2) + "\n")
         print(f"-> {args.out}")
     except BenchError as e:
         sys.exit(f"error: {e}")

@@ -13,7 +13,8 @@ time; each gets one JSON line, {"image": PATH, ...answer} or {"image": PATH, "er
 order given, and with --out FOLDER its drawing is written there under its own name (.jpg added to
 a HEIC's, which OpenCV cannot write). --jsonl gives
 that one-line form for a single image too. The exit status is 1 if any image failed. The service
-is --url, else $VISION_URL, else http://127.0.0.1:3000.
+is --url, else $VISION_URL, else http://127.0.0.1:3000; its API key, if it wants one, --api-key,
+else $VISION_API_KEY (a missing or refused key stops the run with one line).
 """
 
 import argparse
@@ -26,7 +27,17 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from clients.api import URL_HELP, AsyncVisionClient, ImageError, ServiceError, keypoint_array, read_image, service_url
+from clients.api import (
+    API_KEY_HELP,
+    URL_HELP,
+    AsyncVisionClient,
+    ImageError,
+    ServiceError,
+    ServiceUnauthorized,
+    keypoint_array,
+    read_image,
+    service_url,
+)
 from clients.overlay import draw_digit, draw_faces, draw_number, with_model_inputs
 from vision import draw
 
@@ -115,6 +126,8 @@ async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, 
             answer = await client.faces(data)
             draw_faces(image, answer)
             summary = _plural(len(answer["faces"]), "face")
+    except ServiceUnauthorized:
+        raise  # no image will get through without the key: the whole run stops, in one line
     except (ImageError, ServiceError) as e:
         return Done(path, error=str(e))
     return Done(path, answer, image if draw_it else None, summary)
@@ -123,7 +136,7 @@ async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, 
 async def ask_all(args, paths: list[Path]):
     """Every image's Done, in the order given, with at most --concurrency requests at once."""
     gate = asyncio.Semaphore(args.concurrency)
-    async with AsyncVisionClient(args.url or service_url()) as client:
+    async with AsyncVisionClient(args.url or service_url(), api_key=args.api_key) as client:
 
         async def one(path: Path) -> Done:
             async with gate:
@@ -189,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("endpoint", choices=["digit", "number", "keypoints", "faces"])
     parser.add_argument("images", type=Path, nargs="+", help="image files, or folders of them")
     parser.add_argument("--url", help=URL_HELP)
+    parser.add_argument("--api-key", metavar="KEY", help=API_KEY_HELP)
     parser.add_argument("--model", default="cnn", choices=["cnn", "mlp"], help="digit model")
     parser.add_argument(
         "--out",
@@ -214,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     try:
         failed = asyncio.run(run(args, paths))
-    except ServiceError as e:  # a bad --url
+    except ServiceError as e:  # a bad --url, a missing or refused API key
         sys.exit(f"error: {e}")
     if failed:
         sys.exit(f"error: {failed} of {len(paths)} images failed")

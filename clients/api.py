@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import random
 import time
 import warnings
 from pathlib import Path
@@ -19,11 +20,21 @@ from vision.photos import upright_bgr
 URL_ENV = "VISION_URL"
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_HELP = f"the service (default: ${URL_ENV}, else {DEFAULT_URL})"
+# The key for a service started with VISION_API_KEYS, sent as `Authorization: Bearer KEY`.
+API_KEY_ENV = "VISION_API_KEY"
+API_KEY_HELP = (
+    f"the service's API key, if it wants one (default: ${API_KEY_ENV}, the better place: a command line shows in `ps`)"
+)
 
 
 def service_url() -> str:
     """$VISION_URL if set and not empty, else http://127.0.0.1:3000."""
     return os.environ.get(URL_ENV, "").strip() or DEFAULT_URL
+
+
+def api_key() -> str | None:
+    """$VISION_API_KEY if set and not empty, else None."""
+    return os.environ.get(API_KEY_ENV, "").strip() or None
 
 
 def unreachable_message(url: str) -> str:
@@ -48,8 +59,28 @@ class ServiceRefused(ServiceError):
         self.status = status
 
 
+class ServiceUnauthorized(ServiceRefused):
+    """The service wants an API key (401): none was sent, or it refused the one sent."""
+
+
+def unauthorized_message(key_sent: bool) -> str:
+    """The one line every client says on a 401; it never quotes the key."""
+    if key_sent:
+        return f"the service refused the API key: check --api-key or {API_KEY_ENV}"
+    return f"the service wants an API key: pass --api-key or set {API_KEY_ENV}"
+
+
 class ServiceUnreachable(ServiceError):
     """Nothing answered: the service is down, restarting, or at another address."""
+
+
+class ServiceBusy(ServiceError):
+    """The service shed the request (503 with Retry-After: it had as much work as it takes);
+    `retry_after` is how many seconds it asked the client to wait before sending it again."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def checked_url(url: str) -> str:
@@ -115,6 +146,10 @@ def _as_bytes(image) -> bytes:
 # pure function of its input, so sending a request again is always safe.
 RETRIES = 3
 FIRST_BACKOFF_S = 0.25
+# A 503 with Retry-After (the service is busy) is retried as often, after the wait it asks for
+# (at most this long), and up to a quarter more, at random, so that clients shed together do not
+# all come back at the same instant.
+MAX_RETRY_AFTER_S = 10.0
 
 
 class Request(NamedTuple):
@@ -132,12 +167,16 @@ def _image_request(endpoint: str, image, **fields) -> Request:
 
 def _answer(url: str, endpoint: str, response: httpx.Response) -> dict:
     """The JSON of a 2xx answer; ServiceRefused (4xx) or ServiceError otherwise, in one line."""
+    if response.status_code == 401:
+        raise ServiceUnauthorized(unauthorized_message("authorization" in response.request.headers), 401)
     if response.status_code >= 400:
         try:
             message = response.json().get("error", response.text)
         except (ValueError, AttributeError):
             message = response.text
         error = f"{endpoint} answered {response.status_code}: {_one_line(message)}"
+        if response.status_code == 503 and "retry-after" in response.headers:  # busy: shed, not failed
+            raise ServiceBusy(error, _retry_after(response.headers["retry-after"]))
         if response.status_code == 503:  # up, but not ready (yet): a restart in progress
             raise ServiceUnreachable(error)
         if response.status_code < 500:
@@ -162,14 +201,39 @@ def _backoff(attempt: int) -> float:
     return FIRST_BACKOFF_S * 2**attempt
 
 
+def _retry_after(value: str) -> float:
+    """A Retry-After header's seconds (an HTTP date, which this service never sends, counts as 1)."""
+    try:
+        return min(max(0.0, float(value)), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 1.0
+
+
+def _wait_before_retry(error: ServiceError, attempt: int) -> float:
+    """Seconds to wait before sending a request again after `error` (unreachable or busy)."""
+    if isinstance(error, ServiceBusy):
+        return error.retry_after * (1 + random.uniform(0, 0.25))
+    return _backoff(attempt)
+
+
+def _gave_up(error: ServiceError, attempts: int) -> ServiceError:
+    """The error to raise once the retries are spent: a busy service says how often it was asked."""
+    if isinstance(error, ServiceBusy) and attempts > 1:
+        return ServiceBusy(f"{error} (asked {attempts} times)", error.retry_after)
+    return error
+
+
 class _Endpoints:
     """The API's endpoints; `_send` (sync or async) sends them. Results are those of `_send`."""
 
-    def __init__(self, url: str | None, timeout: float, retries: int, http_class):
-        """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000."""
+    def __init__(self, url: str | None, timeout: float, retries: int, http_class, key: str | None = None):
+        """`url`: the service; None means $VISION_URL, else http://127.0.0.1:3000. `key`: its API
+        key; None means $VISION_API_KEY, else none ("" sends none either)."""
         self.url = checked_url(url or service_url())
         self.timeout, self.retries = timeout, retries
-        self._http = http_class(base_url=self.url, timeout=timeout)
+        key = (api_key() if key is None else key.strip()) or None
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        self._http = http_class(base_url=self.url, timeout=timeout, headers=headers)
 
     def digit(self, image, model: str = "cnn", debug: bool = False):
         """{"digit", "confidence", "probabilities", "model", "input_png"} for one digit image
@@ -192,10 +256,14 @@ class _Endpoints:
 
 class VisionClient(_Endpoints):
     """The service over HTTP. Connection errors are retried `retries` times with backoff, then
-    raise ServiceUnreachable; a 4xx raises ServiceRefused with the service's message."""
+    raise ServiceUnreachable; a busy service's 503 is retried as often after its Retry-After, then
+    raises ServiceBusy; a 4xx raises ServiceRefused with the service's message (a 401:
+    ServiceUnauthorized). `api_key` (else $VISION_API_KEY) goes with every request as a Bearer token."""
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
-        super().__init__(url, timeout, retries, httpx.Client)
+    def __init__(
+        self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES, api_key: str | None = None
+    ):
+        super().__init__(url, timeout, retries, httpx.Client, api_key)
 
     def close(self) -> None:
         self._http.close()
@@ -210,10 +278,11 @@ class VisionClient(_Endpoints):
         for attempt in range(self.retries + 1):
             try:
                 return self._exchange(request)
-            except ServiceUnreachable:
+            except (ServiceUnreachable, ServiceBusy) as e:
                 if attempt == self.retries:
-                    raise
-            time.sleep(_backoff(attempt))
+                    raise _gave_up(e, attempt + 1) from None
+                wait = _wait_before_retry(e, attempt)
+            time.sleep(wait)
 
     def _exchange(self, request: Request) -> dict:
         try:
@@ -232,8 +301,10 @@ class VisionClient(_Endpoints):
 class AsyncVisionClient(_Endpoints):
     """VisionClient's twin for asyncio (`await client.faces(...)`), with the same retries and errors."""
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES):
-        super().__init__(url, timeout, retries, httpx.AsyncClient)
+    def __init__(
+        self, url: str | None = None, timeout: float = 30.0, retries: int = RETRIES, api_key: str | None = None
+    ):
+        super().__init__(url, timeout, retries, httpx.AsyncClient, api_key)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -248,10 +319,11 @@ class AsyncVisionClient(_Endpoints):
         for attempt in range(self.retries + 1):
             try:
                 return await self._exchange(request)
-            except ServiceUnreachable:
+            except (ServiceUnreachable, ServiceBusy) as e:
                 if attempt == self.retries:
-                    raise
-            await asyncio.sleep(_backoff(attempt))
+                    raise _gave_up(e, attempt + 1) from None
+                wait = _wait_before_retry(e, attempt)
+            await asyncio.sleep(wait)
 
     async def _exchange(self, request: Request) -> dict:
         try:

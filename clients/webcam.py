@@ -10,12 +10,16 @@ to. A video file is processed whole and in order. A camera's frames that arrive 
 busy are dropped, so the picture stays live. Keypoints are smoothed per face with a One Euro
 filter (on by default for cameras; --smooth/--no-smooth). If the service goes away the overlay says
 so and the client retries with backoff: a camera's frames pass through unannotated meanwhile, a
-file waits (up to --patience seconds) so that no frame goes unanswered.
+file waits (up to --patience seconds) so that no frame goes unanswered. A busy service (503 with
+Retry-After: it sheds load) is not queued on: a camera's frames pass through unannotated, unasked,
+until the Retry-After has passed (counted as "shed" in the summary); a file waits the Retry-After
+and sends the frame again (up to --patience seconds), so every frame is still answered, in order.
 
 Outputs: a window (Tk; `q` or Escape closes it), --out VIDEO (the source's frame rate, 30 fps when
 it reports none), --jsonl FILE (one line per frame: {"frame", "t", "faces"}, faces as /faces gives
 them, in frame pixels, smoothed when smoothing is on). Ctrl-C or the end of the source stops it
-with a summary line. The service is --url, else $VISION_URL, else http://127.0.0.1:3000.
+with a summary line. The service is --url, else $VISION_URL, else http://127.0.0.1:3000; its API
+key, if it wants one, --api-key, else $VISION_API_KEY.
 """
 
 import argparse
@@ -33,7 +37,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clients.api import URL_HELP, AsyncVisionClient, ServiceError, ServiceUnreachable, service_url
+from clients.api import (
+    API_KEY_HELP,
+    URL_HELP,
+    AsyncVisionClient,
+    ServiceBusy,
+    ServiceError,
+    ServiceUnreachable,
+    service_url,
+)
 from clients.overlay import draw_faces
 from clients.smoothing import BETA, MIN_CUTOFF_HZ, FaceSmoother
 
@@ -176,38 +188,52 @@ class Outage:
 @dataclass
 class Answer:
     frame: Frame
-    faces: list[dict] | None  # None: the service could not be asked (an outage)
+    faces: list[dict] | None  # None: the service could not be asked (an outage), or was busy (shed)
     round_trip: float | None  # seconds, request sent to answer read
+    shed: bool = False  # a camera's frame not asked about: the service was busy (503, Retry-After)
 
 
 class ServiceFaces:
-    """Frames -> /faces answers, through the service; rides out outages (see the module's doc)."""
+    """Frames -> /faces answers, through the service; rides out outages and a busy service (see
+    the module's doc)."""
 
     def __init__(self, client: AsyncVisionClient, live: bool, patience: float, stop: asyncio.Event):
         self.client, self.live, self.patience, self.stop = client, live, patience, stop
         self.outage = Outage()
+        self.busy_until = 0.0  # a 503's Retry-After: no request before this (time.monotonic())
 
     @property
     def status(self) -> str | None:
-        if self.outage.since is None:
-            return None
-        return f"service unreachable at {self.client.url}: retrying"
+        if self.outage.since is not None:
+            return f"service unreachable at {self.client.url}: retrying"
+        if self.busy_until > time.monotonic():
+            return "service busy: frames skipped"
+        return None
 
     async def __call__(self, frame: Frame) -> Answer:
         jpeg = await asyncio.to_thread(encode_jpeg, frame.image)
+        busy_since = None
         while not self.stop.is_set():
-            wait = self.outage.retry_at - time.monotonic()
-            if self.outage.since is not None and wait > 0:
-                if self.live:
-                    return Answer(frame, None, None)  # pass through; a later frame tries again
+            now = time.monotonic()
+            retry_at = self.outage.retry_at if self.outage.since is not None else 0.0
+            if max(retry_at, self.busy_until) > now:
+                if self.live:  # pass through unasked; a later frame tries again
+                    return Answer(frame, None, None, shed=self.busy_until > now)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), wait)
+                    await asyncio.wait_for(self.stop.wait(), max(retry_at, self.busy_until) - now)
                 continue
             started = time.perf_counter()
             try:
                 answer = await self.client.faces(jpeg)
             except ServiceUnreachable:
                 self._failed()
+                continue
+            except ServiceBusy as e:  # shed: a camera skips frames for Retry-After, a file waits it out
+                busy_since = busy_since or now
+                if not self.live and now - busy_since > self.patience:
+                    busy = f"the service at {self.client.url} has been busy for {self.patience:g} s"
+                    raise ServiceBusy(busy, e.retry_after) from None
+                self.busy_until = time.monotonic() + e.retry_after
                 continue
             self._recovered()
             return Answer(frame, answer["faces"], time.perf_counter() - started)
@@ -259,14 +285,17 @@ class Stats:
     seconds: float = 0.0  # from the start to finish()
     dropped: int = 0  # a camera's frames that were never asked about
     frames: int = 0
-    unanswered: int = 0
+    unanswered: int = 0  # an outage's frames that passed through
+    shed: int = 0  # frames the busy service was not asked about (a camera's, during a Retry-After)
     round_trips: list[float] = field(default_factory=list)
     recent: deque = field(default_factory=lambda: deque(maxlen=30))  # finish times of the last frames
 
     def add(self, answer: Answer) -> None:
         self.frames += 1
         self.recent.append(time.perf_counter())
-        if answer.round_trip is None:
+        if answer.shed:
+            self.shed += 1
+        elif answer.round_trip is None:
             self.unanswered += 1
         else:
             self.round_trips.append(answer.round_trip)
@@ -291,7 +320,7 @@ class Stats:
         line = f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS)"
         if self.round_trips:
             line += f", round trip p50 {self.round_trip_ms(50):.0f} ms, p95 {self.round_trip_ms(95):.0f} ms"
-        return line + f", {self.dropped} dropped, {self.unanswered} unanswered"
+        return line + f", {self.dropped} dropped, {self.unanswered} unanswered, {self.shed} shed"
 
 
 def draw_status(image: np.ndarray, answer: Answer, stats: Stats, status: str | None) -> None:
@@ -401,6 +430,7 @@ class Outputs:
 class Options:
     source: str = "0"
     url: str | None = None
+    api_key: str | None = None  # None: $VISION_API_KEY
     out: Path | None = None
     jsonl: Path | None = None
     window: bool = True
@@ -430,7 +460,8 @@ async def run(options: Options) -> Stats:
         if options.local:
             answers = LocalAnswers()
         else:
-            client = AsyncVisionClient(options.url, timeout=10.0, retries=0)  # outages are ridden out below
+            # retries=0: outages are ridden out below
+            client = AsyncVisionClient(options.url, timeout=10.0, retries=0, api_key=options.api_key)
             answers = ServiceFaces(client, live, options.patience, stop)
         smooth = live if options.smooth is None else options.smooth
         smoother = FaceSmoother(options.min_cutoff, options.beta) if smooth else None
@@ -496,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--source", default="0", help="camera index or video file (default 0)")
     parser.add_argument("--url", help=URL_HELP)
+    parser.add_argument("--api-key", metavar="KEY", help=API_KEY_HELP)
     parser.add_argument("--local", action="store_true", help="run the models in this process, without the service")
     parser.add_argument("--out", type=Path, help="write the annotated frames to this video file")
     parser.add_argument("--jsonl", type=Path, help="write one JSON line per frame (frame, t, faces) to this file")
@@ -523,6 +555,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(
         source=args.source,
         url=args.url or service_url(),
+        api_key=args.api_key,
         out=args.out,
         jsonl=args.jsonl,
         window=not args.no_window,

@@ -7,7 +7,8 @@
 Two things plain `bentoml serve` does not do:
 - it gives this server a Prometheus folder of its own (BentoML shares one per BENTOML_HOME and
   empties it whenever any server starts, wiping the /metrics of every other running server);
-- it logs one line when /readyz first answers 200: the URL and the execution providers in use.
+- it logs one line when /readyz first answers 200: the URL, the execution providers in use, and
+  whether API keys are required (VISION_API_KEYS) or the service is open to whoever reaches it.
 """
 
 import argparse
@@ -39,8 +40,20 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def announce_when_ready(url: str, stop: threading.Event, timeout: float = 600.0) -> None:
-    """Poll /readyz; on the first 200 log the URL and what /info says the models run on."""
+def api_keys() -> tuple[str, ...]:
+    """The service's API keys as the server will read them; none where the settings are bad (the
+    server then stops with the one line that says why)."""
+    from service.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_environment().api_keys
+    except SettingsError:
+        return ()
+
+
+def announce_when_ready(url: str, stop: threading.Event, keys: tuple[str, ...] = (), timeout: float = 600.0) -> None:
+    """Poll /readyz; on the first 200 log the URL, what /info says the models run on (asked with
+    one of the keys), and whether a key is needed. No key is ever logged."""
     deadline = time.monotonic() + timeout
     while not stop.is_set() and time.monotonic() < deadline:
         try:
@@ -53,14 +66,16 @@ def announce_when_ready(url: str, stop: threading.Event, timeout: float = 600.0)
     else:
         return
     try:
-        with urllib.request.urlopen(f"{url}/info", timeout=5) as response:
+        headers = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/info", headers=headers), timeout=5) as response:
             info = json.load(response)
         providers = ", ".join(info["providers"])
         variants = [name for name, model in info["models"].items() if model.get("variant_of")]
         detail = f"models on {providers}" + (f", int8: {', '.join(variants)}" if variants else "")
     except (urllib.error.URLError, OSError, ValueError, KeyError) as e:
         detail = f"(/info unreadable: {e})"
-    logger.info("vision: ready at %s: %s; try %s/docs.json", url, detail, url)
+    access = "API keys required" if keys else "open: no API key required (set VISION_API_KEYS)"
+    logger.info("vision: ready at %s: %s; %s; try %s/docs.json", url, detail, access, url)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -87,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     own_metrics_folder(metrics)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     stop = threading.Event()
-    threading.Thread(target=announce_when_ready, args=(f"http://{host}:{args.port}", stop), daemon=True).start()
+    announce = (f"http://{host}:{args.port}", stop, api_keys())
+    threading.Thread(target=announce_when_ready, args=announce, daemon=True).start()
     try:
         cli.main(
             ["serve", SERVICE, "--host", args.host, "--port", str(args.port), *rest], prog_name="python -m service"

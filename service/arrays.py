@@ -7,6 +7,7 @@ and `DType` casts; this runs first, on the raw value, and refuses anything that 
 
 import io
 import math
+import re
 
 import numpy as np
 
@@ -40,6 +41,16 @@ def batch_of(*item: int):
     return check
 
 
+def npy_reason(error: Exception) -> str:
+    """numpy's reason for refusing a .npy file, in one line, without the part of the upload it
+    quotes ("descr is not a valid dtype descriptor: '...'"): no refusal echoes what was sent."""
+    reason = " ".join(str(error).split())
+    head, colon, tail = reason.partition(": ")
+    if colon and re.search(r"['\"\[\]{}<>]", tail):
+        reason = head
+    return reason[:120] or type(error).__name__
+
+
 def uploaded_batch(data: bytes, shape: str | None, item: tuple[int, ...]) -> np.ndarray:
     """An uploaded .npy file, or raw little-endian float32 bytes with `shape` ("N,1,28,28") -> the
     checked (N, *item) float32 batch. A ValueError says what is wrong, in one line."""
@@ -47,8 +58,7 @@ def uploaded_batch(data: bytes, shape: str | None, item: tuple[int, ...]) -> np.
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
-            reason = " ".join(str(e).split())[:120] or type(e).__name__
-            raise ValueError(f"not a readable .npy file ({reason})") from None
+            raise ValueError(f"not a readable .npy file ({npy_reason(e)})") from None
         if not isinstance(array, np.ndarray):
             raise ValueError("expected one array in the .npy file")
         if array.dtype.kind == "f" and array.dtype != np.float32:  # numpy's default float64, or float16

@@ -10,6 +10,11 @@ replaces one private function whose behaviour the service cannot accept, and say
   endpoint does not take are ignored. A body that is not valid multipart (no boundary, broken
   framing, a part over Starlette's 1 MB field limit, over 1000 parts) is a 400 saying so; Starlette
   raises an HTTPException there, which BentoML answered with a 500.
+- Uploads stay in memory: a `Path` input makes BentoML write every upload to a file of its own
+  (`$TMPDIR/bentoml-request-*/tmp*.jpg`), and Starlette spools a file part over 1 MB to a
+  temporary file; a crash, a killed worker or a full disk left faces on disk. Here a file field
+  typed `Upload` (bytes) is a multipart file field as `Path` is, with the same OpenAPI form, and
+  the form is parsed with every part in memory: nothing of an upload is ever written to disk.
 - Refused input: BentoML answers a validation error with a 400 whose `error` says only "1
   validation error for Input" and logs a full `[ERROR]` traceback for it. Here the `error` names
   the field and the reason in one line, and the log gets one WARNING line. An image endpoint
@@ -38,7 +43,7 @@ replaces one private function whose behaviour the service cannot accept, and say
 - Stopping the server from a worker that cannot load its models.
 """
 
-import io
+import functools
 import json
 import logging
 import os
@@ -62,6 +67,33 @@ class MissingUpload(InputError):
     """A multipart request without the file field the endpoint takes."""
 
 
+class Upload(bytes):
+    """An uploaded file's bytes, held in memory: the type of an API's file field (a multipart file
+    field, shown as a file upload in /docs.json, as BentoML's `Path` is), never written to disk."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(cls._validate)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema, handler) -> dict:
+        # What BentoML's FileSchema says of a `Path`: the OpenAPI document and BentoML's own
+        # clients read "file" as a multipart file upload.
+        return {"type": "file" if handler.mode == "validation" else "string", "format": "binary"}
+
+    @classmethod
+    def _validate(cls, value) -> "Upload":
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return cls(value)
+        from pydantic_core import PydanticCustomError
+
+        raise PydanticCustomError("upload_type", "expected an uploaded file")
+
+
 def install(on_refusal: RefusalHook, head_timeout: float = HEAD_TIMEOUT) -> None:
     """Apply every patch; refuse to run on a BentoML these patches were not written for."""
     if not bentoml.__version__.startswith(BENTOML_SERIES):
@@ -78,14 +110,24 @@ def install(on_refusal: RefusalHook, head_timeout: float = HEAD_TIMEOUT) -> None
 
 
 def _multipart_uploads() -> None:
+    import _bentoml_sdk.io_models
     from _bentoml_impl.serde import MultipartSerde
     from starlette.datastructures import UploadFile
     from starlette.exceptions import HTTPException
     from starlette.formparsers import MultiPartException
 
+    is_file_type = _bentoml_sdk.io_models.is_file_type
+    if not getattr(is_file_type, "knows_upload", False):  # an API's `Upload` field is a file field
+
+        def file_or_upload(type_) -> bool:
+            return is_file_type(type_) or (isinstance(type_, type) and issubclass(type_, Upload))
+
+        file_or_upload.knows_upload = True
+        _bentoml_sdk.io_models.is_file_type = file_or_upload
+
     async def parse_request(self, request, cls):
         try:
-            form = await request.form()
+            form = await form_in_memory(request)
         except (HTTPException, MultiPartException) as e:
             raise InputError(f"malformed multipart body: {getattr(e, 'detail', None) or e}") from None
         data = {}
@@ -96,7 +138,7 @@ def _multipart_uploads() -> None:
                 raise MissingUpload(
                     f"no file in the multipart field {name!r} (the request has {sent}); send -F {name}=@FILE"
                 )
-            data[name] = await as_upload(values[0])
+            data[name] = await as_upload(values[0])  # the first file of that name; others are ignored
         for name in cls.model_fields:
             if name in cls.multipart_fields or name not in form:
                 continue
@@ -109,13 +151,35 @@ def _multipart_uploads() -> None:
                 data[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return cls.model_validate(data)
 
-    async def as_upload(value):
+    async def as_upload(value) -> Upload:
         if isinstance(value, UploadFile):
-            return value
-        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        return UploadFile(io.BytesIO(data), size=len(data), filename="field")
+            return Upload(await value.read())
+        return Upload(value.encode("utf-8") if isinstance(value, str) else value)
 
     MultipartSerde.parse_request = parse_request
+
+
+async def form_in_memory(request):
+    """The request's form (Starlette's FormData), every file part in memory: Starlette's own parser
+    spools a file part over 1 MB to a temporary file on disk. The body is bounded already
+    (`limits.BodyLimit`: VISION_MAX_UPLOAD_BYTES and a little framing), so memory is too."""
+    from contextlib import aclosing
+
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "multipart/form-data":
+        return await request.form()  # url-encoded: text fields only, never a file
+    async with aclosing(request.stream()) as stream:
+        return await _in_memory_parser()(request.headers, stream).parse()
+
+
+@functools.cache
+def _in_memory_parser():
+    from starlette.formparsers import MultiPartParser
+
+    class InMemoryParts(MultiPartParser):
+        spool_max_size = 0  # SpooledTemporaryFile(max_size=0) never rolls over to a file
+
+    return InMemoryParts
 
 
 def validation_message(error) -> str:

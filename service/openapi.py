@@ -43,6 +43,7 @@ REFUSALS = {
     "400": "Bad input: not an image, a missing or malformed field, an array of the wrong shape",
     "422": "A valid image that holds nothing to read: /digit found no ink",
     "413": "The request body, or the pixel count the image declares, is over the limit",
+    "401": "No API key, or a wrong one (`Authorization: Bearer KEY`), where the service was started with API keys",
     "500": "An unexpected server error (a bug: please report it with the server log)",
 }
 

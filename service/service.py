@@ -10,7 +10,6 @@ Heavy imports (onnxruntime, OpenCV) happen in the worker, not at module import.
 
 import logging
 import time
-from pathlib import Path
 from typing import Annotated, Literal
 
 import bentoml
@@ -18,9 +17,11 @@ import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import BeforeValidator
 
-from service import bentoml_compat, limits, runtime
+from service import auth, bentoml_compat, limits, runtime, shedding
 from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer, NumberAnswer
 from service.arrays import batch_of, uploaded_batch
+from service.bentoml_compat import Upload
+from service.headers import SecurityHeaders
 from service.openapi import ExtraRoutes, pages
 from vision import signatures
 from vision.errors import InputError
@@ -54,6 +55,11 @@ faces_per_image = bentoml.metrics.Histogram(
 faces_found = bentoml.metrics.Counter(name="vision_faces", documentation="Faces found by /faces, in total")
 refused = bentoml.metrics.Counter(
     name="vision_refused_inputs", documentation="Inputs refused with a 4xx", labelnames=["endpoint", "status"]
+)
+shed = bentoml.metrics.Counter(
+    name="vision_shed_requests",
+    documentation="Requests answered 503 because the worker had VISION_MAX_IN_FLIGHT in flight",
+    labelnames=["endpoint"],
 )
 
 
@@ -130,19 +136,19 @@ class Vision:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    def _decode(self, image: Path, endpoint: str, for_faces: bool = False):
+    def _decode(self, image: Upload, endpoint: str, for_faces: bool = False):
         """The upload -> a BGR image (for faces: and the reduction factor and full size), or
         InputError; the time it took goes to the metrics."""
         from service.images import decode, decode_for_faces
 
         started = time.perf_counter()
         read = decode_for_faces if for_faces else decode
-        picture = read(Path(image).read_bytes(), self.settings.max_upload_bytes, self.settings.max_pixels)
+        picture = read(image, self.settings.max_upload_bytes, self.settings.max_pixels)
         preprocess_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return picture
 
     @bentoml.api
-    def digit(self, image: Path, model: DigitModel = "cnn", debug: bool = False) -> DigitAnswer:
+    def digit(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> DigitAnswer:
         """One handwritten digit: a photo or scan of ink on paper, or white on black, any size ->
         the digit. An image with no ink is a 422. `debug=true` adds the 28x28 image the model saw."""
         from vision.digits import to_mnist, to_model_input
@@ -161,7 +167,7 @@ class Vision:
         )
 
     @bentoml.api
-    def number(self, image: Path, model: DigitModel = "cnn", debug: bool = False) -> NumberAnswer:
+    def number(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> NumberAnswer:
         """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
         with its confidence and box; all of them in one model call. Touching digits read as one.
         `debug=true` adds each digit's 28x28 model input."""
@@ -184,7 +190,7 @@ class Vision:
         return NumberAnswer(number="".join(str(d["digit"]) for d in digits), digits=digits, model=model)
 
     @bentoml.api
-    def keypoints(self, image: Path) -> KeypointsAnswer:
+    def keypoints(self, image: Upload) -> KeypointsAnswer:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
         padded to the square around its center, exactly as the face crops are)."""
         from service.images import check_square
@@ -201,7 +207,7 @@ class Vision:
         return KeypointsAnswer(keypoints=as_records(points))
 
     @bentoml.api
-    def faces(self, image: Path, detector: Detector | None = None) -> FacesAnswer:
+    def faces(self, image: Upload, detector: Detector | None = None) -> FacesAnswer:
         """A photo -> every face found (YuNet by default; `detector=haar` for the course's Haar
         cascade), with its box, the detector's score and 15 keypoints in photo pixels."""
         from vision.faces import find_faces
@@ -233,21 +239,21 @@ class Vision:
 
     # The same models for clients that send many images at once: one uploaded file, one model call.
     @bentoml.api(route="/digits_batch")
-    def digits_batch(self, images: Path, model: DigitModel = "cnn", shape: str | None = None) -> np.ndarray:
+    def digits_batch(self, images: Upload, model: DigitModel = "cnn", shape: str | None = None) -> np.ndarray:
         """Many digits in one upload: a .npy file of (N, 1, 28, 28) float32 in [0, 1], or the raw
         little-endian float32 bytes with `shape`="N,1,28,28" -> (N, 10) probabilities."""
         try:
-            batch = uploaded_batch(Path(images).read_bytes(), shape, signatures.DIGITS.input)
+            batch = uploaded_batch(images, shape, signatures.DIGITS.input)
         except ValueError as e:
             return refuse(InputError(str(e)), "digits_batch")
         return softmax(self.models[f"digits_{model}"](batch)).astype(np.float32)
 
     @bentoml.api(route="/keypoints_batch")
-    def keypoints_batch(self, images: Path, shape: str | None = None) -> np.ndarray:
+    def keypoints_batch(self, images: Upload, shape: str | None = None) -> np.ndarray:
         """Many face crops in one upload: a .npy file of (N, 1, 96, 96) float32 in [0, 1], or the
         raw float32 bytes with `shape`="N,1,96,96" -> (N, 30) keypoints in [-1, 1]."""
         try:
-            batch = uploaded_batch(Path(images).read_bytes(), shape, signatures.KEYPOINTS.input)
+            batch = uploaded_batch(images, shape, signatures.KEYPOINTS.input)
         except ValueError as e:
             return refuse(InputError(str(e)), "keypoints_batch")
         return self.models["keypoints"](batch).astype(np.float32)
@@ -264,5 +270,26 @@ class Vision:
         }
 
 
+# Middlewares run in the order added, the first outermost. The security headers and CORS first
+# (service.headers): every answer carries them, refusals included, and a CORS preflight (no key)
+# is answered before the key check.
+Vision.add_asgi_middleware(SecurityHeaders, cors_origins=settings.cors_origins)
+# A request without its API key is refused from its head, before BodyLimit reads a byte of its body.
+if settings.api_keys:
+    Vision.add_asgi_middleware(
+        auth.ApiKeys,
+        keys=settings.api_keys,
+        on_refusal=refused_input,
+        known_paths={api.route for api in Vision.apis.values()} | {"/docs.json", "/metrics"},
+    )
 Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=settings.max_upload_bytes, on_refusal=refused_input)
+# Overload is refused, not queued: past VISION_MAX_IN_FLIGHT requests whose bodies have come, a 503
+# with Retry-After at once (service.shedding). Inside BodyLimit: a body still arriving holds no place.
+api_routes = {api.route for api in Vision.apis.values()}
+Vision.add_asgi_middleware(
+    shedding.InFlightLimit,
+    limit=settings.max_in_flight,
+    retry_after=settings.retry_after,
+    on_shed=lambda path: shed.labels(endpoint=path.strip("/") if path in api_routes else "other").inc(),
+)
 Vision.add_asgi_middleware(ExtraRoutes)

@@ -108,15 +108,30 @@ def browser(video: Path | None = None):
             chrome.close()
 
 
+# Every Content-Security-Policy violation the page meets (an inline script or style, a host the
+# policy does not list): the browser fires `securitypolicyviolation` on the document. The listener
+# is an init script, which runs before the page's own and is not subject to its policy.
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const where = `${e.sourceFile}:${e.lineNumber}`;
+  window.reportCspViolation(`${e.effectiveDirective} refused ${e.blockedURI || "inline"} (${where})`);
+});
+"""
+
+
 def new_page(chrome, url: str):
     """A fresh page at `url` with the camera allowed; the page's console errors are collected in
-    page.errors."""
+    page.errors, its Content-Security-Policy violations (on this page and any it goes to) in
+    page.violations. The policy forbids eval, so `page.wait_for_function` takes a function
+    ("() => ..."), which Playwright calls as is, never a bare expression, which it evals."""
     context = chrome.new_context(viewport=VIEWPORT, device_scale_factor=1)
     context.grant_permissions(["camera"], origin=url)
     page = context.new_page()
-    page.errors = []
+    page.errors, page.violations = [], []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    page.expose_function("reportCspViolation", lambda text: page.violations.append(text))
+    page.add_init_script(REPORT_VIOLATIONS)
     page.goto(url)
     page.wait_for_selector('#status[data-state="ready"]')
     return page
@@ -151,7 +166,7 @@ def screenshots(out: Path) -> list[Path]:
 
             page.click("#tab-webcam")
             page.click("#webcam-start")
-            page.wait_for_function("Number(document.getElementById('webcam-stats').dataset.withFace) >= 20")
+            page.wait_for_function("() => Number(document.getElementById('webcam-stats').dataset.withFace) >= 20")
             done.append(shot(page, out / "page_webcam.png"))
             page.click("#tab-faces")  # stops the camera
 

@@ -154,7 +154,11 @@ def test_the_cpu_bento_has_onnxruntime_for_the_cpu_and_the_same_files(built, bui
     files = lambda b: {str(p.relative_to(b / "src")) for p in (b / "src").rglob("*") if p.is_file()}
     assert files(bento) == files(built[0])  # the same service, vision code and models
     envs = yaml.safe_load((bento / "bento.yaml").read_text())["envs"]
-    assert {e["name"]: e["value"] for e in envs} == {"VISION_PROVIDER": "auto"}
+    assert {e["name"]: e["value"] for e in envs} == {
+        "VISION_PROVIDER": "auto",
+        "BENTOML_DO_NOT_TRACK": "true",  # no usage reports from a server
+        "ORT_DISABLE_TELEMETRY": "1",
+    }
 
 
 def test_the_cpu_containerfile_is_python_slim_non_root_with_the_environment(built_cpu, tmp_path):

@@ -17,6 +17,7 @@ from service_models import free_port, serving, write_models
 from clients.__main__ import main as cli
 from clients.api import (
     AsyncVisionClient,
+    ServiceBusy,
     ServiceError,
     ServiceRefused,
     ServiceUnreachable,
@@ -315,3 +316,72 @@ def test_bench_runs_against_the_service(server):
     assert done.returncode == 0, done.stderr
     assert "POST /digit (28x28 PNG)" in done.stdout
     assert "POST /faces (640x480 JPEG, 1 face, yunet)" in done.stdout and "3000x2000 JPEG, 1 face, haar" in done.stdout
+
+
+# --- a busy service: 503 with Retry-After ------------------------------------------------------
+
+
+@pytest.fixture
+def busy_service():
+    """A stand-in HTTP server that answers each POST with the next of `answers` (status, headers,
+    body), the last one for ever after; `posts` counts the requests."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    shed = (503, {"Retry-After": "0"}, {"error": "the service is busy: retry after 0 s"})
+    state = {"answers": [shed], "posts": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            state["posts"] += 1
+            answers = state["answers"]
+            status, headers, body = answers.pop(0) if len(answers) > 1 else answers[0]
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json"}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state["url"], state["shed"] = f"http://127.0.0.1:{httpd.server_address[1]}", shed
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_api_retries_a_busy_service_after_its_retry_after_then_says_busy(busy_service):
+    with VisionClient(busy_service["url"], retries=2) as client, pytest.raises(ServiceBusy) as busy:
+        client.faces(FACE.read_bytes())
+    assert busy_service["posts"] == 3  # the first try and two retries
+    message = str(busy.value)
+    assert "503" in message and "busy" in message and "asked 3 times" in message and "\n" not in message
+
+
+def test_api_answers_once_a_busy_service_takes_the_request(busy_service):
+    busy_service["answers"] = [busy_service["shed"], busy_service["shed"], (200, {}, {"faces": []})]
+
+    async def ask():
+        async with AsyncVisionClient(busy_service["url"], retries=3) as client:
+            return await client.faces(FACE.read_bytes())
+
+    assert asyncio.run(ask()) == {"faces": []} and busy_service["posts"] == 3
+
+
+def test_api_takes_a_503_without_retry_after_for_a_service_not_ready(busy_service):
+    busy_service["answers"] = [(503, {}, {"error": "Service is not ready"})]
+    with VisionClient(busy_service["url"], retries=1) as client, pytest.raises(ServiceUnreachable):
+        client.faces(FACE.read_bytes())
+
+
+def test_cli_says_a_busy_service_in_one_line(busy_service, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli(["faces", str(FACE), "--url", busy_service["url"]])
+    assert one_line(str(exited.value.code)).startswith("error: /faces answered 503: the service is busy")

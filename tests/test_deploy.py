@@ -202,15 +202,43 @@ def test_probes_and_port_match_the_service(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(RENDERED))
-def test_the_environment_is_settings_the_service_reads_with_valid_values(variant):
-    env = {e["name"]: e["value"] for e in container(variant)["env"]}
+def test_the_environment_is_settings_the_service_reads_with_valid_values(variant, tmp_path):
+    env = {e["name"]: e["value"] for e in container(variant)["env"] if e["name"].startswith("VISION_")}
     read = set(re.findall(r'"(VISION_[A-Z0-9_]+)"', (ROOT / "service" / "settings.py").read_text()))
     assert set(env) <= read, set(env) - read
+    keys_file = tmp_path / "keys"  # the mounted Secret's file, with a key in it
+    keys_file.write_text("a-key-of-43-characters-as-token-urlsafe-32x\n")
     try:
-        settings = Settings.from_environment(env)
+        settings = Settings.from_environment({**env, "VISION_API_KEYS_FILE": str(keys_file)})
     except SettingsError as e:
         pytest.fail(f"{variant}: {e}")
     assert settings.provider == {"base": "cpu", "gpu": "cuda"}[variant]
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_api_keys_come_from_a_mounted_secret_and_the_probes_need_none(variant):
+    from service.auth import is_open
+
+    c = container(variant)
+    pod = by_kind(RENDERED[variant])["Deployment"]["spec"]["template"]["spec"]
+    path = Path({e["name"]: e.get("value") for e in c["env"]}["VISION_API_KEYS_FILE"])
+    (mount,) = [m for m in c["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    (example,) = load_all(BASE / "api-keys-secret.example.yaml")
+    assert volume["secret"]["secretName"] == example["metadata"]["name"]
+    assert {"key": "keys", "path": path.name} in volume["secret"]["items"] and "keys" in example["stringData"]
+    assert "api-keys-secret.example.yaml" not in (BASE / "kustomization.yaml").read_text()  # never applied by -k
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert is_open(c[probe]["httpGet"]["path"]), probe
+
+
+def test_the_example_secrets_placeholder_is_refused_by_the_service(tmp_path):
+    (example,) = load_all(BASE / "api-keys-secret.example.yaml")
+    placeholder = tmp_path / "keys"
+    placeholder.write_text(example["stringData"]["keys"])
+    with pytest.raises(SettingsError, match="characters, under 16"):
+        Settings.from_environment({"VISION_API_KEYS_FILE": str(placeholder)})
 
 
 @pytest.mark.parametrize("variant", sorted(RENDERED))
@@ -228,6 +256,43 @@ def test_pods_run_as_the_image_user_and_outlive_bentomls_drain(variant):
     assert pod["terminationGracePeriodSeconds"] >= pause + timeout + 5, (pause, timeout)
     start = c["startupProbe"]
     assert start["periodSeconds"] * start["failureThreshold"] >= 60  # cold start measured ~11 s on 2 CPUs
+
+
+QUANTITY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+
+
+def quantity(text: str) -> int:
+    return int(text[:-2]) * QUANTITY[text[-2:]] if text[-2:] in QUANTITY else int(text)
+
+
+@pytest.mark.parametrize("variant", sorted(RENDERED))
+def test_pods_are_locked_down_and_write_only_to_an_emptydir(variant):
+    """Non-root, no privilege, no capability, the runtime's seccomp profile, no service-account
+    token, a read-only root filesystem; what BentoML writes goes to bounded emptyDir volumes."""
+    pod = by_kind(RENDERED[variant])["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert not any(pod.get(host) for host in ("hostNetwork", "hostPID", "hostIPC"))
+    c = container(variant)
+    context = c["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert context.get("privileged") is not True and context.get("runAsUser", 1) != 0
+    assert context["capabilities"] == {"drop": ["ALL"]}  # none added back
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    writable = [m for m in c["volumeMounts"] if not m.get("readOnly")]
+    assert writable and all("emptyDir" in volumes[m["name"]] for m in writable), writable
+    paths = {Path(m["mountPath"]): volumes[m["name"]]["emptyDir"] for m in writable}
+    assert Path("/tmp") in paths  # Python's tempfile: BentoML's sockets and the uploads it spools
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    home = Path(env["BENTOML_HOME"])
+    assert any(home.is_relative_to(path) for path in paths), home  # BentoML makes its folders at start
+    build = (ROOT / "deploy" / "image" / "build.sh").read_text()
+    assert f"--env BENTOML_HOME={home} " in build  # the image's too (CPU and CUDA: build.sh sets it)
+    # Bounded, so a runaway writer gets the pod evicted before it fills the node's disk; room for
+    # BentoML's metrics files (a few MiB: uploads stay in memory and never reach /tmp).
+    for path, volume in paths.items():
+        assert 64 * 2**20 <= quantity(volume["sizeLimit"]) <= 2**30, (path, volume)
 
 
 def test_the_selectors_and_targets_agree():

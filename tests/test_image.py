@@ -62,25 +62,34 @@ def wait_ready(url: str, timeout: float, alive=lambda: True) -> float:
     raise AssertionError(f"{url}/readyz did not answer 200 within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def report(request):
-    yield REPORT
+def print_report(request, label: str, report: dict) -> None:
+    """A container test's figures, printed past pytest's capture at the end of its module."""
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print()
-        for key, value in REPORT.items():
-            print(f"image report: {key}: {value}")
+        for key, value in report.items():
+            print(f"{label} report: {key}: {value}")
 
 
-@pytest.fixture(scope="module")
-def image():
-    """Builds the image with deploy/image/build.sh, as `make image` does."""
+def build_image(report: dict) -> None:
+    """Builds IMAGE with deploy/image/build.sh, as `make image` does; its time goes in `report`."""
     start = time.monotonic()
     done = subprocess.run(
         [str(ROOT / "deploy" / "image" / "build.sh"), IMAGE], cwd=ROOT, capture_output=True, text=True, timeout=3600
     )
     assert done.returncode == 0, f"build.sh failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    REPORT["build"] = f"{time.monotonic() - start:.0f} s (build.sh: {done.stdout.strip().splitlines()[-1]})"
+    report["build"] = f"{time.monotonic() - start:.0f} s (build.sh: {done.stdout.strip().splitlines()[-1]})"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(request):
+    yield REPORT
+    print_report(request, "image", REPORT)
+
+
+@pytest.fixture(scope="module")
+def image():
+    build_image(REPORT)
     info = json.loads(podman("image", "inspect", IMAGE))[0]
     REPORT["image size"] = f"{info['Size'] / 1e6:.0f} MB"
     return info
@@ -91,7 +100,11 @@ def container(image):
     """(url, container id): the image on the host network and a free port, until the module ends."""
     port = free_port()
     start = time.monotonic()
-    cid = podman("run", "-d", "--network", "host", *RUN_OPTIONS, "-e", f"PORT={port}", IMAGE, "serve").strip()
+    # --read-only: the root filesystem as Kubernetes' readOnlyRootFilesystem has it; podman keeps /tmp
+    # writable (a tmpfs), where the image's BENTOML_HOME is.
+    cid = podman(
+        "run", "-d", "--read-only", "--network", "host", *RUN_OPTIONS, "-e", f"PORT={port}", IMAGE, "serve"
+    ).strip()
     url = f"http://127.0.0.1:{port}"
     try:
         running = lambda: podman("inspect", "--format", "{{.State.Running}}", cid).strip() == "true"
@@ -162,6 +175,9 @@ def test_the_container_runs_as_a_user_with_no_torch_and_no_training_code(contain
     _, cid = container
     assert image["Config"]["User"] == "bentoml"
     assert podman("exec", cid, "id", "-u").strip() != "0"
+    assert "BENTOML_HOME=/tmp/bentoml" in image["Config"]["Env"]  # deploy/image/build.sh
+    written = subprocess.run([*PODMAN, "exec", cid, "touch", "/home/bentoml/x"], capture_output=True, text=True)
+    assert written.returncode != 0 and "Read-only file system" in written.stderr  # it runs on a read-only root
     code = "import importlib.util as u; print([m for m in ('torch', 'onnx', 'training') if u.find_spec(m)])"
     assert podman("exec", cid, "python", "-c", code).strip() == "[]"
     files = podman("exec", cid, "find", "/home/bentoml/bento/src", "-type", "f").split()

@@ -1,11 +1,13 @@
 """The demo page at `/` (service/page/), against a real `bentoml serve`.
 
 - Without a browser: the page and its files are served, BentoML's own routes stay where they were,
-  the Swagger UI moved to /docs, and the page's One Euro filter has the Python client's constants.
+  the Swagger UI moved to /docs, the page's One Euro filter has the Python client's constants, and
+  every kind of answer carries the security headers (the CSP on HTML) and no CORS grant.
 - In a real Chromium (`browser` marker; skipped without Chromium and Playwright): a photo's faces
   drawn, a digit drawn on the pad and read, a photo of a number, the webcam through Chromium's fake
   camera, the service's errors and readiness as the page shows them, and the JS filter smoothing a
-  sequence of answers exactly as clients/smoothing.py does.
+  sequence of answers exactly as clients/smoothing.py does; all with the page's Content-Security-
+  Policy on, and any violation of it fails the test.
 
 The server runs the shipped models (models/manifest.json) when they are there, else stand-ins;
 YuNet is real in both, so faces are found either way (tests/page_browser.py).
@@ -108,6 +110,53 @@ def test_the_page_is_at_the_root_and_every_other_route_stays(server):
         assert answer.status_code == 200 and len(answer.json()["faces"]) == 1
 
 
+HTML_ROUTES = ("/", "/docs")
+OTHER_ROUTES = ("/page/app.js", "/page/style.css", "/page/favicon.svg", "/static_content/swagger-ui-bundle.js")
+OTHER_ROUTES += ("/info", "/docs.json", "/livez", "/readyz", "/metrics", "/nothing-here")
+
+
+def test_every_answer_carries_the_security_headers_and_html_its_policy(server):
+    """Over HTTP, on each kind of route: the page, the Swagger UI, the page's files, BentoML's
+    assets, the JSON answers and probes, a 404, an answer and a refusal of an API."""
+    from service.headers import OTHER_POLICY, PAGE_POLICY
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        answers = {path: http.get(path) for path in HTML_ROUTES + OTHER_ROUTES}
+        face = (EXAMPLES / "face.jpg").read_bytes()
+        answers["POST /faces"] = http.post("/faces", files={"image": ("face.jpg", face)})
+        answers["POST /faces (not an image)"] = http.post("/faces", files={"image": ("a.txt", b"text")})
+    assert answers["/nothing-here"].status_code == 404 and answers["POST /faces (not an image)"].status_code == 400
+    for route, answer in answers.items():
+        assert answer.headers.get("x-content-type-options") == "nosniff", route
+        assert answer.headers.get("referrer-policy") == "no-referrer", route
+        assert answer.headers.get("x-frame-options") == "DENY", route
+        html = answer.headers["content-type"].startswith("text/html")
+        assert html == (route in HTML_ROUTES), route
+        expected = PAGE_POLICY if html else OTHER_POLICY
+        assert answer.headers.get("content-security-policy") == expected, route
+    directives = dict(d.strip().split(" ", 1) for d in PAGE_POLICY.split(";"))
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"  # no inline, no eval
+    assert directives["frame-ancestors"] == "'none'" and directives["default-src"] == "'none'"
+    assert "*" not in PAGE_POLICY and "http" not in PAGE_POLICY  # this origin only
+    assert dict(d.strip().split(" ", 1) for d in OTHER_POLICY.split(";")) == {
+        "default-src": "'none'",
+        "frame-ancestors": "'none'",
+    }
+
+
+def test_no_cors_grant_unless_origins_are_listed(server):
+    """The server runs with VISION_CORS_ORIGINS unset: a page on another origin gets no
+    Access-Control-Allow-Origin, on a simple request or a preflight (tests/test_headers.py: set)."""
+    origin = {"Origin": "https://elsewhere.example.com"}
+    preflight = {**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        answers = [http.get("/info", headers=origin), http.get("/", headers=origin)]
+        answers.append(http.options("/faces", headers=preflight))
+    for answer in answers:
+        assert not [name for name in answer.headers if name.lower().startswith("access-control-")], answer.headers
+    assert answers[0].status_code == 200 and answers[2].status_code != 200
+
+
 # --- in Chromium ----------------------------------------------------------------------------------
 
 
@@ -129,8 +178,10 @@ def page(chrome, server):
     page.on("request", lambda r: r.url.startswith(("data:", "blob:", server.url)) or outside.append(r.url))
     yield page
     unexpected = [e for e in page.errors if "Failed to load resource" not in e]  # the 4xx the tests ask for
+    violations = page.violations
     page.context.close()
     assert not unexpected, unexpected
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
     assert not outside, f"the page asked other hosts: {outside}"
 
 
@@ -151,7 +202,7 @@ def test_faces_are_drawn_on_a_photo_and_a_point_names_itself(page):
     assert page.text_content("#faces-tip").startswith(name.replace("_", " "))
 
     page.set_input_files("#faces-file", str(EXAMPLES / "face.jpg"))
-    page.wait_for_function("document.getElementById('faces-summary').dataset.faces === '1'")
+    page.wait_for_function("() => document.getElementById('faces-summary').dataset.faces === '1'")
 
 
 @browser_test
@@ -205,10 +256,10 @@ def test_the_webcam_frames_come_back_with_a_face_and_the_rate_moves(page):
     page.click("#tab-webcam")
     page.click("#webcam-start")
     with_face = "Number(document.getElementById('webcam-stats').dataset.withFace)"
-    page.wait_for_function(f"{with_face} >= 5", timeout=30_000)
+    page.wait_for_function(f"() => {with_face} >= 5", timeout=30_000)
     first = page.text_content("#webcam-fps")
     page.wait_for_function(
-        f"{with_face} >= 12 && document.getElementById('webcam-fps').textContent !== {first!r}", timeout=30_000
+        f"() => {with_face} >= 12 && document.getElementById('webcam-fps').textContent !== {first!r}", timeout=30_000
     )
     assert float(page.text_content("#webcam-fps")) > 0
     assert re.fullmatch(r"\d+ ms", page.text_content("#webcam-latency"))
@@ -216,6 +267,30 @@ def test_the_webcam_frames_come_back_with_a_face_and_the_rate_moves(page):
     assert not page.is_visible("#webcam-error")
     page.click("#tab-faces")  # leaving the view stops the camera
     assert page.text_content("#webcam-start") == "Start the camera"
+
+
+def test_a_busy_service_makes_the_webcam_skip_frames_for_its_retry_after(page):
+    """A 503 with Retry-After: the page sends no frame until the wait it asked for has passed (here
+    far longer than the test looks), so frames are skipped, never queued, and it says why."""
+    posted = []
+
+    def busy(route):
+        posted.append(route.request.url)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "600", "Content-Type": "application/json"},
+            body='{"error": "the service is busy: retry after 600 s"}',
+        )
+
+    page.route("**/faces", busy)
+    page.click("#tab-webcam")
+    page.click("#webcam-start")
+    page.wait_for_selector("#webcam-error:has-text('the service is busy')")
+    in_flight_when_refused = len(posted)
+    assert 1 <= in_flight_when_refused <= 2  # the requests already in flight (the page keeps two)
+    page.wait_for_timeout(1500)  # ~45 camera frames at 30 fps: none may be sent
+    assert len(posted) == in_flight_when_refused
+    page.click("#tab-faces")
 
 
 @browser_test
@@ -236,6 +311,39 @@ def test_a_service_that_is_not_ready_or_gone_shows_it(chrome, server):
 
 
 @browser_test
+def test_the_page_policy_refuses_inline_script_and_the_tests_see_it(chrome, server):
+    """What the page fixture's violation check rests on: under PAGE_POLICY Chromium runs no inline
+    script, style or handler, and every refusal reaches page.violations."""
+    from service.headers import PAGE_POLICY
+
+    page = new_page(chrome, server.url)
+    try:
+        probe = f"{server.url}/page/csp-probe.html"
+        html = (
+            '<!doctype html><style>body { color: red }</style><p id="p" onclick="x()">p</p>'
+            '<script>document.title = "inline ran"</script><script src="page/app.js" type="module"></script>'
+        )
+        page.route(
+            probe,
+            lambda route: route.fulfill(
+                body=html, content_type="text/html", headers={"content-security-policy": PAGE_POLICY}
+            ),
+        )
+        page.goto(probe)
+        page.click("#p")
+        assert page.title() != "inline ran"
+        for _ in range(50):  # the reports come back asynchronously
+            if len(page.violations) >= 3:
+                break
+            page.wait_for_timeout(100)
+        refused = " ".join(page.violations)
+        assert "script-src-elem refused inline" in refused and "style-src-elem refused inline" in refused, refused
+        assert "script-src-attr refused inline" in refused, refused
+    finally:
+        page.context.close()
+
+
+@browser_test
 def test_the_swagger_ui_is_at_docs(chrome, server):
     page = new_page(chrome, server.url)
     try:
@@ -243,6 +351,10 @@ def test_the_swagger_ui_is_at_docs(chrome, server):
         page.wait_for_selector(".swagger-ui .info .title")
         assert "visionserve" in page.text_content(".swagger-ui .info .title")
         assert page.locator(".opblock-summary-path", has_text="/faces").count() >= 1
+        page.locator(".opblock-summary-path", has_text="/faces").first.click()  # an operation opened
+        page.wait_for_selector(".opblock-body")
+        assert not page.violations, f"the Swagger UI broke its Content-Security-Policy: {page.violations}"
+        assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
     finally:
         page.context.close()
 

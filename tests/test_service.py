@@ -90,7 +90,9 @@ def local(models) -> Local:
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-    env = {"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "auto"}
+    # 32 clients at once in the batching tests may all land on one worker: no 503 for load here
+    # (tests/test_service_shedding.py has its own server for that).
+    env = {"VISION_MANIFEST": str(models / "manifest.json"), "VISION_PROVIDER": "auto", "VISION_MAX_IN_FLIGHT": "64"}
     yield from serving(env, tmp_path_factory.mktemp("serve"))
 
 
@@ -587,6 +589,7 @@ def test_a_second_server_leaves_the_first_ones_metrics_alone(http, server, model
 def test_the_server_says_when_it_is_ready(server):
     lines = [line for line in server.wait_for_log("vision: ready at").splitlines() if "vision: ready at" in line]
     assert len(lines) == 1 and server.url in lines[0] and "CPUExecutionProvider" in lines[0], server.log()[-2000:]
+    assert "open: no API key required (set VISION_API_KEYS)" in lines[0]  # no keys: open, as before
 
 
 def established_per_process(port: int, peers: set[int], pids: list[int]) -> dict[int, int]:

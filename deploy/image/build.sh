@@ -8,7 +8,8 @@
 # 1. the base image (deploy/image/base.sh: pulled, or made from Debian packages where no registry answers);
 # 2. `bentoml build -f $BENTOFILE` (offline: lock_packages is false);
 # 3. `bentoml containerize` with buildah (its pip/uv reach PyPI through the host network), squashed;
-# 4. a HEALTHCHECK on /readyz for docker and podman (Kubernetes uses its own probes: deploy/k8s).
+# 4. a HEALTHCHECK on /readyz for docker and podman (Kubernetes uses its own probes: deploy/k8s), and
+#    BENTOML_HOME on /tmp, so that the image runs with a read-only root filesystem.
 # Needs: buildah, podman (and debootstrap for the fallback base), uv on the PATH (.venv/bin).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,7 +55,13 @@ built=$(date +%s)
 old=$(podman image inspect --format '{{.Id}}' "$IMAGE")
 container=$(buildah from --pull-never "$IMAGE")
 trap 'buildah rm "$container" >/dev/null 2>&1 || true' EXIT
+# BENTOML_HOME: BentoML makes its folders and metrics files there when it starts. On /tmp, the only
+# path that must be writable, the image runs with a read-only root filesystem (`podman run
+# --read-only` keeps /tmp writable; Kubernetes mounts an emptyDir there). Set here: BentoML's
+# Containerfile sets its own (/home/bentoml/), which a bentofile `envs` entry cannot change (the
+# template's ENV wins over the ARG that entry becomes, or comes after it in the CUDA template).
 buildah config \
+    --env BENTOML_HOME=/tmp/bentoml \
     --healthcheck "CMD python -c 'import os, urllib.request as u; port = os.environ.get(\"PORT\") or os.environ.get(\"BENTOML_PORT\") or 3000; u.urlopen(f\"http://127.0.0.1:{port}/readyz\", timeout=4)'" \
     --healthcheck-interval 15s --healthcheck-timeout 5s --healthcheck-start-period 60s --healthcheck-retries 3 \
     --label "org.opencontainers.image.title=vision" --label "visionserve.bento=$tag" \

@@ -1,6 +1,6 @@
 // The demo page: three views (tabs), and the service's readiness in the corner.
 
-import { getJSON } from "./api.js";
+import { getJSON, KEY_EVENT } from "./api.js";
 import { setupDigits } from "./digits.js";
 import { setupFaces } from "./faces.js";
 import { setupWebcam } from "./webcam.js";
@@ -58,7 +58,7 @@ async function checkReady() {
 
 async function describeModels() {
   try {
-    const info = await getJSON("info");
+    const info = await getJSON("info", { ask: false }); // a key is asked for by what the user does, not here
     const standIn = Object.values(info.models).some((model) => model.metrics?.stand_in);
     document.getElementById("models-line").textContent =
       `${Object.keys(info.models).join(", ")} on ${info.providers.join(", ")}${standIn ? " (stand-in models)" : ""}`;
@@ -72,3 +72,4 @@ setupFaces();
 setupDigits();
 checkReady();
 setInterval(checkReady, READY_EVERY_MS);
+window.addEventListener(KEY_EVENT, describeModels); // the footer's line, once there is a key for /info

@@ -8,10 +8,15 @@ const INK_WIDTH = 20; // on the 280-pixel pad: about an MNIST stroke once scaled
 const READ_AFTER_MS = 450; // a pause this long after a stroke reads the pad (a 4 or a 7 may take two strokes)
 const PHOTO_WIDTH = 320;
 
-// h("p", {class: "x"}, "text", child): a small element builder.
+// h("p", {class: "x"}, "text", child): a small element builder. `style` is an object of CSS
+// properties, set through the DOM: a style="" attribute would be inline style, which the page's
+// Content-Security-Policy refuses.
 function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "style") Object.assign(element.style, value);
+    else element.setAttribute(name, value);
+  }
   element.append(...children);
   return element;
 }
@@ -113,7 +118,7 @@ export function setupDigits() {
         "div",
         { class: digit === answer.digit ? "bar best" : "bar", "data-digit": digit },
         h("span", { class: "label" }, String(digit)),
-        h("span", { class: "track" }, h("span", { class: "fill", style: `width: ${Math.max(0.5, 100 * p)}%` })),
+        h("span", { class: "track" }, h("span", { class: "fill", style: { width: `${Math.max(0.5, 100 * p)}%` } })),
         h("span", { class: "value" }, percent(p)),
       ),
     );

@@ -100,8 +100,12 @@ export function setupWebcam() {
       clearError(error);
     } catch (e) {
       showError(error, e);
-      backoffUntil = performance.now() + 1000; // the service is away or refusing: wait a moment
-      setTimeout(pump, 1000);
+      if (e.status === 401) stop(); // the key form was cancelled: no frame goes through, so no frame is sent
+      // Busy (503): send nothing for the Retry-After it asked, so frames are skipped, never queued;
+      // away or refusing: wait a moment.
+      const wait = e.retryAfter > 0 ? e.retryAfter * 1000 : 1000;
+      backoffUntil = performance.now() + wait;
+      setTimeout(pump, wait);
     } finally {
       inFlight -= 1;
       pump();
