@@ -1,5 +1,6 @@
 """training.evaluate_faces: the end-to-end evaluation, on the committed fixture frames."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ from conftest import FIXTURES
 from service_models import keypoints_model
 
 from training import evaluate_faces, prepare_faces
-from vision.keypoints import OUTER_EYE_CORNERS, from_ibug68
+from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, OUTER_EYE_CORNERS, from_ibug68
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,66 @@ def test_the_command_runs_an_onnx_model_end_to_end(split, tmp_path, capsys):
 def test_no_data_folder_is_a_usage_error(split):
     with pytest.raises(SystemExit):
         evaluate_faces.main(["--split", str(split[0])])
+
+
+def _as_keypoints(points5: np.ndarray) -> np.ndarray:
+    """15 keypoints whose five shared ones are `points5` (the others anywhere)."""
+    keypoints = np.zeros((15, 2))
+    keypoints[list(FIVE_POINTS)] = points5
+    return keypoints
+
+
+def test_mtfl_is_measured_on_its_five_points_over_the_eye_centres(fixtures):
+    photos = evaluate_faces.mtfl_photos(fixtures / "mtfl5", "all")
+    assert len(photos) == 6 and all(p.image is None for p in photos)  # read one by one
+    detector = evaluate_faces.detector_named("yunet", prepare_faces.YUNET)
+    truth = evaluate_faces.evaluate(photos, detector, lambda p, d: _as_keypoints(p.points5), progress=False)
+    assert truth["mtfl"]["detected"] == 1.0 and truth["mtfl"]["nme"] == 0.0
+    assert list(truth["mtfl"]["per_keypoint"]) == list(FIVE_POINT_NAMES)
+    shift = 3.0
+    report = evaluate_faces.evaluate(
+        photos, detector, lambda p, d: _as_keypoints(p.points5 + [0, shift]), progress=False
+    )
+    eyes = [np.linalg.norm(p.points5[0] - p.points5[1]) for p in photos]
+    assert report["mtfl"]["nme"] == pytest.approx(np.mean([shift / d for d in eyes]), abs=1e-4)
+    # By pose, glasses and origin, as MTFL codes them (pose 1..5; glasses 1 = yes).
+    assert {k: v["frames"] for k, v in report["mtfl"]["by_pose"].items()} == {str(p): 1 for p in range(1, 6)} | {"3": 2}
+    assert {k: v["frames"] for k, v in report["mtfl"]["by_glasses"].items()} == {"no": 5, "yes": 1}
+    assert {k: v["frames"] for k, v in report["mtfl"]["by_origin"].items()} == {"lfw": 2, "web": 4}
+    assert "per_keypoint" not in report["mtfl"]["by_pose"]["3"]
+
+
+def test_an_mtfl_face_is_the_detection_that_holds_its_points(fixtures):
+    photo = evaluate_faces.mtfl_photos(fixtures / "mtfl5", "all")[0].loaded()
+    detector = evaluate_faces.detector_named("yunet", prepare_faces.YUNET)
+    face = evaluate_faces.matching_detection(detector, photo)
+    (x0, y0), (x1, y1) = photo.points5.min(axis=0), photo.points5.max(axis=0)
+    assert (
+        face.box.x <= x0
+        and x1 <= face.box.x + face.box.width
+        and face.box.y <= y0 <= y1 <= face.box.y + face.box.height
+    )
+    elsewhere = dataclasses.replace(photo, points5=photo.points5 + [0, 150])  # labels where no face is
+    assert evaluate_faces.matching_detection(detector, elsewhere) is None
+
+
+def test_the_command_evaluates_mtfls_held_out_part_alone(fixtures, tmp_path, capsys):
+    keypoints_model(tmp_path / "keypoints.onnx")  # a stand-in: a plausible mean face
+    out = tmp_path / "report.json"
+    evaluate_faces.main(
+        [
+            "--mtfl",
+            str(fixtures / "mtfl5"),
+            "--model",
+            str(tmp_path / "keypoints.onnx"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "mtfl" in printed and "pose 2" in printed and "eye-centre distance" in printed
+    report = json.loads(out.read_text())
+    assert set(report) == {"model", "mtfl", "seconds_per_frame"}
+    assert report["mtfl"]["frames"] == 2 and report["mtfl"]["detected"] == 1.0  # the held-out photo's two faces
+    assert 0 < report["mtfl"]["nme"] < 1 and set(report["mtfl"]["by_pose"]) == {"2", "4"}

@@ -140,3 +140,124 @@ def test_a_made_up_detection_approximates_yunets(fixtures):
     assert np.median(ious) > 0.8
     rolls = [abs(d.roll - placement.detection(p).roll) for d, p in zip(found, data.points)]
     assert np.median(rolls) < 5  # degrees: the labelled eyes agree with YuNet's
+
+
+# --- MTFL ------------------------------------------------------------------------------------
+
+AS_GIVEN = {"pixel_center": 0.0}
+
+
+def test_mtfl5_loads_the_files_points_in_our_names_order(fixtures):
+    data = faces_data.load_mtfl5(fixtures / "mtfl5", **AS_GIVEN)
+    assert len(data.names) == 6 and data.points.shape == (6, 5, 2)
+    assert data.names[0] == "lfw_5590_Chris_Noth_0001.jpg"
+    # x1..x5, y1..y5 = image-left eye, image-right eye, nose tip, image-left and image-right mouth corner
+    assert data.points[0].tolist() == [
+        [78.27, 74.99],
+        [112.52, 76.66],
+        [99.61, 94.04],
+        [80.64, 114.59],
+        [106.46, 117.22],
+    ]
+    assert {key: values[0] for key, values in data.attributes.items()} == {
+        "gender": 1,
+        "smile": 2,
+        "glasses": 2,
+        "pose": 3,
+    }
+    assert data.attributes["pose"].tolist() == [3, 3, 2, 4, 1, 5] and data.read_image(0).shape == (192, 192, 3)
+
+
+def test_mtfl5_points_are_the_fixture_faces_labels(fixtures):
+    """The fixture's rows are its 68-point labels mapped into each photo: the right eye centre is
+    the mean of the subject's right eye points, on the image's left."""
+    from mtfl_fixture import FACES, mtfl_face
+
+    from vision.keypoints import from_ibug68, to_five
+
+    frames = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+    data = faces_data.load_mtfl5(fixtures / "mtfl5", **AS_GIVEN)
+    for name, points in zip(data.names, data.points, strict=True):
+        i = frames.names.index(FACES[name][0])
+        _, expected = mtfl_face(frames.read_image(i), to_five(from_ibug68(frames.points[i])))
+        np.testing.assert_allclose(points, expected, atol=0.006)
+        assert points[0, 0] < points[1, 0] and points[3, 0] < points[4, 0]  # the subject's right on the image's left
+
+
+def test_mtfl5_moves_the_points_by_its_pixel_center(fixtures):
+    given = faces_data.load_mtfl5(fixtures / "mtfl5", **AS_GIVEN).points
+    np.testing.assert_allclose(faces_data.load_mtfl5(fixtures / "mtfl5").points, given - faces_data.MTFL_PIXEL_CENTER)
+    np.testing.assert_allclose(faces_data.load_mtfl5(fixtures / "mtfl5", pixel_center=0.75).points, given - 0.75)
+
+
+def test_mtfl_identity_is_the_person_or_the_photo():
+    identity = faces_data.mtfl_identity
+    assert identity("lfw_5590_Aaron_Eckhart_0001.jpg") == "lfw/Aaron_Eckhart"
+    assert identity("images/lfw_5590_Lim_Dong-won_0001.jpg") == "lfw/Lim_Dong-won"
+    # Faces of one web photo are one identity; a yaw folder numbers its photos anew.
+    assert identity("net_7876_6244_0_0.jpg") == identity("net_7876_6244_3_0.jpg") == "web/6244"
+    assert identity("net_7876__-20_1006_2.jpg") == identity("net_7876__-20_1006_0.jpg") == "web/-20/1006"
+    assert (
+        identity("net_7876__0_1006_0.jpg") != identity("net_7876__-20_1006_0.jpg") != identity("net_7876_1006_0_0.jpg")
+    )
+    # A photo that MTFL holds twice is one identity, even across LFW and the web photos.
+    assert identity("lfw_5590_Carlos_Beltran_0001.jpg") == identity("lfw_5590_Raul_Ibanez_0001.jpg")
+    assert identity("net_7876_7904_0_0.jpg") == "lfw/Jon_Stewart"
+    assert identity("someone_else.png") == "other/someone_else"
+
+
+def test_mtfl_held_out_rule_is_deterministic_and_takes_the_share():
+    people = [f"web/{i}" for i in range(20000)]
+    held_out = np.array([faces_data.mtfl_held_out(p) for p in people])
+    assert abs(held_out.mean() - faces_data.MTFL_VALIDATION_SHARE) < 0.01
+    assert held_out.tolist() == [faces_data.mtfl_held_out(p) for p in people]  # the same again
+    other_seed = np.array([faces_data.mtfl_held_out(p, seed=1) for p in people])
+    assert abs(other_seed.mean() - 0.15) < 0.01 and (other_seed != held_out).any()
+    assert np.array([faces_data.mtfl_held_out(p, share=0.3) for p in people])[held_out].all()  # nested shares
+    # Pinned, so that the split cannot move without a test noticing: the first held-out web photos.
+    assert [i for i in range(40) if held_out[i]] == [1, 6, 19, 21, 22, 27, 28, 29, 37, 39]
+
+
+def test_mtfl_parts_are_identity_disjoint_and_cover_the_data(fixtures):
+    everyone = faces_data.load_mtfl5(fixtures / "mtfl5")
+    train = faces_data.load_mtfl5(fixtures / "mtfl5", "train")
+    held_out = faces_data.load_mtfl5(fixtures / "mtfl5", "held_out")
+    assert held_out.names == ["net_7876_1_0_0.jpg", "net_7876_1_1_0.jpg"]  # two faces of one photo, together
+    assert sorted(train.names + held_out.names) == sorted(everyone.names)
+    assert not set(train.identities) & set(held_out.identities)
+    assert "net_7876__-20_1_0.jpg" in train.names  # photo 1 of a yaw folder is another photo
+    np.testing.assert_array_equal(held_out.points, everyone.points[[2, 3]])
+    assert held_out.attributes["pose"].tolist() == [2, 4]
+    with pytest.raises(ValueError, match="part"):
+        faces_data.load_mtfl5(fixtures / "mtfl5", "validation")
+
+
+def test_mtfl5_errors_name_the_file_and_row(fixtures, tmp_path):
+    folder = tmp_path / "mtfl5"
+    shutil.copytree(fixtures / "mtfl5", folder)
+    path = folder / "points5.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [lines[3].rsplit(",", 1)[0]] + lines[4:]) + "\n")
+    with pytest.raises(InputError, match=r"points5.csv, row 4: 14 columns, expected 15"):
+        faces_data.load_mtfl5(folder)
+    path.write_text("\n".join([lines[0].replace("x1", "X1")] + lines[1:]) + "\n")
+    with pytest.raises(InputError, match=r"points5.csv: expected the header image,x1,"):
+        faces_data.load_mtfl5(folder)
+    path.write_text("\n".join(lines[:2] + [lines[2].replace("77.70", "n/a")]) + "\n")
+    with pytest.raises(InputError, match=r"points5.csv, row 3: a value is not a number"):
+        faces_data.load_mtfl5(folder)
+    with pytest.raises(InputError, match=r"image folder not found"):
+        faces_data.load_mtfl5(tmp_path)
+
+
+def test_mtfl5_full_data_split(shared_data):
+    """The split of the real MTFL: pinned sizes, identity-disjoint, no photo on both sides."""
+    if not (shared_data / "mtfl5").is_dir():
+        pytest.skip(f"needs {shared_data / 'mtfl5'}")
+    everyone = faces_data.load_mtfl5(shared_data / "mtfl5")
+    train = faces_data.load_mtfl5(shared_data / "mtfl5", "train")
+    held_out = faces_data.load_mtfl5(shared_data / "mtfl5", "held_out")
+    assert (len(everyone.names), len(train.names), len(held_out.names)) == (9753, 8301, 1452)
+    assert len(set(held_out.identities)) == 1391 and not set(train.identities) & set(held_out.identities)
+    assert len(set(everyone.identities)) == 9260
+    assert all(name in everyone.names for group in faces_data.MTFL_SAME_PHOTOS for name in group)

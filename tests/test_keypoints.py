@@ -12,7 +12,7 @@ from training import keypoints as kp_training
 from training.faces_data import load_split
 from vision import faces, keypoints
 from vision.errors import InputError
-from vision.metrics import course_score, nme, nme_per_face
+from vision.metrics import course_score, nme, nme_five_per_face, nme_per_face
 
 
 def test_flip_swaps_left_and_right_pairs():
@@ -107,6 +107,20 @@ def test_nme_per_face_and_per_keypoint():
     )
     assert nme_per_face(pred, target) == pytest.approx([0.5 / 15, 0.0])
     assert nme(pred, target) == pytest.approx(0.5 / 30)
+
+
+def test_nme_five_points_is_over_the_eye_centre_distance():
+    target = np.zeros((2, 5, 2))
+    target[:, 0, 0], target[:, 1, 0] = 10.0, 30.0  # eye centres 20 px apart
+    target[1] *= 2  # a face twice the size: 40 px
+    pred = target.copy()
+    pred[0, 2] += [6.0, 8.0]  # 10 px off at the nose tip
+    pred[1] += [0.0, 4.0]  # every point 4 px off
+    per_point = nme_five_per_face(pred, target, per_keypoint=True)
+    assert (
+        per_point.shape == (2, 5) and per_point[0, 2] == pytest.approx(0.5) and per_point[0].sum() == pytest.approx(0.5)
+    )
+    np.testing.assert_allclose(nme_five_per_face(pred, target), [0.1, 0.1])
 
 
 def test_the_metrics_need_no_torch():

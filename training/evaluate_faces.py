@@ -1,7 +1,8 @@
 """End-to-end evaluation of the face pipeline on whole frames of people that no training crop shows.
 
     python -m training.evaluate_faces --split data/faces/faces.npz \\
-        --faces ../shared/data/faces --faces300w ../shared/data/faces300w          # the shipped model
+        --faces ../shared/data/faces --faces300w ../shared/data/faces300w \\
+        --mtfl ../shared/data/mtfl5                                             # the shipped model
     python -m training.evaluate_faces ... --model old.onnx --detector haar      # a model as once served
     python -m training.evaluate_faces ... --peer dlib                           # dlib's 68-point predictor
 
@@ -12,24 +13,31 @@ is a miss. Errors are in image pixels, with the labels moved to OpenCV's pixel c
 training data is (`training.faces_data.LABEL_PIXEL_CENTER`; `--label-pixel-center 0` takes the
 files' coordinates as they are): NME is a face's mean point-to-point error over its
 outer-eye-corner distance. Prints one table per run and writes it as JSON (--out).
+
+MTFL (`--mtfl`, the fourth source) is labelled with five points only: its held-out part
+(`training.faces_data.load_mtfl5`, whole identities), each photo's face the detection whose box
+(grown by 10%) holds its five points, NME over the eye-centre distance on those five points, and the
+same figures by head pose (1 left profile ... 3 frontal ... 5 right profile), glasses and origin
+(LFW or web photos). MTFL needs no split file.
 """
 
 import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
 from training import prepare_faces
-from training.faces_data import LABEL_PIXEL_CENTER, load_landmarks68
+from training.faces_data import LABEL_PIXEL_CENTER, MTFL_PIXEL_CENTER, load_landmarks68, load_mtfl5, read_image
 from vision import faces
 from vision.errors import InputError
-from vision.keypoints import KEYPOINT_NAMES, from_ibug68
-from vision.metrics import nme_per_face
+from vision.keypoints import FIVE_POINT_NAMES, KEYPOINT_NAMES, from_ibug68, to_five
+from vision.metrics import nme_five_per_face, nme_per_face
 
 FAR_OFF = 0.10  # a face whose NME is over this is counted as a failure
 
@@ -39,6 +47,56 @@ class Frame:
     source: str  # youtube | helen | afw
     image: np.ndarray  # BGR
     points68: np.ndarray  # (68, 2) image pixels
+
+    point_names: ClassVar[tuple[str, ...]] = KEYPOINT_NAMES
+
+    def loaded(self) -> "Frame":
+        return self
+
+    def groups(self) -> dict[str, str]:
+        return {}
+
+    def match(self, detector) -> faces.Detection | None:
+        """The frame's face: the detection that best overlaps its labels (as the training crops chose)."""
+        return prepare_faces.best_detection(detector, self.image, self.points68)
+
+    @property
+    def points5(self) -> np.ndarray:
+        """The five points MTFL labels (FIVE_POINT_NAMES), from its 68."""
+        return to_five(from_ibug68(self.points68))
+
+    def errors(self, keypoints: np.ndarray) -> np.ndarray:
+        """(15,) each predicted keypoint's error over the outer-eye-corner distance."""
+        return nme_per_face(keypoints[None], from_ibug68(self.points68)[None], per_keypoint=True)[0]
+
+
+@dataclass
+class Photo5:
+    """An MTFL photo: its labelled face's five points and what MTFL says of it. The image is read
+    when the evaluation comes to it (`loaded`), so thousands of photos do not sit in memory."""
+
+    source: str  # mtfl
+    path: Path
+    points5: np.ndarray  # (5, 2) image pixels, FIVE_POINT_NAMES order
+    pose: int  # 1 left profile ... 3 frontal ... 5 right profile
+    glasses: bool
+    image: np.ndarray | None = None
+
+    point_names: ClassVar[tuple[str, ...]] = FIVE_POINT_NAMES
+
+    def loaded(self) -> "Photo5":
+        return self if self.image is not None else replace(self, image=read_image(self.path))
+
+    def groups(self) -> dict[str, str]:
+        origin = "lfw" if self.path.name.startswith("lfw_") else "web"
+        return {"pose": str(self.pose), "glasses": "yes" if self.glasses else "no", "origin": origin}
+
+    def match(self, detector) -> faces.Detection | None:
+        return prepare_faces.detection_holding(detector, self.image, self.points5)
+
+    def errors(self, keypoints: np.ndarray) -> np.ndarray:
+        """(5,) the five shared points' errors over the labelled eye-centre distance."""
+        return nme_five_per_face(to_five(keypoints)[None], self.points5[None], per_keypoint=True)[0]
 
 
 def held_out_frames(split: Path, folders: dict[str, Path], pixel_center: float = LABEL_PIXEL_CENTER) -> list[Frame]:
@@ -58,10 +116,27 @@ def held_out_frames(split: Path, folders: dict[str, Path], pixel_center: float =
     return frames
 
 
-def onnx_model(path: Path):
+def mtfl_photos(folder: Path, part: str = "held_out", **load) -> list[Photo5]:
+    """MTFL's photos of one part (`training.faces_data.load_mtfl5`), to be read one by one."""
+    data = load_mtfl5(folder, part, **load)
+    pose, glasses = data.attributes["pose"], data.attributes["glasses"]
+    return [
+        Photo5("mtfl", data.image_dir / name, data.points[i], int(pose[i]), bool(glasses[i] == 1))
+        for i, name in enumerate(data.names)
+    ]
+
+
+def cpu_session(path: Path, threads: int):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_model(path: Path, threads: int = 0):
+    """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core)."""
+    session = cpu_session(path, threads)
     return lambda x: session.run(None, {"image": x})[0]
 
 
@@ -80,15 +155,19 @@ class DlibDetector:
         return [faces.Detection(faces.Box(r.left(), r.top(), r.width(), r.height()), None, "haar") for r in found]
 
 
-def detector_named(name: str, yunet: Path):
+def detector_named(name: str, yunet: Path, threads: int = 0):
     if name == "dlib":
         return DlibDetector()
-    return faces.HaarDetector() if name == "haar" else faces.YuNetDetector(yunet)
+    if name == "haar":
+        return faces.HaarDetector()
+    if not Path(yunet).is_file():
+        raise InputError(f"YuNet model not found: {yunet}")
+    return faces.YuNetDetector(yunet, session=cpu_session(yunet, threads))
 
 
-def matching_detection(detector, frame: Frame) -> faces.Detection | None:
-    """The frame's face: the detection that best overlaps its labels (as the training crops chose)."""
-    return prepare_faces.best_detection(detector, frame.image, frame.points68)
+def matching_detection(detector, frame: Frame | Photo5) -> faces.Detection | None:
+    """The frame's labelled face among the detections, or None (a miss)."""
+    return frame.match(detector)
 
 
 def pipeline_predictor(model, style: faces.CropStyle | None):
@@ -123,47 +202,69 @@ def dlib_predictor():
     return predict
 
 
-def evaluate(frames: list[Frame], detector, predict, progress: bool = True) -> dict:
-    """Per source: detection rate, NME mean/median, share of faces over 10%, per-keypoint NME."""
+def evaluate(frames: list[Frame | Photo5], detector, predict, progress: bool = True) -> dict:
+    """Per source: detection rate, NME mean/median, share of faces over 10%, per-keypoint NME; for
+    sources whose frames have groups (MTFL's pose, glasses, origin), the same by group."""
     rows: dict[str, dict] = {}
     started = time.perf_counter()
     for frame in tqdm(frames, desc="evaluating", unit="frame", disable=not progress):
-        row = rows.setdefault(frame.source, {"frames": 0, "errors": []})
-        row["frames"] += 1
+        frame = frame.loaded()
+        row = rows.setdefault(frame.source, {"names": frame.point_names, "groups": [], "errors": []})
         detection = matching_detection(detector, frame)
-        if detection is None:
-            continue
-        truth = from_ibug68(frame.points68)
-        row["errors"].append(nme_per_face(predict(frame, detection)[None], truth[None], per_keypoint=True)[0])
+        row["groups"].append(frame.groups())
+        row["errors"].append(None if detection is None else frame.errors(predict(frame, detection)))
     report = {source: summary(row) for source, row in sorted(rows.items())}
     report["seconds_per_frame"] = round((time.perf_counter() - started) / max(1, len(frames)), 4)
     return report
 
 
 def summary(row: dict) -> dict:
-    errors = np.array(row["errors"]).reshape(-1, len(KEYPOINT_NAMES))  # (faces, 15) over the ocular distance
-    per_face = errors.mean(axis=1) if len(errors) else np.array([np.nan])
-    return {
-        "frames": row["frames"],
-        "detected": round(len(errors) / row["frames"], 4),
+    report = figures(row["errors"], row["names"])
+    for key in sorted({key for groups in row["groups"] for key in groups}):
+        values = sorted({groups[key] for groups in row["groups"]})
+        report[f"by_{key}"] = {
+            value: figures([e for g, e in zip(row["groups"], row["errors"]) if g[key] == value], row["names"], False)
+            for value in values
+        }
+    return report
+
+
+def figures(errors: list, names: tuple[str, ...], per_keypoint: bool = True) -> dict:
+    """`errors`: per frame, None (missed) or each keypoint's error over the face's normalizing distance."""
+    found = np.array([e for e in errors if e is not None]).reshape(-1, len(names))
+    per_face = found.mean(axis=1) if len(found) else np.array([np.nan])
+    result = {
+        "frames": len(errors),
+        "detected": round(len(found) / len(errors), 4),
         "nme": round(float(per_face.mean()), 4),
         "nme_median": round(float(np.median(per_face)), 4),
         "over_10_percent": round(float(np.mean(per_face > FAR_OFF)), 4),
-        "per_keypoint": {name: round(float(v), 4) for name, v in zip(KEYPOINT_NAMES, errors.mean(axis=0))},
     }
+    if per_keypoint:
+        result["per_keypoint"] = {name: round(float(v), 4) for name, v in zip(names, found.mean(axis=0))}
+    return result
 
 
 def table(label: str, report: dict) -> str:
     lines = [
         f"{label}  ({report['seconds_per_frame'] * 1000:.0f} ms per frame)",
-        f"  {'source':<8} {'frames':>6} {'detected':>9} {'NME':>7} {'median':>7} {'>10%':>6}",
+        f"  {'source':<16} {'frames':>6} {'detected':>9} {'NME':>7} {'median':>7} {'>10%':>6}",
     ]
+
+    def line(name: str, row: dict) -> str:
+        return (
+            f"  {name:<16} {row['frames']:>6} {row['detected']:>9.1%} {row['nme']:>7.2%} "
+            f"{row['nme_median']:>7.2%} {row['over_10_percent']:>6.1%}"
+        )
+
     for source, row in report.items():
         if isinstance(row, dict):
-            lines.append(
-                f"  {source:<8} {row['frames']:>6} {row['detected']:>9.1%} {row['nme']:>7.2%} "
-                f"{row['nme_median']:>7.2%} {row['over_10_percent']:>6.1%}"
-            )
+            lines.append(line(source, row))
+            for key, groups in row.items():
+                if key.startswith("by_"):
+                    lines += [line(f"  {key[3:]} {value}", group) for value, group in groups.items()]
+    if "mtfl" in report:
+        lines.append("  (mtfl: 5 points, NME over the eye-centre distance; the others: 15, outer eye corners)")
     return "\n".join(lines)
 
 
@@ -176,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", type=Path, default=Path("data/faces/faces.npz"), help="from training.prepare_faces")
     parser.add_argument("--faces", type=Path, help="the YouTube frames folder (images/ + keypoints68.csv)")
     parser.add_argument("--faces300w", type=Path, help="the Helen/AFW photos folder")
+    parser.add_argument("--mtfl", type=Path, help="MTFL's photos (images/ + points5.csv): its held-out part")
     parser.add_argument("--model", type=Path, default=Path("models/keypoints.onnx"), help="keypoint model (ONNX)")
     parser.add_argument(
         "--detector",
@@ -191,16 +293,26 @@ def main(argv: list[str] | None = None) -> None:
         default=LABEL_PIXEL_CENTER,
         help="where the labels put a pixel's center (0: take the files' coordinates as OpenCV's)",
     )
+    parser.add_argument(
+        "--mtfl-pixel-center",
+        type=float,
+        default=MTFL_PIXEL_CENTER,
+        help="where MTFL's points put a pixel's center, as --label-pixel-center for the 68 points",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (0: one per core)")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     folders = {name: path for name, path in (("youtube", args.faces), ("300w", args.faces300w)) if path}
-    if not folders:
-        parser.error("give --faces and/or --faces300w: the folders the split's frames come from")
+    if not folders and not args.mtfl:
+        parser.error("give --faces, --faces300w and/or --mtfl: the folders the held-out frames come from")
+    if args.threads < 0:
+        parser.error("--threads must be 0 or more")
     try:
-        frames = held_out_frames(args.split, folders, args.label_pixel_center)
-        detector = detector_named(args.detector, args.yunet)
-        predict = dlib_predictor() if args.peer else pipeline_predictor(onnx_model(args.model), None)
+        frames = held_out_frames(args.split, folders, args.label_pixel_center) if folders else []
+        frames += mtfl_photos(args.mtfl, pixel_center=args.mtfl_pixel_center) if args.mtfl else []
+        predict = dlib_predictor() if args.peer else pipeline_predictor(onnx_model(args.model, args.threads), None)
+        detector = detector_named(args.detector, args.yunet, args.threads)
         report = evaluate(frames, detector, predict, progress=not args.no_progress)
     except (InputError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")

@@ -30,6 +30,9 @@ from vision.errors import InputError
 from vision.signatures import CROP_SIZE
 
 MIN_IOU = 0.3
+# A profile's nose tip or mouth corner can sit on the edge of the face's box (dlib's boxes are tight):
+# a detection holds a few labelled points if its box, grown by this share on each side, does.
+HOLD_MARGIN = 0.1
 # The context crop adds a quarter of the crop's side on each side (144 x 144 around the 96 x 96):
 # room for the shifts, zoom-outs and turns of training's jitter.
 CONTEXT_BORDER = CROP_SIZE // 4
@@ -70,6 +73,23 @@ def best_detection(detector, image: np.ndarray, points68: np.ndarray) -> faces.D
     target = landmark_box(points68)
     found = [d for d in detector.detect(image) if faces.iou(d.box, target) >= MIN_IOU]
     return max(found, key=lambda d: faces.iou(d.box, target), default=None)
+
+
+def detection_holding(
+    detector, image: np.ndarray, points: np.ndarray, margin: float = HOLD_MARGIN
+) -> faces.Detection | None:
+    """For a face labelled with a few points (MTFL's five, whose box is no face box to overlap): the
+    detection whose box, grown by `margin` of its size on each side, holds them all; the one centred
+    nearest to them where several do."""
+    points = np.asarray(points, dtype=np.float64)
+    (x0, y0), (x1, y1), center = points.min(axis=0), points.max(axis=0), points.mean(axis=0)
+
+    def holds(box: faces.Box) -> bool:
+        dx, dy = box.width * margin, box.height * margin
+        return box.x - dx <= x0 and x1 <= box.x + box.width + dx and box.y - dy <= y0 and y1 <= box.y + box.height + dy
+
+    found = [d for d in detector.detect(image) if holds(d.box)]
+    return min(found, key=lambda d: float(np.hypot(*np.subtract(d.box.center, center))), default=None)
 
 
 def box_from_labels(detections: list, points: list) -> BoxFromLabels:

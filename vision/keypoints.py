@@ -49,6 +49,11 @@ FLIP_PERMUTATION = tuple(
     for name in KEYPOINT_NAMES
 )
 
+# The five points that MTFL labels and YuNet finds, in their order: the subject's right eye (on the
+# image's left), left eye, nose tip, right mouth corner (image left), left mouth corner.
+FIVE_POINT_NAMES = ("right_eye_center", "left_eye_center", "nose_tip", "mouth_right_corner", "mouth_left_corner")
+FIVE_POINTS = tuple(KEYPOINT_NAMES.index(name) for name in FIVE_POINT_NAMES)
+
 OUTER_EYE_CORNERS = (
     KEYPOINT_NAMES.index("left_eye_outer_corner"),
     KEYPOINT_NAMES.index("right_eye_outer_corner"),
@@ -61,6 +66,14 @@ def from_ibug68(points68: np.ndarray) -> np.ndarray:
     if points68.shape[-2:] != (68, 2):
         raise ValueError(f"expected (..., 68, 2) landmarks, got shape {points68.shape}")
     return np.stack([points68[..., list(src), :].mean(axis=-2) for src in IBUG68_SOURCES], axis=-2)
+
+
+def to_five(points: np.ndarray) -> np.ndarray:
+    """(..., 15, 2) course keypoints -> (..., 5, 2) in `FIVE_POINT_NAMES` order."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[-2:] != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"expected (..., {NUM_KEYPOINTS}, 2) keypoints, got shape {points.shape}")
+    return points[..., list(FIVE_POINTS), :]
 
 
 def as_records(points: np.ndarray) -> list[dict]:

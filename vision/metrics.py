@@ -7,7 +7,7 @@ arguments. Torch-free on purpose, like the rest of `vision`.
 
 import numpy as np
 
-from vision.keypoints import NUM_KEYPOINTS, OUTER_EYE_CORNERS
+from vision.keypoints import FIVE_POINT_NAMES, NUM_KEYPOINTS, OUTER_EYE_CORNERS
 
 
 def as_points(a) -> np.ndarray:
@@ -29,6 +29,16 @@ def nme_per_face(pred, target, per_keypoint: bool = False) -> np.ndarray:
     ocular = np.linalg.norm(target[:, left] - target[:, right], axis=-1)
     errors = np.linalg.norm(pred - target, axis=-1)
     return errors / ocular[:, None] if per_keypoint else errors.mean(axis=1) / ocular
+
+
+def nme_five_per_face(pred, target, per_keypoint: bool = False) -> np.ndarray:
+    """The same for five points (N, 5, 2) in `FIVE_POINT_NAMES` order (MTFL's), over each face's
+    eye-centre distance (the target's first two points), as MTFL's papers measure: (N,) or (N, 5)."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, len(FIVE_POINT_NAMES), 2)
+    target = np.asarray(target, dtype=np.float64).reshape(-1, len(FIVE_POINT_NAMES), 2)
+    eyes = np.linalg.norm(target[:, 0] - target[:, 1], axis=-1)
+    errors = np.linalg.norm(pred - target, axis=-1) / eyes[:, None]
+    return errors if per_keypoint else errors.mean(axis=1)
 
 
 def nme(pred, target) -> float:
