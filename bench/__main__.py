@@ -7,11 +7,14 @@ in time and count:
 - sequential latency of /digit (docs/examples/digit.png, 28x28) and /faces (docs/examples/face.jpg,
   Grace Hopper, one face, placed in a 640x480 webcam-sized frame and in a 3000x2000 photo), with
   each detector (YuNet, the default, and Haar);
+- /faces on the 640x480 frame with `boxes` (the box /faces found there, as a tracker sends it:
+  no detection) against the same frame detected with YuNet: p50 each and their ratio;
 - /digits_array throughput with 1 vs 32 concurrent clients each sending one image, which shows
   BentoML's adaptive batching merging concurrent requests into one onnxruntime call.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -21,7 +24,7 @@ import httpx
 import numpy as np
 
 from bench.samples import DIGIT, PHOTO, BenchError, framed, sample
-from clients.api import URL_HELP, ServiceError, checked_url, service_url, unreachable_message
+from clients.api import URL_HELP, ServiceError, box_from_face, checked_url, service_url, unreachable_message
 
 
 def timed(call, seconds: float, max_calls: int) -> list[float]:
@@ -33,10 +36,41 @@ def timed(call, seconds: float, max_calls: int) -> list[float]:
     return times
 
 
-def report(label: str, times: list[float]) -> None:
+def report(label: str, times: list[float]) -> float:
+    """Print one line of figures; return the p50 in ms."""
     ms = sorted(t * 1000 for t in times)
     p50, p95 = statistics.median(ms), ms[int(0.95 * (len(ms) - 1))]
     print(f"{label:<44} n={len(ms):>5}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  {len(ms) / (sum(ms) / 1000):8.1f} req/s")
+    return p50
+
+
+BOXES_TARGET = 0.4  # /faces with a given box, as a fraction of /faces detecting (issue 26)
+
+
+def given_box_against_detection(http: httpx.Client, seconds: float) -> None:
+    """/faces on the 640x480 frame with the box /faces found there given back (no detection),
+    against the same frame detected with YuNet: the two requests alternate, so that a slow spell
+    of the machine weighs on both alike."""
+    photo = framed(PHOTO, 640, 480)
+    response = http.post("/faces", files={"image": ("p.jpg", photo)})
+    response.raise_for_status()
+    found = response.json()["faces"]
+    if len(found) != 1:
+        raise BenchError(f"/faces found {len(found)} faces in the 640x480 frame of {PHOTO.name}, not 1")
+    forms = {"detected": {}, "given": {"boxes": json.dumps([box_from_face(found[0])])}}
+    times = {kind: [] for kind in forms}
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline and len(times["given"]) < 2000:
+        for kind, form in forms.items():
+            start = time.perf_counter()
+            http.post("/faces", files={"image": ("p.jpg", photo)}, data=form).raise_for_status()
+            times[kind].append(time.perf_counter() - start)
+    detected = report("POST /faces (640x480 JPEG, detected, alt.)", times["detected"])
+    given = report("POST /faces (640x480 JPEG, box given, alt.)", times["given"])
+    print(
+        f"/faces 640x480, box given vs detected: p50 {given:.2f} vs {detected:.2f} ms"
+        f" = {given / detected:.2f}x (target <= {BOXES_TARGET}x)"
+    )
 
 
 def throughput(url: str, clients: int, seconds: float, payload: dict) -> tuple[float, int, int]:
@@ -98,6 +132,7 @@ def run(url: str, seconds: float) -> None:
                     2000,
                 ),
             )
+    given_box_against_detection(http, seconds)
     payload = {"images": np.random.default_rng(0).random((1, 1, 28, 28)).round(3).tolist()}
     for clients in (1, 32):
         requests_before, calls_before = batch_totals(http, "digits_array")

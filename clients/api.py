@@ -1,6 +1,7 @@
 """A thin client for the service's HTTP API."""
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -249,9 +250,13 @@ class _Endpoints:
         """{"keypoints": 15 named keypoints in the pixel coordinates of a face crop}."""
         return self._send(_image_request("/keypoints", image))
 
-    def faces(self, image, detector: str | None = None):
-        """{"width", "height", "faces": [{"box", "score", "detector", "keypoints"}]} for a photo."""
-        return self._send(_image_request("/faces", image, detector=detector))
+    def faces(self, image, detector: str | None = None, boxes: list[dict] | None = None):
+        """{"width", "height", "faces": [{"box", "score", "detector", "keypoints"}]} for a photo.
+        With `boxes` nothing is detected: each box is cut and predicted as /faces would a detection
+        (detector "given"). A box is {"x", "y", "width", "height"} in the photo's pixels, optionally
+        with "eyes" ([[right x, right y], [left x, left y]]: the crop is turned by them) and a
+        "score"; a face record of an earlier /faces answer is taken as `box_from_face` makes it."""
+        return self._send(_image_request("/faces", image, detector=detector, boxes=boxes_field(boxes)))
 
 
 class VisionClient(_Endpoints):
@@ -337,6 +342,26 @@ class AsyncVisionClient(_Endpoints):
             return (await self._http.get("/readyz")).status_code == 200
         except (httpx.HTTPError, httpx.InvalidURL):
             return False
+
+
+def box_from_face(face: dict) -> dict:
+    """A face record of a /faces answer -> an entry of /faces's `boxes`: its box and score, and its
+    eyes from the `right_eye_center` and `left_eye_center` keypoints (the subject's right eye first)."""
+    entry = {side: face["box"][side] for side in ("x", "y", "width", "height")}
+    if face.get("score") is not None:
+        entry["score"] = face["score"]
+    points = {k["name"]: [k["x"], k["y"]] for k in face.get("keypoints") or []}
+    if "right_eye_center" in points and "left_eye_center" in points:
+        entry["eyes"] = [points["right_eye_center"], points["left_eye_center"]]
+    return entry
+
+
+def boxes_field(boxes: list[dict] | None) -> str | None:
+    """`boxes` (box entries or /faces face records) -> the JSON text of the form field; None: no field."""
+    if boxes is None:
+        return None
+    entries = [box_from_face(b) if "box" in b else b for b in boxes]
+    return json.dumps(entries, default=lambda value: value.tolist())  # numpy numbers and arrays too
 
 
 def keypoint_array(keypoints: list[dict]) -> np.ndarray:

@@ -28,8 +28,11 @@ class LocalFaces:
         except ImportError as e:  # no onnxruntime in this environment
             raise ServiceError(f"--local needs onnxruntime ({e}); install the `cpu` extra") from None
 
-    def __call__(self, frame: np.ndarray) -> dict:
-        from vision.faces import find_faces
+    def __call__(self, frame: np.ndarray, boxes: list[dict] | None = None) -> dict:
+        """The answer for a frame; with `boxes` (/faces' form field, as clients.tracking plans
+        them), no detection: those faces are cut and predicted."""
+        from vision.faces import GivenBoxes, find_faces, given_detections
 
-        faces = find_faces(frame, self.detector, self.model)
+        detector = self.detector if boxes is None else GivenBoxes(given_detections(boxes))
+        faces = find_faces(frame, detector, self.model)
         return {"width": frame.shape[1], "height": frame.shape[0], "faces": [face.as_dict() for face in faces]}

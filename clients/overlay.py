@@ -15,18 +15,24 @@ DIGIT_MIN_SIDE = 280
 
 
 def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
-    """Draw every face box and its keypoints from a /faces answer onto a BGR image, in place."""
+    """Draw every face box and its keypoints from a /faces answer onto a BGR image, in place, with
+    its label: the face's id (`#3`, on video, where the tracker gives one) and the detector's
+    score. Marks are sized by the face and the image (vision.draw.mark_sizes)."""
     for face in answer["faces"]:
         box = face["box"]
-        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]))
-        radius = max(2, round(box["width"] / 60))
-        draw.draw_keypoints(image, keypoint_array(face["keypoints"]), radius=radius)
-        if face.get("score") is not None:  # YuNet's confidence; Haar gives none
-            scale = max(0.4, box["width"] / 250)
-            origin = (int(box["x"]), max(int(box["y"]) - 6, 12))
-            cv2.putText(
-                image, f"{face['score']:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 0), 1, cv2.LINE_AA
-            )
+        sizes = draw.mark_sizes(box["width"], image.shape)
+        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), thickness=sizes.line)
+        draw.draw_keypoints(image, keypoint_array(face["keypoints"]), radius=sizes.radius)
+        parts = ([f"#{face['id']}"] if face.get("id") is not None else []) + (
+            [f"{face['score']:.2f}"] if face.get("score") is not None else []  # Haar gives no score
+        )
+        if parts:
+            label, font = "  ".join(parts), cv2.FONT_HERSHEY_SIMPLEX
+            (_, text_height), _ = cv2.getTextSize(label, font, sizes.font_scale, sizes.font_thickness)
+            origin = (int(box["x"]), max(int(box["y"]) - sizes.line - 4, text_height + 2))
+            outline = sizes.font_thickness + 2
+            cv2.putText(image, label, origin, font, sizes.font_scale, (0, 0, 0), outline, cv2.LINE_AA)
+            cv2.putText(image, label, origin, font, sizes.font_scale, (255, 255, 0), sizes.font_thickness, cv2.LINE_AA)
     return image
 
 

@@ -1,5 +1,9 @@
 """Steadier keypoints on video: a One Euro filter per face, faces followed from frame to frame.
 
+A face with an `id` (the webcam client's tracker gives each one: clients/tracking.py) keeps the
+filter of that id, and a new id, such as a new person after a cut, starts afresh; faces without
+ids are matched to the previous frame's by box overlap.
+
 A still face's raw keypoints jitter by a pixel or two from frame to frame (sensor noise moves the
 detection box, and the crop with it). The One Euro filter (Casiez, Roussel and Vogel, CHI 2012)
 is a low-pass filter whose cutoff rises with speed: heavy smoothing while the face holds still,
@@ -80,6 +84,7 @@ class Track:
     box: Box
     last_seen: float
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
+    id: int | None = None  # the tracker's id of the face, when it has one
 
 
 class FaceSmoother:
@@ -98,9 +103,13 @@ class FaceSmoother:
         smoothed = []
         for face in sorted(faces, key=lambda f: -f["box"]["width"] * f["box"]["height"]):  # big faces choose first
             box = _as_box(_box_corners(face["box"]))
-            track = max(free, key=lambda tr: iou(tr.box, box), default=None)
-            if track is None or iou(track.box, box) < MATCH_IOU:
-                track = Track(box, t, OneEuroFilter(self.min_cutoff, self.beta))
+            if face.get("id") is not None:
+                track = next((tr for tr in free if tr.id == face["id"]), None)
+            else:
+                track = max(free, key=lambda tr: iou(tr.box, box), default=None)
+                track = track if track is not None and iou(track.box, box) >= MATCH_IOU else None
+            if track is None:
+                track = Track(box, t, OneEuroFilter(self.min_cutoff, self.beta), face.get("id"))
                 self.tracks.append(track)
             else:
                 free.remove(track)

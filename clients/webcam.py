@@ -3,10 +3,15 @@
     python -m clients.webcam                                  # camera 0, in a window
     python -m clients.webcam --source clip.mp4 --out overlay.mp4 --jsonl faces.jsonl --no-window
     python -m clients.webcam --local                          # no server: the models in-process
+    python -m clients.webcam --no-track                       # detect on every frame
 
 Frames are JPEG-encoded and posted to POST /faces with up to --in-flight requests at once, so
 capture, the network, the model and drawing overlap; each answer is drawn on the frame it belongs
-to. A video file is processed whole and in order. A camera's frames that arrive while the client is
+to. Faces are followed (clients/tracking.py): YuNet runs every --detect-every frames, when a face's
+points look wrong or its region changes abruptly (a cut), and the frames between are sent with the
+boxes that the last answer's keypoints give, so the service only predicts; --no-track detects on
+every frame. Each face has an `id` that stays with it while it is in view and is never reused in a
+run. A video file is processed whole and in order. A camera's frames that arrive while the client is
 busy are dropped, so the picture stays live. Keypoints are smoothed per face with a One Euro
 filter (on by default for cameras; --smooth/--no-smooth). If the service goes away the overlay says
 so and the client retries with backoff: a camera's frames pass through unannotated meanwhile, a
@@ -17,7 +22,7 @@ and sends the frame again (up to --patience seconds), so every frame is still an
 
 Outputs: a window (Tk; `q` or Escape closes it), --out VIDEO (the source's frame rate, 30 fps when
 it reports none), --jsonl FILE (one line per frame: {"frame", "t", "faces"}, faces as /faces gives
-them, in frame pixels, smoothed when smoothing is on). Ctrl-C or the end of the source stops it
+them with each face's "id", in frame pixels, smoothed when smoothing is on). Ctrl-C or the end of the source stops it
 with a summary line. The service is --url, else $VISION_URL, else http://127.0.0.1:3000; its API
 key, if it wants one, --api-key, else $VISION_API_KEY.
 """
@@ -48,6 +53,7 @@ from clients.api import (
 )
 from clients.overlay import draw_faces
 from clients.smoothing import BETA, MIN_CUTOFF_HZ, FaceSmoother
+from clients.tracking import DETECT_EVERY, Plan, Tracker
 
 FALLBACK_FPS = 30.0  # the output video's frame rate when the source reports none (cameras often say 0)
 IN_FLIGHT = 3  # requests at once: enough to overlap the round trip on 2 cores, few enough to stay live
@@ -191,6 +197,7 @@ class Answer:
     faces: list[dict] | None  # None: the service could not be asked (an outage), or was busy (shed)
     round_trip: float | None  # seconds, request sent to answer read
     shed: bool = False  # a camera's frame not asked about: the service was busy (503, Retry-After)
+    plan: Plan | None = None  # detect, or follow the tracks with these boxes
 
 
 class ServiceFaces:
@@ -210,7 +217,7 @@ class ServiceFaces:
             return "service busy: frames skipped"
         return None
 
-    async def __call__(self, frame: Frame) -> Answer:
+    async def __call__(self, frame: Frame, plan: Plan) -> Answer:
         jpeg = await asyncio.to_thread(encode_jpeg, frame.image)
         busy_since = None
         while not self.stop.is_set():
@@ -218,13 +225,13 @@ class ServiceFaces:
             retry_at = self.outage.retry_at if self.outage.since is not None else 0.0
             if max(retry_at, self.busy_until) > now:
                 if self.live:  # pass through unasked; a later frame tries again
-                    return Answer(frame, None, None, shed=self.busy_until > now)
+                    return Answer(frame, None, None, shed=self.busy_until > now, plan=plan)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), max(retry_at, self.busy_until) - now)
                 continue
             started = time.perf_counter()
             try:
-                answer = await self.client.faces(jpeg)
+                answer = await self.client.faces(jpeg, boxes=plan.boxes)
             except ServiceUnreachable:
                 self._failed()
                 continue
@@ -236,8 +243,8 @@ class ServiceFaces:
                 self.busy_until = time.monotonic() + e.retry_after
                 continue
             self._recovered()
-            return Answer(frame, answer["faces"], time.perf_counter() - started)
-        return Answer(frame, None, None)
+            return Answer(frame, answer["faces"], time.perf_counter() - started, plan=plan)
+        return Answer(frame, None, None, plan=plan)
 
     def _failed(self) -> None:
         now = time.monotonic()
@@ -265,10 +272,10 @@ class LocalAnswers:
 
         self.faces = LocalFaces()
 
-    async def __call__(self, frame: Frame) -> Answer:
+    async def __call__(self, frame: Frame, plan: Plan) -> Answer:
         started = time.perf_counter()
-        answer = await asyncio.to_thread(self.faces, frame.image)
-        return Answer(frame, answer["faces"], time.perf_counter() - started)
+        answer = await asyncio.to_thread(self.faces, frame.image, plan.boxes)
+        return Answer(frame, answer["faces"], time.perf_counter() - started, plan=plan)
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -288,6 +295,7 @@ class Stats:
     unanswered: int = 0  # an outage's frames that passed through
     shed: int = 0  # frames the busy service was not asked about (a camera's, during a Retry-After)
     round_trips: list[float] = field(default_factory=list)
+    detected: int | None = None  # frames sent for detection, when following faces
     recent: deque = field(default_factory=lambda: deque(maxlen=30))  # finish times of the last frames
 
     def add(self, answer: Answer) -> None:
@@ -320,7 +328,8 @@ class Stats:
         line = f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} FPS)"
         if self.round_trips:
             line += f", round trip p50 {self.round_trip_ms(50):.0f} ms, p95 {self.round_trip_ms(95):.0f} ms"
-        return line + f", {self.dropped} dropped, {self.unanswered} unanswered, {self.shed} shed"
+        line += f", {self.dropped} dropped, {self.unanswered} unanswered, {self.shed} shed"
+        return line if self.detected is None else line + f", detected on {self.detected}"
 
 
 def draw_status(image: np.ndarray, answer: Answer, stats: Stats, status: str | None) -> None:
@@ -442,6 +451,8 @@ class Options:
     local: bool = False
     realtime: bool = False  # play a file at its frame rate, as if it were a camera
     patience: float = PATIENCE_S
+    track: bool = True  # follow faces between detections (False: --no-track, detect on every frame)
+    detect_every: int = DETECT_EVERY
 
 
 async def run(options: Options) -> Stats:
@@ -465,7 +476,8 @@ async def run(options: Options) -> Stats:
             answers = ServiceFaces(client, live, options.patience, stop)
         smooth = live if options.smooth is None else options.smooth
         smoother = FaceSmoother(options.min_cutoff, options.beta) if smooth else None
-        return await annotate(frames, answers, smoother, outputs, options, stop)
+        tracker = Tracker(options.detect_every, follow=options.track)
+        return await annotate(frames, answers, smoother, outputs, options, stop, tracker)
     finally:
         if frames is not None:
             frames.close()  # and the capture with it, once no read is under way
@@ -478,9 +490,12 @@ async def run(options: Options) -> Stats:
             loop.remove_signal_handler(signal.SIGINT)
 
 
-async def annotate(frames, answers, smoother, outputs: Outputs, options: Options, stop: asyncio.Event) -> Stats:
+async def annotate(
+    frames, answers, smoother, outputs: Outputs, options: Options, stop: asyncio.Event, tracker: Tracker
+) -> Stats:
     """The pipeline: up to --in-flight frames are being answered while the next is read, and the
-    answers are shown in frame order."""
+    answers are shown in frame order. Each frame is planned (detect, or follow with boxes) from the
+    answers shown before it is sent."""
     stats, pending, reading, ended = Stats(), deque(), None, False
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -497,18 +512,33 @@ async def annotate(frames, answers, smoother, outputs: Outputs, options: Options
                 if frame is None:
                     ended = True
                 else:
-                    pending.append(asyncio.create_task(answers(frame)))
+                    pending.append(asyncio.create_task(answers(frame, tracker.plan(frame.index, frame.image))))
             while pending and pending[0].done():
-                show(pending.popleft().result(), smoother, outputs, stats, answers.status)
+                show(pending.popleft().result(), smoother, outputs, stats, answers.status, tracker)
     finally:
         for task in (*pending, reading, stopping):
             if task is not None:
                 task.cancel()
+    if tracker.follow:
+        stats.detected = tracker.stats.detections
     return stats.finish(frames.dropped)
 
 
-def show(answer: Answer, smoother: FaceSmoother | None, outputs: Outputs, stats: Stats, status: str | None) -> None:
-    """One answered frame: smooth its faces, count it, draw it, send it to every output."""
+def show(
+    answer: Answer,
+    smoother: FaceSmoother | None,
+    outputs: Outputs,
+    stats: Stats,
+    status: str | None,
+    tracker: Tracker | None = None,
+) -> None:
+    """One answered frame: give its faces their ids, smooth them, count it, draw it, send it to
+    every output."""
+    if tracker is not None and answer.plan is not None:
+        if answer.faces is None:
+            tracker.unanswered(answer.plan)
+        else:
+            answer.faces = tracker.update(answer.plan, answer.frame.image, answer.faces)
     if smoother is not None and answer.faces is not None:
         answer.faces = smoother(answer.faces, answer.frame.t)
     stats.add(answer)
@@ -547,11 +577,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--patience", type=float, default=PATIENCE_S, help="seconds a file waits for a service that went away"
     )
+    parser.add_argument("--no-track", action="store_true", help="detect faces on every frame instead of following them")
+    parser.add_argument(
+        "--detect-every",
+        type=int,
+        default=DETECT_EVERY,
+        metavar="N",
+        help=f"while following faces, detect every N frames (default {DETECT_EVERY})",
+    )
     args = parser.parse_args(argv)
     if args.no_window and args.out is None and args.jsonl is None:
         parser.exit(2, "error: --no-window needs --out or --jsonl, or nothing would be seen\n")
     if args.in_flight < 1 or args.frames < 0 or args.min_cutoff <= 0 or args.beta < 0 or args.patience < 0:
         parser.exit(2, "error: --in-flight must be >= 1; --frames, --beta, --patience >= 0; --min-cutoff > 0\n")
+    if args.detect_every < 1:
+        parser.exit(2, "error: --detect-every must be >= 1\n")
     options = Options(
         source=args.source,
         url=args.url or service_url(),
@@ -567,6 +607,8 @@ def main(argv: list[str] | None = None) -> None:
         local=args.local,
         realtime=args.realtime,
         patience=args.patience,
+        track=not args.no_track,
+        detect_every=args.detect_every,
     )
     try:
         stats = asyncio.run(run(options))

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from vision.signatures import DETECTORS
+from vision.signatures import DETECTORS, GIVEN_DETECTOR
 
 KeypointName = Literal[KEYPOINT_NAMES]
 
@@ -56,11 +56,15 @@ class FaceBox(BaseModel):
 
 
 class Face(BaseModel):
-    box: FaceBox = Field(description="the detector's box, photo pixels")
+    box: FaceBox = Field(description="the detector's box (or the box given in `boxes`), photo pixels")
     score: float | None = Field(
-        ge=0, le=1, description="the detector's confidence (YuNet); null for Haar, which has none"
+        ge=0,
+        le=1,
+        description="the detector's confidence (YuNet); null for Haar, which has none; a given box's score or null",
     )
-    detector: Literal[DETECTORS] = Field(description="the detector that found this face")
+    detector: Literal[(*DETECTORS, GIVEN_DETECTOR)] = Field(
+        description='the detector that found this face; "given" for a box sent in `boxes`'
+    )
     keypoints: Keypoints = KEYPOINTS_FIELD
 
 

@@ -147,7 +147,7 @@ def _multipart_uploads() -> None:
                 value = await value.read()
             try:
                 data[name] = json.loads(value)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError):  # JSONDecodeError, or a number of over 4300 digits
                 data[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         return cls.model_validate(data)
 

@@ -8,14 +8,15 @@ float32 arrays in [0, 1] and are batched by BentoML across concurrent requests. 
 Heavy imports (onnxruntime, OpenCV) happen in the worker, not at module import.
 """
 
+import json
 import logging
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 import numpy as np
 from bentoml.validators import DType, Shape
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from service import auth, bentoml_compat, limits, runtime, shedding
 from service.answers import DigitAnswer, FacesAnswer, KeypointsAnswer, NumberAnswer
@@ -40,6 +41,16 @@ DigitBatch = batch_type(signatures.DIGITS)
 CropBatch = batch_type(signatures.KEYPOINTS)
 DigitModel = Literal["cnn", "mlp"]
 Detector = Literal[signatures.DETECTORS]
+# The form parser hands a field over already read as JSON where it is JSON (bentoml_compat), so
+# `boxes` is taken as it comes and checked by `given_boxes` (a 400 naming the bad box), not pydantic.
+GivenBoxesField = Annotated[
+    Any,
+    WithJsonSchema({"type": "string"}),
+    Field(
+        description='instead of detecting: a JSON list of boxes, [{"x", "y", "width", "height"}, ...], each '
+        'optionally with "eyes": [[right x, right y], [left x, left y]] and a "score"; photo pixels'
+    ),
+]
 
 preprocess_seconds = bentoml.metrics.Histogram(
     name="vision_preprocess_seconds",
@@ -75,6 +86,21 @@ def refused_input(path: str, status: int, reason: str) -> None:
     """Every refusal, whoever makes it: one counter, one log line, no traceback."""
     refused.labels(endpoint=path.strip("/"), status=str(status)).inc()
     logger.warning("refused %s: %d %s", path, status, reason)
+
+
+def given_boxes(boxes, detector: str | None):
+    """The `boxes` field of /faces (JSON text, or what the form parser read from it) -> detections,
+    or InputError in one line."""
+    from vision.faces import given_detections
+
+    if detector is not None:
+        raise InputError("boxes: given boxes take the detector's place: send boxes or detector, not both")
+    if isinstance(boxes, (str, bytes)):
+        try:
+            boxes = json.loads(boxes)
+        except ValueError as e:
+            raise InputError(f"boxes: not JSON ({e})") from None
+    return given_detections(boxes)
 
 
 def refuse(error: InputError, endpoint: str):
@@ -207,18 +233,28 @@ class Vision:
         return KeypointsAnswer(keypoints=as_records(points))
 
     @bentoml.api
-    def faces(self, image: Upload, detector: Detector | None = None) -> FacesAnswer:
+    def faces(self, image: Upload, detector: Detector | None = None, boxes: GivenBoxesField = None) -> FacesAnswer:
         """A photo -> every face found (YuNet by default; `detector=haar` for the course's Haar
-        cascade), with its box, the detector's score and 15 keypoints in photo pixels."""
-        from vision.faces import find_faces
+        cascade), with its box, the detector's score and 15 keypoints in photo pixels. With `boxes`
+        (a tracker's, e.g. the boxes /faces answered for the previous frame) nothing is detected:
+        each box is cut and predicted as a YuNet box would be, and answered with detector "given"."""
+        from vision.faces import GivenBoxes, check_given_boxes, find_faces
 
         try:
+            given = None if boxes is None else given_boxes(boxes, detector)
             picture, factor, (width, height) = self._decode(image, "faces", for_faces=True)
+            if given is not None:
+                check_given_boxes(given, width, height)
         except InputError as e:
             return refuse(e, "faces")
-        found = find_faces(picture, self.detectors[detector or self.settings.detector], self.models["keypoints"])
-        faces_per_image.observe(len(found))
-        faces_found.inc(len(found))
+        if given is None:
+            detector = self.detectors[detector or self.settings.detector]
+        else:  # into the decoded (maybe reduced) image's pixels; the answer is scaled back
+            detector = GivenBoxes([d.scaled(1 / factor) for d in given])
+        found = find_faces(picture, detector, self.models["keypoints"])
+        if given is None:  # faces found, not faces given
+            faces_per_image.observe(len(found))
+            faces_found.inc(len(found))
         return FacesAnswer(width=width, height=height, faces=[face.scaled(factor).as_dict() for face in found])
 
     # A batchable API takes exactly one argument, so the model is chosen by route, not by a field.

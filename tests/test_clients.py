@@ -4,6 +4,7 @@ and drawing, not accuracy)."""
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from clients.api import (
     ServiceRefused,
     ServiceUnreachable,
     VisionClient,
+    box_from_face,
     keypoint_array,
 )
 from training.mnist import load_mnist
@@ -117,6 +119,51 @@ def test_async_api_answers_like_the_sync_one(server):
     with VisionClient(server.url) as client:
         expected = client.faces(FACE.read_bytes())
     assert all(answer == expected for answer in answers)
+
+
+def test_box_from_face_takes_the_box_the_score_and_the_eyes():
+    eyes = {"right_eye_center": (40.5, 60.0), "left_eye_center": (80.0, 58.25), "nose_tip": (60.0, 80.0)}
+    face = {
+        "box": {"x": 10, "y": 20, "width": 100, "height": 120},
+        "score": 0.91,
+        "detector": "yunet",
+        "keypoints": [{"name": name, "x": x, "y": y} for name, (x, y) in eyes.items()],
+    }
+    assert box_from_face(face) == {
+        "x": 10,
+        "y": 20,
+        "width": 100,
+        "height": 120,
+        "score": 0.91,
+        "eyes": [[40.5, 60.0], [80.0, 58.25]],  # the subject's right eye (the image's left) first
+    }
+    haar = {**face, "score": None, "keypoints": []}
+    assert box_from_face(haar) == {"x": 10, "y": 20, "width": 100, "height": 120}
+
+
+def test_api_sends_boxes_instead_of_detecting(server):
+    photo = FACE.read_bytes()
+    with VisionClient(server.url) as client:
+        (detected,) = client.faces(photo)["faces"]
+        (given,) = client.faces(photo, boxes=[detected])["faces"]  # a face record, as box_from_face makes it
+        assert given["detector"] == "given" and given["box"] == detected["box"]
+        assert given["score"] == detected["score"]
+        moved = keypoint_array(given["keypoints"]) - keypoint_array(detected["keypoints"])
+        assert np.abs(moved).max() < 0.04 * detected["box"]["width"]  # the eyes turned the crop as YuNet's did
+        (level,) = client.faces(photo, boxes=[detected["box"]])["faces"]  # a plain box: no eyes, no score
+        assert level["detector"] == "given" and level["score"] is None
+        assert keypoint_array(level["keypoints"]).tolist() != keypoint_array(given["keypoints"]).tolist()
+        box = {k: np.float32(v) for k, v in detected["box"].items()}  # numpy numbers go as numbers
+        assert client.faces(photo, boxes=[box])["faces"][0]["keypoints"] == level["keypoints"]
+        assert client.faces(photo, boxes=[])["faces"] == []
+        with pytest.raises(ServiceRefused, match="400.*boxes\\[0\\]: width must be > 0"):
+            client.faces(photo, boxes=[{**detected["box"], "width": 0}])
+
+    async def ask():
+        async with AsyncVisionClient(server.url) as client:
+            return await client.faces(photo, boxes=[box_from_face(detected)])
+
+    assert asyncio.run(ask())["faces"] == [given]
 
 
 def test_async_api_says_unreachable():
@@ -316,6 +363,7 @@ def test_bench_runs_against_the_service(server):
     assert done.returncode == 0, done.stderr
     assert "POST /digit (28x28 PNG)" in done.stdout
     assert "POST /faces (640x480 JPEG, 1 face, yunet)" in done.stdout and "3000x2000 JPEG, 1 face, haar" in done.stdout
+    assert re.search(r"^/faces 640x480, box given vs detected: p50 [0-9.]+ vs [0-9.]+ ms = [0-9.]+x", done.stdout, re.M)
 
 
 # --- a busy service: 503 with Retry-After ------------------------------------------------------

@@ -81,3 +81,16 @@ def test_a_face_that_comes_back_elsewhere_starts_afresh():
     back = smoother([face(300)], gone)[0]
     assert back["keypoints"][0]["x"] == pytest.approx(310)  # not dragged from where it was
     assert len(smoother.tracks) == 1
+
+
+def test_faces_with_ids_keep_their_own_filter_and_a_new_id_starts_afresh():
+    smoother = FaceSmoother()
+    for i in range(10):
+        smoother([{**face(50), "id": 1}], i / FPS)
+    # the same place, another person (a cut): a new id must not inherit the old points
+    new = smoother([{**face(80), "id": 2}], 10 / FPS)[0]
+    assert new["keypoints"][0]["x"] == pytest.approx(90)
+    assert new["id"] == 2 and len(smoother.tracks) == 2
+    # the old id, still followed, is still smoothed from where it was
+    old = smoother([{**face(80), "id": 1}], 11 / FPS)[0]
+    assert 60 < old["keypoints"][0]["x"] < 90

@@ -1,5 +1,8 @@
 """vision.faces: the crop geometry, the detectors and the one pipeline, on real OpenCV."""
 
+import re
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -193,3 +196,117 @@ def test_to_gray_and_to_bgr_accept_gray_bgr_and_bgra():
 def test_a_missing_yunet_file_is_one_line(tmp_path):
     with pytest.raises(InputError, match="YuNet model not found"):
         faces.YuNetDetector(tmp_path / "nope.onnx")
+
+
+# --- given boxes ---------------------------------------------------------------------------------
+
+
+def test_given_boxes_become_given_detections():
+    records = [
+        {"x": 10, "y": 20.5, "width": 30, "height": 40},
+        {"x": -5, "y": 0, "width": 50, "height": 60, "eyes": [[10, 20], [30, 10]], "score": 0.5},
+    ]
+    level, turned = faces.given_detections(records)
+    assert level == faces.Detection(faces.Box(10.0, 20.5, 30.0, 40.0), None, "given")
+    assert turned.eyes == ((10.0, 20.0), (30.0, 10.0)) and turned.score == 0.5 and turned.detector == "given"
+    assert turned.roll == pytest.approx(np.degrees(np.arctan2(-10, 20)))
+    assert faces.given_detections([]) == []
+
+
+def bad_box(**fields) -> list:
+    """A good box, then a box with `fields` changed (None: left out): the bad one is boxes[1]."""
+    good = {"x": 10, "y": 20, "width": 30, "height": 40}
+    bad = {k: v for k, v in {**good, **fields}.items() if v is not None}
+    return [good, bad]
+
+
+BAD_BOXES = {
+    "not a list": ({"x": 1, "y": 2, "width": 3, "height": 4}, "boxes: expected a JSON list of boxes"),
+    "not an object": ([[1, 2, 3, 4]], "boxes[0]: expected an object"),
+    "missing": (bad_box(height=None), "boxes[1]: missing 'height'"),
+    "unknown field": (bad_box(w=3), "boxes[1]: unknown field 'w'"),
+    "text": (bad_box(x="10"), "boxes[1]: x must be a finite number"),
+    "true": (bad_box(y=True), "boxes[1]: y must be a finite number"),
+    "nan": (bad_box(x=float("nan")), "boxes[1]: x must be a finite number"),
+    "infinite": (bad_box(height=float("inf")), "boxes[1]: height must be a finite number"),
+    "huge integer": (bad_box(x=10**400), "boxes[1]: x must be a finite number, got 1000000"),
+    "zero width": (bad_box(width=0), "boxes[1]: width must be > 0"),
+    "negative height": (bad_box(height=-4), "boxes[1]: height must be > 0"),
+    "one eye": (bad_box(eyes=[[1, 2]]), r"boxes\[1\]: eyes must be \[\[right x, right y\], \[left x, left y\]\]"),
+    "flat eyes": (bad_box(eyes=[1, 2, 3, 4]), r"boxes\[1\]: eyes must be"),
+    "eye not a number": (bad_box(eyes=[[1, 2], [3, "4"]]), "boxes[1]: eyes must be a finite number"),
+    "score over 1": (bad_box(score=1.5), r"boxes\[1\]: score must be in \[0, 1\]"),
+    "score text": (bad_box(score="high"), "boxes[1]: score must be a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BOXES))
+def test_a_bad_given_box_is_named_with_its_index(case):
+    records, message = BAD_BOXES[case]
+    with pytest.raises(InputError, match=message if "\\" in message else re.escape(message)) as refused:
+        faces.given_detections(records)
+    assert "\n" not in str(refused.value)
+
+
+def test_too_many_given_boxes():
+    box = {"x": 1, "y": 2, "width": 3, "height": 4}
+    assert len(faces.given_detections([box] * faces.MAX_GIVEN_BOXES)) == faces.MAX_GIVEN_BOXES
+    with pytest.raises(InputError, match=f"boxes: {faces.MAX_GIVEN_BOXES + 1} boxes, over the limit"):
+        faces.given_detections([box] * (faces.MAX_GIVEN_BOXES + 1))
+
+
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        ((-50, 10, 50, 40), "wholly outside the 640x480 image"),  # ends at the left edge
+        ((640, 10, 50, 40), "wholly outside"),
+        ((10, 480, 50, 40), "wholly outside"),
+        ((10, -40, 50, 40), "wholly outside"),
+        ((-300, -20, 961, 100), "larger than 1.5 x the 640x480 image's longer side"),
+        ((0, 0, 10, 961), "larger than"),
+        ((-49, -39, 50, 40), None),  # one pixel inside
+        ((639, 479, 960, 960), None),
+    ],
+)
+def test_given_boxes_must_reach_into_the_image(box, message):
+    x, y, width, height = box
+    detections = faces.given_detections(
+        [{"x": 1, "y": 1, "width": 5, "height": 5}, {"x": x, "y": y, "width": width, "height": height}]
+    )
+    if message is None:
+        faces.check_given_boxes(detections, 640, 480)
+    else:
+        with pytest.raises(InputError, match=rf"^boxes\[1\]: .*{re.escape(message)}"):
+            faces.check_given_boxes(detections, 640, 480)
+
+
+def test_a_detection_scaled_down_and_up_is_itself():
+    detection = faces.Detection(faces.Box(10.25, 20.5, 30.0, 40.0), 0.5, "given", ((12.0, 30.0), (28.0, 31.5)))
+    for factor in (2, 4, 8):
+        small = detection.scaled(1 / factor)
+        assert small.box.width == 30.0 / factor and small.eyes[0][0] == (12.0 + 0.5) / factor - 0.5
+        assert small.scaled(factor) == detection
+
+
+def test_given_boxes_run_the_pipeline_as_the_detections_they_copy(yunet):
+    """YuNet's own boxes and eyes, given back: the same crops and keypoints, to the last bit;
+    without the eyes, the same box cut level."""
+    photo = group_photo()
+    weights = np.random.default_rng(3).normal(0, 0.01, (96 * 96, 30))
+
+    def model(x):  # a fixed random projection: every pixel of the crop moves the points
+        return np.tanh(x.reshape(len(x), -1) @ weights).astype(np.float32)
+
+    detected = faces.find_faces(photo, yunet, model)
+    given = [replace(face.detection, detector="given", score=None) for face in detected]
+    again = faces.find_faces(photo, faces.GivenBoxes(given), model)
+    assert len(again) == len(detected) == len(GROUP_PEOPLE)
+    for face, want in zip(again, detected, strict=True):
+        assert face.crop == want.crop and face.crop.angle != 0
+        np.testing.assert_array_equal(face.keypoints, want.keypoints)
+        assert face.as_dict()["detector"] == "given" and face.as_dict()["score"] is None
+        assert face.as_dict()["box"] == want.as_dict()["box"]
+    level = faces.find_faces(photo, faces.GivenBoxes([replace(d, eyes=None) for d in given]), model)
+    for face, want in zip(level, detected, strict=True):
+        assert face.crop.angle == 0 and face.crop.side == want.crop.side
+        assert np.abs(face.keypoints - want.keypoints).max() > 0.1

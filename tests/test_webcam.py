@@ -101,6 +101,63 @@ def test_every_frame_is_answered_in_order_near_the_true_keypoints(server, fixtur
     assert summary.endswith(f"-> {out} -> {lines}")
 
 
+def test_tracking_follows_the_face_with_boxes_and_detects_every_n_frames(server, fixtures, tmp_path, capsys):
+    clip, lines = tmp_path / "clip.avi", tmp_path / "faces.jsonl"
+    truth = fixture_clip(clip, fixtures, frames=24)
+    webcam.main(
+        [
+            "--source",
+            str(clip),
+            "--url",
+            server.url,
+            "--jsonl",
+            str(lines),
+            "--no-window",
+            "--detect-every",
+            "8",
+            "--in-flight",
+            "1",
+        ]
+    )
+    records = read_jsonl(lines)
+    assert all(len(r["faces"]) == 1 for r in records)
+    detectors = [r["faces"][0]["detector"] for r in records]
+    assert detectors.count("yunet") == 3 and detectors.count("given") == 21, detectors  # frames 0, 8, 16 detect
+    assert {r["faces"][0]["id"] for r in records} == {1}  # one person, one id throughout
+    errors = [nme(keypoints(r["faces"][0]), truth[r["frame"]]) for r in records]
+    assert max(errors) < 0.10, errors  # followed from its own keypoints, as close as detected
+    assert "detected on 3" in capsys.readouterr().out
+
+
+def test_no_track_detects_on_every_frame(server, fixtures, tmp_path, capsys):
+    clip, lines = tmp_path / "clip.avi", tmp_path / "faces.jsonl"
+    fixture_clip(clip, fixtures, frames=6)
+    webcam.main(["--source", str(clip), "--url", server.url, "--jsonl", str(lines), "--no-window", "--no-track"])
+    records = read_jsonl(lines)
+    assert [r["faces"][0]["detector"] for r in records] == ["yunet"] * 6
+    assert {r["faces"][0]["id"] for r in records} == {1}  # ids all the same
+    assert "detected on" not in capsys.readouterr().out
+
+
+def test_a_cut_to_another_person_gets_a_new_id_and_ids_are_not_reused(server, fixtures, tmp_path):
+    landmarks = load_landmarks68(fixtures / "faces" / "keypoints68.csv")
+    people = ["Chris_Noth_10.jpg", "Barry_Alvarez_20.jpg", "Chris_Noth_10.jpg"]  # back to the first: a new id
+    clip, lines = tmp_path / "cuts.avi", tmp_path / "faces.jsonl"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, SIZE)
+    for person in people:
+        photo = cv2.imread(str(landmarks.image_dir / person))
+        photo = cv2.resize(photo, (300, 300), interpolation=cv2.INTER_CUBIC)  # the same place and size
+        for _ in range(4):
+            frame = np.full((SIZE[1], SIZE[0], 3), 110, np.uint8)
+            frame[60:360, 150:450] = photo
+            writer.write(frame)
+    writer.release()
+    webcam.main(["--source", str(clip), "--url", server.url, "--jsonl", str(lines), "--no-window", "--in-flight", "1"])
+    records = read_jsonl(lines)
+    assert [[f["id"] for f in r["faces"]] for r in records] == [[1]] * 4 + [[2]] * 4 + [[3]] * 4
+    assert [r["faces"][0]["detector"] for r in records][4::4] == ["yunet", "yunet"]  # each cut is detected
+
+
 def test_the_client_rides_out_a_service_restart(fixtures, tmp_path):
     clip, lines = tmp_path / "clip.avi", tmp_path / "faces.jsonl"
     fixture_clip(clip, fixtures, frames=240)  # long enough (about 8 s) that the stop lands mid-video
@@ -185,6 +242,10 @@ def test_local_webcam_runs_without_a_service(fixtures, tmp_path, capsys):
     records = read_jsonl(lines)
     assert [r["frame"] for r in records] == list(range(6)) and all(len(r["faces"]) == 1 for r in records)
     assert max(nme(keypoints(r["faces"][0]), truth[r["frame"]]) for r in records) < 0.10
+    assert [r["faces"][0]["detector"] for r in records] == ["yunet"] * 3 + [
+        "given"
+    ] * 3  # 3 in flight before the first answer; then followed
+    assert {r["faces"][0]["id"] for r in records} == {1}
     assert capsys.readouterr().out.startswith("6 frames in ")
 
 

@@ -1,5 +1,7 @@
 """Drawing keypoints and boxes: the contact sheets, the training grids and the webcam overlay."""
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -7,6 +9,31 @@ from vision.faces import Box
 
 # BGR colors by facial part, in course order: eyes, brows, nose, mouth.
 _PART_COLORS = [(0, 255, 0)] * 6 + [(255, 160, 0)] * 4 + [(0, 200, 255)] + [(0, 0, 255)] * 4
+
+
+# Marks grow with the face they belong to, and never shrink below a share of the image's longer
+# side, so that a 12-megapixel group photo's small faces stay visible when the picture is viewed
+# whole (at about 1000 px across, a 2 px line of a 4000 px photo is half a pixel and vanishes).
+LINE_PER_FACE, LINE_PER_IMAGE = 1 / 100, 1 / 500  # line width per face width, per image side
+RADIUS_PER_FACE, RADIUS_PER_IMAGE = 1 / 60, 1 / 400
+FONT_PER_FACE, FONT_PER_IMAGE = 1 / 250, 1 / 1600  # OpenCV font scale (1.0: about 22 px tall)
+
+
+@dataclass(frozen=True)
+class MarkSizes:
+    line: int  # box line width, px
+    radius: int  # keypoint radius, px
+    font_scale: float  # label size (cv2.FONT_HERSHEY_SIMPLEX)
+    font_thickness: int
+
+
+def mark_sizes(face_width: float, image_shape: tuple[int, ...]) -> MarkSizes:
+    """How big to draw one face's marks on an image of `image_shape` (height, width, ...)."""
+    side = max(image_shape[:2])
+    line = max(2, round(max(face_width * LINE_PER_FACE, side * LINE_PER_IMAGE)))
+    radius = max(2, round(max(face_width * RADIUS_PER_FACE, side * RADIUS_PER_IMAGE)))
+    font = max(0.4, face_width * FONT_PER_FACE, side * FONT_PER_IMAGE)
+    return MarkSizes(line, radius, font, max(1, round(font * 1.5)))
 
 
 def draw_keypoints(image: np.ndarray, points: np.ndarray, radius: int = 2, color=None) -> np.ndarray:
@@ -18,9 +45,9 @@ def draw_keypoints(image: np.ndarray, points: np.ndarray, radius: int = 2, color
     return image
 
 
-def draw_box(image: np.ndarray, box: Box, color=(255, 255, 0)) -> np.ndarray:
+def draw_box(image: np.ndarray, box: Box, color=(255, 255, 0), thickness: int = 2) -> np.ndarray:
     top_left = (int(box.x), int(box.y))
-    cv2.rectangle(image, top_left, (int(box.x + box.width), int(box.y + box.height)), color, 2)
+    cv2.rectangle(image, top_left, (int(box.x + box.width), int(box.y + box.height)), color, thickness)
     return image
 
 

@@ -7,9 +7,11 @@ eyes, as YuNet does), scaled to 96x96. `FaceCrop` maps points into the crop, to 
 [-1, 1], and back to image pixels exactly.
 """
 
+import contextlib
+import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from vision.errors import InputError
 from vision.keypoints import NUM_KEYPOINTS
-from vision.signatures import CROP_SIZE, model_pixels
+from vision.signatures import CROP_SIZE, GIVEN_DETECTOR, model_pixels
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -58,6 +60,18 @@ class Detection:
         (rx, ry), (lx, ly) = self.eyes  # the subject's right eye is on the image's left
         return math.degrees(math.atan2(ly - ry, lx - rx))
 
+    def scaled(self, factor: float) -> "Detection":
+        """This detection in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        if factor == 1:
+            return self
+
+        def up(v: float) -> float:
+            return (v + 0.5) * factor - 0.5
+
+        box = Box(up(self.box.x), up(self.box.y), self.box.width * factor, self.box.height * factor)
+        eyes = None if self.eyes is None else tuple((up(x), up(y)) for x, y in self.eyes)
+        return replace(self, box=box, eyes=eyes)
+
 
 # --- the crop --------------------------------------------------------------------------------
 
@@ -82,6 +96,12 @@ HAAR_CROP = CropStyle(margin=1.2, drop=0.0, align=False)
 CROP_STYLES = {"yunet": YUNET_CROP, "haar": HAAR_CROP}
 
 
+def crop_style(detector: str) -> CropStyle:
+    """How a detector's boxes are cut. A given box (`GivenBoxes`) is cut as YuNet's: a client
+    sends the box /faces answered for the face."""
+    return YUNET_CROP if detector == GIVEN_DETECTOR else CROP_STYLES[detector]
+
+
 @dataclass(frozen=True)
 class FaceCrop:
     """A square of `side` image pixels centred at (cx, cy), turned by `angle` degrees (the face's
@@ -94,7 +114,7 @@ class FaceCrop:
 
     @classmethod
     def around(cls, detection: Detection, style: CropStyle | None = None) -> "FaceCrop":
-        style = style or CROP_STYLES[detection.detector]
+        style = style or crop_style(detection.detector)
         angle = detection.roll if style.align else 0.0
         side = max(detection.box.width, detection.box.height) * style.margin
         cx, cy = detection.box.center
@@ -364,6 +384,107 @@ def cpu_session(model: str):
     return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
+# --- given boxes: a client's boxes instead of a detection -----------------------------------------
+# A tracker that knows where the faces are sends their boxes (`/faces` with `boxes`): detection is
+# skipped and each box is cut and predicted exactly as a detection would be (`find_faces` with
+# `GivenBoxes` as the detector). A given box is cut in YuNet's crop style, so it should be a
+# YuNet-like box: the one /faces answered for that face (optionally moved by the tracker), with the
+# eyes to turn the crop by (else the crop is level).
+
+MAX_GIVEN_BOXES = 64  # boxes one request may give: more faces than a frame holds, a bound on the work
+MAX_GIVEN_BOX_SIDE = 1.5  # x the image's longer side: a box larger than that is no face, and costs memory to cut
+GIVEN_FIELDS = ("x", "y", "width", "height", "eyes", "score")
+
+
+def _finite(value, where: str, name: str) -> float:
+    number = float("nan")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # a JSON integer of hundreds of digits
+            number = float(value)
+    if not math.isfinite(number):
+        raise InputError(f"{where}: {name} must be a finite number, got {_shown(value)}")
+    return number
+
+
+def _shown(value) -> str:
+    """A value as JSON (as it was sent), cut short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _given_detection(record, where: str) -> Detection:
+    if not isinstance(record, dict):
+        raise InputError(f'{where}: expected an object {{"x", "y", "width", "height"}}, got {_shown(record)}')
+    unknown = [name for name in record if name not in GIVEN_FIELDS]
+    if unknown:
+        raise InputError(f"{where}: unknown field {unknown[0]!r} (a box has {', '.join(GIVEN_FIELDS)})")
+    missing = [name for name in GIVEN_FIELDS[:4] if name not in record]
+    if missing:
+        raise InputError(f"{where}: missing {missing[0]!r}")
+    x, y, width, height = (_finite(record[name], where, name) for name in GIVEN_FIELDS[:4])
+    for name, side in (("width", width), ("height", height)):
+        if side <= 0:
+            raise InputError(f"{where}: {name} must be > 0, got {side:g}")
+    eyes = record.get("eyes")
+    if eyes is not None:
+        pairs = isinstance(eyes, list) and len(eyes) == 2 and all(isinstance(e, list) and len(e) == 2 for e in eyes)
+        if not pairs:
+            raise InputError(f"{where}: eyes must be [[right x, right y], [left x, left y]], got {_shown(eyes)}")
+        eyes = tuple((_finite(ex, where, "eyes"), _finite(ey, where, "eyes")) for ex, ey in eyes)
+    score = record.get("score")
+    if score is not None:
+        score = _finite(score, where, "score")
+        if not 0 <= score <= 1:
+            raise InputError(f"{where}: score must be in [0, 1], got {score:g}")
+    return Detection(Box(x, y, width, height), score, GIVEN_DETECTOR, eyes)
+
+
+def given_detections(records: list) -> list[Detection]:
+    """A client's boxes (the JSON of `/faces`'s `boxes` field: a list of {"x", "y", "width",
+    "height"} in image pixels, each optionally with "eyes": [[right x, right y], [left x, left y]]
+    (the subject's right eye first, as `Detection.eyes`) and a "score" in [0, 1]) -> detections
+    named "given"; InputError naming the first bad box and what is wrong with it."""
+    if not isinstance(records, list):
+        raise InputError(f"boxes: expected a JSON list of boxes, got {_shown(records)}")
+    if len(records) > MAX_GIVEN_BOXES:
+        raise InputError(f"boxes: {len(records)} boxes, over the limit of {MAX_GIVEN_BOXES}")
+    return [_given_detection(record, f"boxes[{i}]") for i, record in enumerate(records)]
+
+
+def check_given_boxes(detections: Sequence[Detection], width: int, height: int) -> None:
+    """Given boxes against the image they are for (width x height pixels): each must reach into it
+    and be no larger than MAX_GIVEN_BOX_SIDE x its longer side; InputError naming the first that is not."""
+    longest = MAX_GIVEN_BOX_SIDE * max(width, height)
+    for i, detection in enumerate(detections):
+        box = detection.box
+        if box.x >= width or box.y >= height or box.x + box.width <= 0 or box.y + box.height <= 0:
+            raise InputError(
+                f"boxes[{i}]: the box at ({box.x:g}, {box.y:g}), {box.width:g}x{box.height:g}, "
+                f"lies wholly outside the {width}x{height} image"
+            )
+        if max(box.width, box.height) > longest:
+            raise InputError(
+                f"boxes[{i}]: a box {box.width:g}x{box.height:g} is larger than {MAX_GIVEN_BOX_SIDE:g} x the "
+                f"{width}x{height} image's longer side"
+            )
+
+
+class GivenBoxes:
+    """A "detector" that finds the boxes it was given: `find_faces(image, GivenBoxes(detections),
+    model)` cuts, predicts and maps back each given box as the one pipeline does a detection."""
+
+    name = GIVEN_DETECTOR
+
+    def __init__(self, detections: Sequence[Detection]):
+        self.detections = list(detections)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return list(self.detections)
+
+
 # --- the pipeline ----------------------------------------------------------------------------
 
 KeypointModel = Callable[[np.ndarray], np.ndarray]  # (N, 1, 96, 96) float32 in [0, 1] -> (N, 30)
@@ -383,13 +504,8 @@ class Face:
         def up(v: float) -> float:
             return (v + 0.5) * factor - 0.5
 
-        d, box = self.detection, self.detection.box
-        eyes = None if d.eyes is None else tuple((up(x), up(y)) for x, y in d.eyes)
-        detection = Detection(
-            Box(up(box.x), up(box.y), box.width * factor, box.height * factor), d.score, d.detector, eyes
-        )
         crop = FaceCrop(up(self.crop.cx), up(self.crop.cy), self.crop.side * factor, self.crop.angle)
-        return Face(detection, crop, (self.keypoints + 0.5) * factor - 0.5)
+        return Face(self.detection.scaled(factor), crop, (self.keypoints + 0.5) * factor - 0.5)
 
     def as_dict(self) -> dict:
         from vision.keypoints import as_records

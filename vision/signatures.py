@@ -30,6 +30,8 @@ KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoint
 
 # The face detectors /faces can use (vision.faces); "yunet" is also the detector's manifest name.
 DETECTORS = ("yunet", "haar")
+# The detector name of the boxes a client sends to /faces instead of a detection (vision.faces.GivenBoxes).
+GIVEN_DETECTOR = "given"
 
 # Manifest name -> signature. An int8 variant (NAME_int8) has the signature of NAME.
 SIGNATURES = {"digits_cnn": DIGITS, "digits_mlp": DIGITS, "keypoints": KEYPOINTS}

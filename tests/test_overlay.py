@@ -1,0 +1,46 @@
+"""The clients' drawing of /faces answers (clients/overlay.py, sized by vision.draw.mark_sizes)."""
+
+import numpy as np
+
+from clients.overlay import draw_faces
+from vision.keypoints import KEYPOINT_NAMES
+
+
+def answer(x: int, y: int, width: int, face_id: int | None = None) -> dict:
+    keypoints = [
+        {"name": n, "x": x + width * (0.2 + 0.04 * i), "y": y + width * 0.3} for i, n in enumerate(KEYPOINT_NAMES)
+    ]
+    face = {"box": {"x": x, "y": y, "width": width, "height": width}, "score": 0.97, "keypoints": keypoints}
+    return {"faces": [face | ({"id": face_id} if face_id is not None else {})]}
+
+
+def line_width(image: np.ndarray, x: int, y0: int, y1: int) -> int:
+    """How many pixels wide the drawn box's left side is, measured across the row at mid-height."""
+    row = image[(y0 + y1) // 2, x - 40 : x + 40].any(axis=1)
+    return int(row.sum())
+
+
+def test_marks_grow_with_the_face_and_stay_visible_on_a_12_megapixel_photo():
+    small_photo = np.zeros((480, 640, 3), np.uint8)
+    draw_faces(small_photo, answer(200, 100, 120))
+    large_photo = np.zeros((3000, 4000, 3), np.uint8)
+    draw_faces(large_photo, answer(1000, 1000, 120))  # the same small face, in a group photo
+    draw_faces(large_photo, answer(2400, 600, 1200))  # and a close-up's
+    small, far, near = (
+        line_width(small_photo, 200, 100, 220),
+        line_width(large_photo, 1000, 1000, 1120),
+        line_width(large_photo, 2400, 600, 1800),
+    )
+    assert small <= 3  # a webcam frame keeps fine lines
+    assert far >= 4000 / 500 - 1  # viewed whole at ~1000 px across, still two pixels
+    assert near >= 10 * 1200 / 1000  # a large face's lines follow its size
+    point = large_photo[1036 - 12 : 1036 + 12, 1024 - 12 : 1024 + 12].any(axis=2)
+    assert point.sum() >= np.pi * (4000 / 400 - 1) ** 2  # its keypoints, likewise
+
+
+def test_a_face_id_is_drawn_beside_its_box():
+    plain, labelled = (np.zeros((480, 640, 3), np.uint8) for _ in range(2))
+    draw_faces(plain, answer(200, 200, 120))
+    draw_faces(labelled, answer(200, 200, 120, face_id=7))
+    above = slice(150, 200), slice(200, 400)  # the label's band, above the box
+    assert (labelled[above].any(axis=2).sum()) > (plain[above].any(axis=2).sum())  # "#7  0.97" > "0.97"
