@@ -242,7 +242,7 @@ class Tracker:
             # the track's last one (not when another person stands where it was: a cut). Every
             # detection asks, as the track that a cut was seen on may have been replaced meanwhile.
             if track is not None and self._another_face(track, image, box):
-                candidates.remove(track)  # ended: its place is someone else's now
+                (candidates if track in candidates else self.lost).remove(track)  # ended: someone else's place now
                 track = None
             if track is None:
                 track = Track(self.next_id, box, points, Shape.of(box, points), face.get("score"), None, index)

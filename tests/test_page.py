@@ -5,9 +5,11 @@
   every kind of answer carries the security headers (the CSP on HTML) and no CORS grant.
 - In a real Chromium (`browser` marker; skipped without Chromium and Playwright): a photo's faces
   drawn, a digit drawn on the pad and read, a photo of a number, the webcam through Chromium's fake
-  camera, the service's errors and readiness as the page shows them, and the JS filter smoothing a
-  sequence of answers exactly as clients/smoothing.py does; all with the page's Content-Security-
-  Policy on, and any violation of it fails the test.
+  camera (faces followed with `boxes`, detected now and then, one id), the service's errors and
+  readiness as the page shows them, the JS filter smoothing a sequence of answers exactly as
+  clients/smoothing.py does, the JS tracker planning frames and giving ids as clients/tracking.py
+  does, and the overlay's marks sized as vision.draw.mark_sizes sizes them; all with the page's
+  Content-Security-Policy on, and any violation of it fails the test.
 
 The server runs the shipped models (models/manifest.json) when they are there, else stand-ins;
 YuNet is real in both, so faces are found either way (tests/page_browser.py).
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import httpx
+import numpy as np
 import pytest
 from page_browser import EXAMPLES, ONE_STROKE, draw_on_pad, new_page, playwright_missing, serving, write_y4m
 from photos import written_number
@@ -29,6 +32,8 @@ from training.mnist import read_idx
 
 PAGE = ROOT / "service" / "page"
 SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "MATCH_IOU", "FORGET_AFTER_S")
+TRACKING_CONSTANTS = ("DETECT_EVERY", "PATCH", "SEARCH", "CUT_CORRELATION", "MATCH_IOU", "MATCH_CENTRE")
+TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE")
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 
@@ -51,18 +56,26 @@ def python_constants(path: Path) -> dict[str, float]:
     }
 
 
-def js_constants(path: Path) -> dict[str, float]:
-    found = re.findall(r"^export const (\w+) = ([-+0-9.eE]+);", path.read_text(), re.M)
-    return {name: float(value) for name, value in found}
+def js_constants(path: Path) -> dict[str, float | tuple[float, ...]]:
+    """`export const NAME = number;` and `export const NAME = [number, ...];` (as a tuple)."""
+    text = path.read_text()
+    found = {name: float(value) for name, value in re.findall(r"^export const (\w+) = ([-+0-9.eE]+);", text, re.M)}
+    for name, values in re.findall(r"^export const (\w+) = \[([-+0-9.eE, ]+)\];", text, re.M):
+        found[name] = tuple(float(v) for v in values.split(","))
+    return found
 
 
-def test_the_page_filter_has_the_python_clients_constants():
-    python = python_constants(ROOT / "clients" / "smoothing.py")
-    js = js_constants(PAGE / "smoothing.js")
-    for name in SMOOTHING_CONSTANTS:
-        assert name in python, f"clients/smoothing.py has no {name}"
-        assert name in js, f"service/page/smoothing.js has no `export const {name} = ...;`"
-        assert js[name] == python[name], f"{name}: smoothing.js {js[name]} != clients/smoothing.py {python[name]}"
+@pytest.mark.parametrize(
+    "python_file, js_file, names",
+    [("smoothing.py", "smoothing.js", SMOOTHING_CONSTANTS), ("tracking.py", "tracking.js", TRACKING_CONSTANTS)],
+)
+def test_the_page_filter_and_tracker_have_the_python_clients_constants(python_file, js_file, names):
+    python = python_constants(ROOT / "clients" / python_file)
+    js = js_constants(PAGE / js_file)
+    for name in names:
+        assert name in python, f"clients/{python_file} has no {name}"
+        assert name in js, f"service/page/{js_file} has no `export const {name} = ...;`"
+        assert js[name] == python[name], f"{name}: {js_file} {js[name]} != clients/{python_file} {python[name]}"
 
 
 def test_every_page_file_that_is_referenced_exists():
@@ -70,7 +83,7 @@ def test_every_page_file_that_is_referenced_exists():
     referenced = set(re.findall(r'(?:href|src)="page/([^"#]+)"', index))
     for script in PAGE.glob("*.js"):
         referenced |= set(re.findall(r'from "\./([^"]+)"', script.read_text()))
-    assert {"app.js", "style.css", "smoothing.js"} <= referenced
+    assert {"app.js", "style.css", "smoothing.js", "tracking.js"} <= referenced
     assert not [name for name in referenced if not (PAGE / name).is_file()]
     assert not re.search(r"(?:href|src)=\"(?:https?:)?//", index)  # no CDN: it works offline
 
@@ -251,22 +264,60 @@ def test_a_photo_of_a_number_is_read_digit_by_digit(page, served, fixtures, tmp_
         assert number == "".join(str(int(label)) for label in labels)
 
 
+# Every text the page draws on a canvas (the overlay's labels), collected in window.textsDrawn.
+RECORD_CANVAS_TEXT = """() => {
+  window.textsDrawn = new Set();
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+    window.textsDrawn.add(String(text));
+    return fillText.call(this, text, ...rest);
+  };
+}"""
+
+
 @browser_test
 def test_the_webcam_frames_come_back_with_a_face_and_the_rate_moves(page):
+    """The fake camera's one face, followed: most frames go with `boxes` (no detection), one in
+    DETECT_EVERY at least goes without (detected), and the face keeps one id, drawn by its box."""
+    from clients.tracking import DETECT_EVERY
+
+    posts, answers = [], []  # the /faces requests as they left, and the service's answers
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/faces") and posts.append(r))
+    page.on("response", lambda r: r.request.method == "POST" and r.url.endswith("/faces") and answers.append(r))
+    page.evaluate(RECORD_CANVAS_TEXT)
     page.click("#tab-webcam")
     page.click("#webcam-start")
     with_face = "Number(document.getElementById('webcam-stats').dataset.withFace)"
     page.wait_for_function(f"() => {with_face} >= 5", timeout=30_000)
     first = page.text_content("#webcam-fps")
     page.wait_for_function(
-        f"() => {with_face} >= 12 && document.getElementById('webcam-fps').textContent !== {first!r}", timeout=30_000
+        f"() => {with_face} >= 3 * {DETECT_EVERY} && document.getElementById('webcam-fps').textContent !== {first!r}",
+        timeout=60_000,
     )
+    stats = page.evaluate(  # at one moment: another answer may come in at any time
+        "() => ({...document.getElementById('webcam-stats').dataset,"
+        " shown: document.getElementById('webcam-detected').textContent})"
+    )
+    labels = page.evaluate("() => [...window.textsDrawn]")
     assert float(page.text_content("#webcam-fps")) > 0
     assert re.fullmatch(r"\d+ ms", page.text_content("#webcam-latency"))
     assert page.text_content("#webcam-faces") == "1"
     assert not page.is_visible("#webcam-error")
     page.click("#tab-faces")  # leaving the view stops the camera
     assert page.text_content("#webcam-start") == "Start the camera"
+
+    assert stats["ids"] == "1", stats  # one face, one id, over the whole run
+    assert {label.split(" ")[0] for label in labels} == {"#1"}, labels  # the overlay names it
+    detections, given = int(stats["detections"]), int(stats["given"])
+    assert detections >= 1 and given >= 2 * detections, stats  # most answered frames were followed
+    # What the service did (Chromium shows no multipart body with a Blob in it): a face found by
+    # YuNet or from given boxes, in the order sent.
+    answers.sort(key=lambda r: posts.index(r.request))
+    sent = [any(face["detector"] == "given" for face in r.json()["faces"]) for r in answers]
+    assert len(sent) >= 3 * DETECT_EVERY and sent.count(True) >= 2 * sent.count(False), sent
+    longest = max(len(run) for run in "".join("b" if boxes else "d" for boxes in sent).split("d"))
+    assert longest <= DETECT_EVERY - 1, sent  # a detection at least every DETECT_EVERY frames
+    assert stats["shown"] == f"{detections} of {stats['frames']}"
 
 
 def test_a_busy_service_makes_the_webcam_skip_frames_for_its_retry_after(page):
@@ -360,8 +411,11 @@ def test_the_swagger_ui_is_at_docs(chrome, server):
 
 
 @browser_test
-def test_the_page_filter_smooths_as_the_python_client_does(page):
-    """The same answers, in the same order, through clients/smoothing.py and smoothing.js."""
+@pytest.mark.parametrize("ids", [False, True], ids=["by-overlap", "by-id"])
+def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
+    """The same answers, in the same order, through clients/smoothing.py and smoothing.js; faces
+    matched by box overlap, or by the tracker's ids (a new id in the same place, a cut at frame 12,
+    starts afresh)."""
     from clients.smoothing import FaceSmoother
 
     def face(x: float, y: float, width: float, jitter: float) -> dict:
@@ -374,6 +428,8 @@ def test_the_page_filter_smooths_as_the_python_client_does(page):
         faces = [face(100 + 4 * i, 80, 120, (-1) ** i * 1.5)]  # walks right, jittering
         if i < 25 or i > 34:  # a second face, away for 0.6 s (forgotten), then back
             faces.append(face(400, 90 + (i % 3), 60, 0.5 * (-1) ** i))
+        if ids:
+            faces = [{**f, "id": n} for f, n in zip(faces, (1 if i < 12 else 3, 2), strict=False)]
         frames.append((faces, t))
     frames.append((frames[-1][0], frames[-1][1]))  # a time that does not advance
 
@@ -395,3 +451,150 @@ def test_the_page_filter_smooths_as_the_python_client_does(page):
             assert [k["name"] for k in a["keypoints"]] == [k["name"] for k in b["keypoints"]]
             xy = lambda face: [v for k in face["keypoints"] for v in (k["x"], k["y"])]
             assert xy(a) == pytest.approx(xy(b), abs=0.011)
+
+
+# --- the tracker's twin and the overlay's sizes, in Chromium -----------------------------------------
+
+
+def scripted_face(box: tuple[float, float, float, float], jitter: float = 0.0, squashed: bool = False) -> dict:
+    """A /faces face whose 15 keypoints sit in `box` (x, y, width, height) as a face's do; `squashed`
+    puts every point on one vertical line (eyes 0 apart: the geometry check must refuse it)."""
+    from vision.keypoints import KEYPOINT_NAMES
+
+    x, y, width, height = box
+    points = []
+    for i, name in enumerate(KEYPOINT_NAMES):
+        u = 0.32 if "right" in name else 0.68 if "left" in name else 0.5
+        u += 0.08 if "right" in name and "inner" in name else -0.08 if "left" in name and "inner" in name else 0
+        v = 0.3 if "eyebrow" in name else 0.4 if "eye" in name else 0.6 if "nose" in name else 0.8
+        u = 0.5 if squashed else u
+        dx, dy = (jitter if i % 2 else -jitter), (jitter if i % 3 else -jitter)
+        points.append({"name": name, "x": round(x + u * width + dx, 2), "y": round(y + v * height + dy, 2)})
+    return {
+        "box": {"x": x, "y": y, "width": width, "height": height},
+        "score": 0.9,
+        "detector": "yunet",
+        "keypoints": points,
+    }
+
+
+def tracking_clip(frames: int = 40):
+    """A 320x240 gray clip for the trackers: face A walks right and is replaced by another person
+    (the photo upside down) at frame 27, a cut; face B holds still and the detector misses it on
+    frames 18-24; at frame 13 A's followed points are nonsense. Returns (images, truth): truth[i]
+    is [(box, face, seen by the detector)] per face."""
+    photo = cv2.cvtColor(cv2.imread(str(EXAMPLES / "face.jpg")), cv2.COLOR_BGR2GRAY)
+    yy, xx = np.mgrid[0:240, 0:320]
+    backdrop = (90 + 60 * xx / 320 + 40 * np.sin(yy / 9.0)).astype(np.uint8)
+    small = cv2.resize(photo, (60, 72), interpolation=cv2.INTER_AREA)
+    images, truth = [], []
+    for i in range(frames):
+        image = backdrop.copy()
+        a = (40.0 + 3 * i, 20.0, 100.0, 120.0)
+        face = cv2.resize(photo if i < 27 else cv2.flip(photo, -1), (100, 120), interpolation=cv2.INTER_AREA)
+        image[20:140, int(a[0]) : int(a[0]) + 100] = face
+        b = (230.0, 150.0, 60.0, 72.0)
+        image[150:222, 230:290] = small
+        images.append(image)
+        jitter = 0.6 * (-1) ** i
+        truth.append(
+            [(a, scripted_face(a, jitter, squashed=i == 13), True), (b, scripted_face(b, -jitter), not 18 <= i <= 24)]
+        )
+    return images, truth
+
+
+def answer_for(boxes: list[dict] | None, truth) -> list[dict]:
+    """What /faces would answer: the detector's faces, or one face per given box (its keypoints are
+    those of the face under it; its box the given box)."""
+    if boxes is None:
+        return [face for _, face, seen in truth if seen]
+    faces = []
+    for given in boxes:
+        cx, cy = given["x"] + given["width"] / 2, given["y"] + given["height"] / 2
+        _, face, _ = min(truth, key=lambda t: (t[0][0] + t[0][2] / 2 - cx) ** 2 + (t[0][1] + t[0][3] / 2 - cy) ** 2)
+        box = {key: given[key] for key in ("x", "y", "width", "height")}
+        faces.append({**face, "box": box, "score": given["score"], "detector": "given"})
+    return faces
+
+
+@browser_test
+def test_the_page_tracker_plans_and_names_faces_as_the_python_client_does(page):
+    """The same clip and the same answers through clients/tracking.py and tracking.js: the same
+    frames detected, the same boxes sent, the same ids (a cut gives a new one, a face the detector
+    missed for a moment gets its own back), and the same cut-check correlations."""
+    import base64
+
+    from clients.tracking import Tracker, gray_patch, similarity
+    from vision.faces import Box
+
+    images, truth = tracking_clip()
+    page.evaluate(
+        """async (frames) => {
+            const tracking = await import(new URL("page/tracking.js", location.href));
+            const decode = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+            const images = frames.map((f) => ({ width: 320, height: 240, data: decode(f) }));
+            window.twin = { tracking, tracker: new tracking.Tracker(), frames: images };
+        }""",
+        [base64.b64encode(image.tobytes()).decode() for image in images],
+    )
+    python, seen = Tracker(), []
+    for i, image in enumerate(images):
+        plan = python.plan(i, image)
+        js_plan = page.evaluate("(i) => (window.twin.plan = window.twin.tracker.plan(i, window.twin.frames[i]))", i)
+        assert (js_plan["boxes"] is None) == plan.detect, f"frame {i}: {js_plan} vs {plan}"
+        assert js_plan["ids"] == plan.ids, f"frame {i}"
+        for ours, theirs in zip(js_plan["boxes"] or [], plan.boxes or [], strict=True):
+            flat = lambda box: [box[k] for k in ("x", "y", "width", "height", "score")] + sum(box["eyes"], [])
+            assert flat(ours) == pytest.approx(flat(theirs), abs=0.011), f"frame {i}"
+        faces = answer_for(plan.boxes, truth[i])
+        theirs = python.update(plan, image, faces)
+        ours = page.evaluate(
+            "([i, faces]) => window.twin.tracker.update(window.twin.plan, window.twin.frames[i], faces)", [i, faces]
+        )
+        assert [f["id"] for f in ours] == [f["id"] for f in theirs], f"frame {i}"
+        seen.append(("d" if plan.detect else "g", [f["id"] for f in theirs]))
+    stats = page.evaluate("() => window.twin.tracker.stats")
+    assert stats == {"frames": 40, "detections": python.stats.detections, "cuts": 1, "implausible": 1}
+    assert python.stats.cuts == 1 and python.stats.implausible == 1
+    assert seen[0] == ("d", [1, 2]) and seen[14][0] == "d"  # the nonsense at 13 is detected again at 14
+    assert [ids for _, ids in seen[25:27]] == [[1], [1]]  # B was missed (lost), A followed
+    assert seen[27] == ("d", [2, 3])  # the cut: A's place is a new face's; B got its id back
+    assert {i for i, (kind, _) in enumerate(seen) if kind == "d"} <= {0, 10, 14, 24, 27, 34, 37}
+
+    # The cut check itself: correlations of a face's region with its later self and with the cut.
+    pairs = [(5, 6, 0), (20, 23, 0), (26, 27, 0), (3, 30, 1), (8, 9, 1)]
+    for before, after, which in pairs:
+        box = truth[after][which][0]
+        python_value = similarity(images[after], Box(*box), gray_patch(images[before], Box(*box)))
+        js_value = page.evaluate(
+            """([before, after, box]) => {
+                const { tracking, frames } = window.twin;
+                const [x, y, width, height] = box;
+                const patch = tracking.grayPatch(frames[before], { x, y, width, height });
+                return tracking.similarity(frames[after], { x, y, width, height }, patch);
+            }""",
+            [before, after, box],
+        )
+        assert js_value == pytest.approx(python_value, abs=0.02), (before, after, which)
+    assert similarity(images[27], Box(*truth[27][0][0]), gray_patch(images[26], Box(*truth[26][0][0]))) < 0.8
+
+
+@browser_test
+def test_the_page_overlay_sizes_marks_as_vision_draw_does(page):
+    """draw.js's markSizes against vision.draw.mark_sizes: lines, points and labels grow with the
+    face and never shrink below a share of the image's longer side (Python's rounding included)."""
+    from vision.draw import mark_sizes
+
+    shapes = [(240, 320), (600, 512), (314, 1368), (3000, 4000)]
+    cases = [(width, shape) for width in (12, 50, 125, 170, 250, 400, 900) for shape in shapes]
+    js = page.evaluate(
+        """async (cases) => {
+            const { markSizes } = await import(new URL("page/draw.js", location.href));
+            return cases.map(([width, [height, side]]) => markSizes(width, side, height));
+        }""",
+        cases,
+    )
+    for (width, shape), ours in zip(cases, js, strict=True):
+        theirs = mark_sizes(width, shape)
+        assert (ours["line"], ours["radius"]) == (theirs.line, theirs.radius), (width, shape)
+        assert ours["font"] == pytest.approx(theirs.font_scale), (width, shape)

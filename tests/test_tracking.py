@@ -114,6 +114,19 @@ def test_a_face_the_detector_missed_for_a_moment_keeps_its_id():
     assert sorted(f["id"] for f in back) == [1, 2]
 
 
+def test_someone_else_where_a_missed_face_was_gets_a_new_id():
+    """A face the detector missed is remembered; a detection in its place that looks like another
+    person ends that memory and gets a new id (this once raised ValueError)."""
+    tracker = Tracker(follow=False)
+    first = frame_with((texture(1), 0, 100), (texture(3), 350, 100))
+    tracker.update(tracker.plan(0, first), first, [face(50, 140), face(400, 140)])
+    missed = frame_with((texture(3), 350, 100))
+    tracker.update(tracker.plan(1, missed), missed, [face(400, 140)])  # face 1 missed: remembered
+    other = frame_with((texture(2), 0, 100), (texture(3), 350, 100))
+    back = tracker.update(tracker.plan(2, other), other, [face(50, 140), face(400, 140)])
+    assert sorted(f["id"] for f in back) == [2, 3]
+
+
 @pytest.mark.parametrize("follow", [True, False])
 def test_a_cut_to_another_person_in_the_same_place_is_detected_and_gets_a_new_id(follow):
     tracker = Tracker(detect_every=100, follow=follow)

@@ -28,27 +28,64 @@ export function sizeCanvas(canvas, width, height) {
   return context;
 }
 
-// Draws every face (boxes, scores, keypoints) of an answer in photo pixels onto a context in CSS
-// pixels: `view` is {scale, width, mirror}, photo pixel * scale = CSS pixel, `width` the canvas's
-// CSS width (for mirroring). Returns the keypoints where they were drawn, for hovering:
-// [{x, y, name, face}] in CSS pixels.
+// Marks grow with the face they belong to, and never shrink below a share of the image's longer
+// side: the rule of vision.draw.mark_sizes (the Python overlays'), with its constants. Sizes are in
+// image pixels: the line width and the keypoint radius (whole pixels, at least 2) and the label's
+// height in pixels (OpenCV's font scale, at least 0.4, x FONT_PIXELS).
+const LINE_PER_FACE = 1 / 100;
+const LINE_PER_IMAGE = 1 / 500;
+const RADIUS_PER_FACE = 1 / 60;
+const RADIUS_PER_IMAGE = 1 / 400;
+const FONT_PER_FACE = 1 / 250;
+const FONT_PER_IMAGE = 1 / 1600;
+const FONT_PIXELS = 22; // OpenCV's font scale 1.0 is about 22 px tall
+
+// Python's round(): halves to even.
+function roundHalfEven(value) {
+  const down = Math.floor(value);
+  const rest = value - down;
+  return rest > 0.5 || (rest === 0.5 && down % 2 !== 0) ? down + 1 : down;
+}
+
+// vision.draw.mark_sizes: {line, radius, font} for a face `faceWidth` wide on an image of
+// `imageWidth` x `imageHeight` pixels; font is OpenCV's scale.
+export function markSizes(faceWidth, imageWidth, imageHeight) {
+  const side = Math.max(imageWidth, imageHeight);
+  const line = Math.max(2, roundHalfEven(Math.max(faceWidth * LINE_PER_FACE, side * LINE_PER_IMAGE)));
+  const radius = Math.max(2, roundHalfEven(Math.max(faceWidth * RADIUS_PER_FACE, side * RADIUS_PER_IMAGE)));
+  const font = Math.max(0.4, faceWidth * FONT_PER_FACE, side * FONT_PER_IMAGE);
+  return { line, radius, font };
+}
+
+// A face's label: its id on video (`#3`, where the tracker gives one), else its place in the answer
+// (`face 2`), then the detector's score (Haar gives none).
+export function faceLabel(face, index) {
+  const name = face.id == null ? `face ${index + 1}` : `#${face.id}`;
+  return face.score == null ? name : `${name} · ${face.score.toFixed(2)}`;
+}
+
+// Draws every face (boxes, labels, keypoints) of an answer in image pixels onto a context in CSS
+// pixels: `view` is {scale, width, height, mirror}, image pixel * scale = CSS pixel, `width` and
+// `height` the canvas's CSS size (for mirroring, and the image's size for the marks). Returns the
+// keypoints where they were drawn, for hovering: [{x, y, name, face}] in CSS pixels.
 export function drawFaces(context, faces, view, { labels = true, highlight = null } = {}) {
-  const { scale, width, mirror = false } = view;
+  const { scale, width, height, mirror = false } = view;
   const px = (x) => (mirror ? width - x * scale : x * scale);
   const drawn = [];
   faces.forEach((face, index) => {
     const box = face.box;
+    const sizes = markSizes(box.width, width / scale, height / scale);
+    const [line, radius] = [sizes.line * scale, sizes.radius * scale];
     const left = mirror ? width - (box.x + box.width) * scale : box.x * scale;
     const [top, w, h] = [box.y * scale, box.width * scale, box.height * scale];
     context.lineJoin = "round";
     context.strokeStyle = "rgba(0, 0, 0, 0.45)";
-    context.lineWidth = 4;
+    context.lineWidth = line + 2;
     context.strokeRect(left, top, w, h);
     context.strokeStyle = BOX_COLOUR;
-    context.lineWidth = 2;
+    context.lineWidth = line;
     context.strokeRect(left, top, w, h);
-    if (labels) label(context, `face ${index + 1}${face.score == null ? "" : ` · ${face.score.toFixed(2)}`}`, left, top);
-    const radius = Math.min(5, Math.max(2.5, w / 70));
+    if (labels) label(context, faceLabel(face, index), left - line / 2, top - line / 2, sizes.font * FONT_PIXELS * scale);
     for (const point of face.keypoints) {
       const [x, y] = [px(point.x), point.y * scale];
       const lit = highlight && highlight.face === index && highlight.name === point.name;
@@ -56,7 +93,7 @@ export function drawFaces(context, faces, view, { labels = true, highlight = nul
       context.arc(x, y, lit ? radius * 1.8 : radius, 0, 2 * Math.PI);
       context.fillStyle = PART_COLOURS[partOf(point.name)];
       context.fill();
-      context.lineWidth = lit ? 2 : 1.2;
+      context.lineWidth = lit ? 2 : Math.max(1, radius / 3);
       context.strokeStyle = lit ? "#fff" : "rgba(0, 0, 0, 0.7)";
       context.stroke();
       drawn.push({ x, y, name: point.name, face: index });
@@ -65,17 +102,20 @@ export function drawFaces(context, faces, view, { labels = true, highlight = nul
   return drawn;
 }
 
-function label(context, text, left, top) {
-  context.font = "600 12px system-ui, sans-serif";
-  const width = context.measureText(text).width + 10;
-  const y = top >= 20 ? top - 20 : top;
+// A label `size` CSS pixels tall (the text a little smaller) on the box's top edge, above it where
+// there is room.
+function label(context, text, left, top, size) {
+  const font = Math.max(10, size * 0.8);
+  context.font = `600 ${font}px system-ui, sans-serif`;
+  const [width, height] = [context.measureText(text).width + font * 0.8, font * 1.6];
+  const y = top >= height ? top - height : top;
   context.fillStyle = BOX_COLOUR;
   context.beginPath();
-  context.roundRect(left - 1, y, width, 19, 4);
+  context.roundRect(left, y, width, height, font / 3);
   context.fill();
   context.fillStyle = "#042f2e";
   context.textBaseline = "middle";
-  context.fillText(text, left + 4, y + 10);
+  context.fillText(text, left + font * 0.4, y + height / 2);
 }
 
 // The drawn point nearest to (x, y), within `reach` CSS pixels, or null.

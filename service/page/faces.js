@@ -53,7 +53,7 @@ export function setupFaces() {
     const context = sizeCanvas(canvas, width, height);
     context.drawImage(photo, 0, 0, width, height);
     // The answer is in the photo's own pixels (the service decodes as the browser does, EXIF turns included).
-    shown.points = drawFaces(context, answer.faces, { scale: width / answer.width, width }, { highlight: shown.hover });
+    shown.points = drawFaces(context, answer.faces, { scale: width / answer.width, width, height }, { highlight: shown.hover });
   }
 
   canvas.addEventListener("mousemove", (event) => {

@@ -1,4 +1,7 @@
 // Steadier keypoints on video: a One Euro filter per face, faces followed from frame to frame.
+// A face with an `id` (the webcam view's tracker gives each one: tracking.js) keeps the filter of
+// that id, and a new id, such as a new person after a cut, starts afresh; faces without ids are
+// matched to the previous frame's by box overlap.
 //
 // A line-by-line twin of clients/smoothing.py (the Python webcam client's filter), with the same
 // defaults: change one, change the other (tests/test_page.py checks that the constants agree and
@@ -87,10 +90,11 @@ const round2 = (v) => Math.round(v * 100) / 100;
 
 // One face followed across frames: its filter and where it was last seen.
 class Track {
-  constructor(box, lastSeen, filter) {
+  constructor(box, lastSeen, filter, id = null) {
     this.box = box;
     this.lastSeen = lastSeen;
     this.filter = filter;
+    this.id = id; // the tracker's id of the face, when it has one
   }
 }
 
@@ -114,11 +118,16 @@ export class FaceSmoother {
       // big faces choose first
       const box = asBox(boxCorners(face.box));
       let track = null;
-      for (const candidate of free) {
-        if (track === null || iou(candidate.box, box) > iou(track.box, box)) track = candidate;
+      if (face.id != null) {
+        track = free.find((candidate) => candidate.id === face.id) ?? null;
+      } else {
+        for (const candidate of free) {
+          if (track === null || iou(candidate.box, box) > iou(track.box, box)) track = candidate;
+        }
+        if (track !== null && iou(track.box, box) < MATCH_IOU) track = null;
       }
-      if (track === null || iou(track.box, box) < MATCH_IOU) {
-        track = new Track(box, t, new OneEuroFilter(this.minCutoff, this.beta));
+      if (track === null) {
+        track = new Track(box, t, new OneEuroFilter(this.minCutoff, this.beta), face.id ?? null);
         this.tracks.push(track);
       } else {
         free.splice(free.indexOf(track), 1);

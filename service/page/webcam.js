@@ -1,9 +1,13 @@
 // Webcam: the camera's frames, as JPEG, to POST /faces with a few requests in flight; the live
-// picture with the latest answer drawn over it, smoothed by the One Euro filter when asked.
+// picture with the latest answer drawn over it, smoothed by the One Euro filter when asked. Faces
+// are followed (tracking.js, the Python webcam client's scheme): a frame is sent for detection
+// every DETECT_EVERY frames and when the tracker asks, the others with the boxes that the last
+// answer's keypoints give (/faces' `boxes`), so the service skips YuNet; each face has an id.
 
 import { canvasBlob, clearError, postImage, showError } from "./api.js";
 import { drawFaces, sizeCanvas } from "./draw.js";
 import { FaceSmoother } from "./smoothing.js";
+import { grayFrame, Tracker } from "./tracking.js";
 
 export const MAX_IN_FLIGHT = 2; // enough to overlap the round trip, few enough to stay live
 const JPEG_QUALITY = 0.85;
@@ -16,6 +20,7 @@ export function setupWebcam() {
   const [button, smoothBox, mirrorBox, error] = ["webcam-start", "webcam-smooth", "webcam-mirror", "webcam-error"].map($);
   const [canvas, video, placeholder, stats] = ["webcam-canvas", "webcam-video", "webcam-placeholder", "webcam-stats"].map($);
   const capture = document.createElement("canvas");
+  const captured = capture.getContext("2d", { willReadFrequently: true }); // read back for the tracker's cut check
   $("webcam-max-in-flight").textContent = String(MAX_IN_FLIGHT);
 
   let stream = null;
@@ -25,6 +30,9 @@ export function setupWebcam() {
   let newFrame = false; // the camera has a frame that has not been sent yet
   let latest = null; // {faces, width, height}
   let smoother = new FaceSmoother();
+  let tracker = new Tracker();
+  let run = 0; // the camera's start, so that an answer from before a restart is ignored
+  let ids = new Set(); // every id shown since the camera started
   let answered = [];
   let latencies = [];
   let backoffUntil = 0;
@@ -44,8 +52,9 @@ export function setupWebcam() {
     video.srcObject = stream;
     await video.play();
     [sent, lastShown, inFlight, latest, answered, latencies] = [0, 0, 0, null, [], []];
-    stats.dataset.frames = stats.dataset.withFace = "0";
-    smoother = new FaceSmoother();
+    stats.dataset.frames = stats.dataset.withFace = stats.dataset.detections = stats.dataset.given = "0";
+    stats.dataset.ids = "";
+    [smoother, tracker, ids, run] = [new FaceSmoother(), new Tracker(), new Set(), run + 1];
     button.textContent = "Stop the camera";
     canvas.hidden = false;
     placeholder.hidden = true;
@@ -77,28 +86,39 @@ export function setupWebcam() {
   }
 
   async function send() {
-    const number = ++sent;
+    let number = 0; // numbered when posted, in the order the tracker planned them
+    const ours = run;
     const t = performance.now() / 1000; // the frame's time, for the filter
+    let plan = null;
     inFlight += 1;
     try {
       const shrink = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
       capture.width = Math.round(video.videoWidth * shrink);
       capture.height = Math.round(video.videoHeight * shrink);
-      capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
+      captured.drawImage(video, 0, 0, capture.width, capture.height);
+      const gray = grayFrame(captured, capture.width, capture.height); // the sent frame, for the tracker
       const frame = await canvasBlob(capture, "image/jpeg", JPEG_QUALITY);
+      // Planned just before the post (no await between), so the requests leave in plan order. The
+      // boxes are in the sent frame's pixels, as the answer's are.
+      number = ++sent;
+      plan = tracker.plan(number, gray);
       const started = performance.now();
-      const answer = await postImage("faces", frame);
+      const answer = await postImage("faces", frame, plan.boxes === null ? {} : { boxes: JSON.stringify(plan.boxes) });
       const now = performance.now();
       latencies = [...latencies.slice(1 - LATENCIES_KEPT), now - started];
       answered = [...answered.filter((at) => now - at < RATE_WINDOW_S * 1000), now];
-      if (number > lastShown && stream) {
+      if (number > lastShown && stream && ours === run) {
         lastShown = number;
-        const faces = smoothBox.checked ? smoother.smooth(answer.faces, t) : answer.faces;
+        const followed = tracker.update(plan, gray, answer.faces);
+        const faces = smoothBox.checked ? smoother.smooth(followed, t) : followed;
         latest = { faces, width: answer.width, height: answer.height };
-        count(answer.faces.length);
+        count(plan, followed);
+      } else if (ours === run) {
+        tracker.unanswered(plan); // overtaken by a newer frame's answer: not shown, not followed from
       }
       clearError(error);
     } catch (e) {
+      if (plan !== null && ours === run) tracker.unanswered(plan);
       showError(error, e);
       if (e.status === 401) stop(); // the key form was cancelled: no frame goes through, so no frame is sent
       // Busy (503): send nothing for the Retry-After it asked, so frames are skipped, never queued;
@@ -112,10 +132,17 @@ export function setupWebcam() {
     }
   }
 
-  function count(faces) {
-    stats.dataset.frames = String(Number(stats.dataset.frames) + 1);
-    if (faces > 0) stats.dataset.withFace = String(Number(stats.dataset.withFace) + 1);
-    $("webcam-faces").textContent = String(faces);
+  // An answered frame: how many, how many with a face, detected or followed (data-detections,
+  // data-given), and every id shown (data-ids), on the stats element for scripts and tests.
+  function count(plan, faces) {
+    const add = (key) => (stats.dataset[key] = String(Number(stats.dataset[key]) + 1));
+    add("frames");
+    if (faces.length > 0) add("withFace");
+    add(plan.boxes === null ? "detections" : "given");
+    for (const face of faces) ids.add(face.id);
+    stats.dataset.ids = [...ids].sort((a, b) => a - b).join(" ");
+    $("webcam-faces").textContent = String(faces.length);
+    $("webcam-detected").textContent = `${stats.dataset.detections} of ${stats.dataset.frames}`;
   }
 
   function paint() {
@@ -130,7 +157,7 @@ export function setupWebcam() {
       if (mirror) context.setTransform(-ratio, 0, 0, ratio, canvas.width, 0); // the picture as in a mirror
       context.drawImage(video, 0, 0, width, height);
       context.setTransform(ratio, 0, 0, ratio, 0, 0); // the overlay mirrors its own points, not its text
-      if (latest) drawFaces(context, latest.faces, { scale: width / latest.width, width, mirror }, { labels: false });
+      if (latest) drawFaces(context, latest.faces, { scale: width / latest.width, width, height, mirror });
     }
     const now = performance.now();
     const recent = answered.filter((at) => now - at < RATE_WINDOW_S * 1000);
