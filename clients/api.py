@@ -1,6 +1,7 @@
 """A thin client for the service's HTTP API."""
 
 import asyncio
+import io
 import json
 import os
 import random
@@ -122,7 +123,7 @@ def read_image(path) -> tuple[bytes, np.ndarray]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning; the service has its own limits
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:  # the bytes read above: the file once
                 bgr = upright_bgr(image)  # a full decode: raises on truncated or corrupt data
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image") from None

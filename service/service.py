@@ -306,6 +306,7 @@ class Vision:
         }
 
 
+api_routes = {api.route for api in Vision.apis.values()}
 # Middlewares run in the order added, the first outermost. The security headers and CORS first
 # (service.headers): every answer carries them, refusals included, and a CORS preflight (no key)
 # is answered before the key check.
@@ -316,12 +317,11 @@ if settings.api_keys:
         auth.ApiKeys,
         keys=settings.api_keys,
         on_refusal=refused_input,
-        known_paths={api.route for api in Vision.apis.values()} | {"/docs.json", "/metrics"},
+        known_paths=api_routes | {"/docs.json", "/metrics"},
     )
 Vision.add_asgi_middleware(limits.BodyLimit, max_bytes=settings.max_upload_bytes, on_refusal=refused_input)
 # Overload is refused, not queued: past VISION_MAX_IN_FLIGHT requests whose bodies have come, a 503
 # with Retry-After at once (service.shedding). Inside BodyLimit: a body still arriving holds no place.
-api_routes = {api.route for api in Vision.apis.values()}
 Vision.add_asgi_middleware(
     shedding.InFlightLimit,
     limit=settings.max_in_flight,

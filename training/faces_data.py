@@ -54,6 +54,30 @@ class Landmarks68:
         return read_image(self.image_dir / self.names[index])
 
 
+def named_rows(csv_path: Path, header_ok, header_wanted: str, columns: int) -> tuple[list[str], np.ndarray]:
+    """A CSV whose rows are a name then numbers -> (names, float64 values (N, columns - 1)), after
+    `header_ok(header)`; InputError in one line naming the file and row of anything else."""
+    names, rows = [], []
+    try:
+        with open(csv_path, newline="") as f:
+            reader = csv.reader(f)
+            if not header_ok(next(reader, None)):
+                raise InputError(f"{csv_path}: expected {header_wanted}")
+            for line, row in enumerate(reader, start=2):
+                if len(row) != columns:
+                    raise InputError(f"{csv_path}, row {line}: {len(row)} columns, expected {columns}")
+                try:
+                    rows.append([float(v) for v in row[1:]])
+                except ValueError:
+                    raise InputError(f"{csv_path}, row {line}: a value is not a number") from None
+                names.append(row[0])
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{csv_path}: cannot read ({e})") from None
+    if not rows:
+        raise InputError(f"{csv_path}: no rows")
+    return names, np.asarray(rows, dtype=np.float64)
+
+
 def load_landmarks68(
     csv_path: Path, image_dir: Path | None = None, pixel_center: float = LABEL_PIXEL_CENTER
 ) -> Landmarks68:
@@ -62,26 +86,13 @@ def load_landmarks68(
     image_dir = Path(image_dir) if image_dir else csv_path.parent / "images"
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: image folder not found")
-    names, rows = [], []
-    try:
-        with open(csv_path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or header[0] != "Names" or len(header) != 137:
-                raise InputError(f"{csv_path}: expected a header of Names + 136 columns")
-            for line, row in enumerate(reader, start=2):
-                if len(row) != 137:
-                    raise InputError(f"{csv_path}, row {line}: {len(row)} columns, expected 137")
-                try:
-                    rows.append([float(v) for v in row[1:]])
-                except ValueError:
-                    raise InputError(f"{csv_path}, row {line}: a coordinate is not a number") from None
-                names.append(row[0])
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{csv_path}: cannot read ({e})") from None
-    if not rows:
-        raise InputError(f"{csv_path}: no rows")
-    points = np.asarray(rows, dtype=np.float32).reshape(-1, 68, 2) - pixel_center
+    names, values = named_rows(
+        csv_path,
+        lambda header: bool(header) and header[0] == "Names" and len(header) == 137,
+        "a header of Names + 136 columns",
+        137,
+    )
+    points = values.astype(np.float32).reshape(-1, 68, 2) - pixel_center
     return Landmarks68(names, points, image_dir)
 
 
@@ -260,25 +271,9 @@ def load_mtfl5(
     csv_path, image_dir = folder / "points5.csv", folder / "images"
     if not image_dir.is_dir():
         raise InputError(f"{image_dir}: image folder not found")
-    names, rows = [], []
-    try:
-        with open(csv_path, newline="") as f:
-            reader = csv.reader(f)
-            if next(reader, None) != MTFL_COLUMNS:
-                raise InputError(f"{csv_path}: expected the header {','.join(MTFL_COLUMNS)}")
-            for line, row in enumerate(reader, start=2):
-                if len(row) != len(MTFL_COLUMNS):
-                    raise InputError(f"{csv_path}, row {line}: {len(row)} columns, expected {len(MTFL_COLUMNS)}")
-                try:
-                    rows.append([float(v) for v in row[1:]])
-                except ValueError:
-                    raise InputError(f"{csv_path}, row {line}: a value is not a number") from None
-                names.append(row[0])
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{csv_path}: cannot read ({e})") from None
-    if not rows:
-        raise InputError(f"{csv_path}: no rows")
-    values = np.asarray(rows, dtype=np.float64)
+    names, values = named_rows(
+        csv_path, lambda header: header == MTFL_COLUMNS, f"the header {','.join(MTFL_COLUMNS)}", len(MTFL_COLUMNS)
+    )
     points = np.stack([values[:, 0:5], values[:, 5:10]], axis=-1) - pixel_center  # x1..x5, y1..y5
     attributes = {key: values[:, 10 + i].astype(int) for i, key in enumerate(MTFL_ATTRIBUTES)}
     data = Points5(names, points, attributes, image_dir)
