@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import io
 import os
+import re
 import signal
 import struct
 import tempfile
@@ -77,12 +78,24 @@ class Watch:
                 path = self.folders.get(wd, Path("?")) / name
                 if mask & IN_ISDIR and mask & IN_CREATE:
                     if path.name.startswith("bentoml-client-"):  # a new worker's (empty) client folder
+                        self._forget_tempdir_probe(path.parent)  # which that worker made just before
                         self._add(path)
                         continue
                     self.seen.append(f"{path}: folder created")
                     self._add(path)
                 else:
                     self.seen.append(f"{path}: {'created' if mask & IN_CREATE else 'written'}")
+
+    def _forget_tempdir_probe(self, folder: Path) -> None:
+        """Python's `tempfile` probes a temporary folder the first time a process uses it: a file
+        named by 8 random characters, created, written, closed and deleted. A worker restarted
+        after a kill probes, then makes its client folder: that probe is start-up, not an upload."""
+        probe = [e for e in self.seen if e.startswith(f"{folder}/")][-3:]
+        names = {e.rsplit(": ", 1)[0] for e in probe}
+        if len(probe) == 3 and len(names) == 1:
+            path = Path(names.pop())
+            if re.fullmatch(r"[a-z0-9_]{8}", path.name) and not path.exists():
+                self.seen = [e for e in self.seen if e not in probe]
 
     def close(self) -> None:
         os.close(self.fd)
@@ -136,11 +149,12 @@ def server(tmpdir, tmp_path_factory):
 @pytest.fixture
 def watch(server, tmpdir):
     """The watch, from when every worker has started: /readyz answers once one has, and a worker's
-    start-up makes folders of BentoML's there (and Python's tempfile probes the folder)."""
+    start-up writes there: Python's tempfile probes the folder (a file it writes and deletes), then
+    BentoML makes the worker's `bentoml-client-*` folder. That folder comes last, so the watch waits
+    for one per worker (of the WORKERS, not only those spawned so far: on a loaded machine the second
+    is spawned after the first answers /readyz). "Service initialized" is logged before the probe."""
     deadline = time.monotonic() + 60
-    # Every worker of the WORKERS, not only those spawned so far: on a loaded machine the second is
-    # spawned after the first answers /readyz, and its start-up probe would count as a write.
-    while server.log().count("Service vision initialized") < max(WORKERS, len(server.worker_pids())):
+    while len(list(tmpdir.glob("bentoml-client-*"))) < max(WORKERS, len(server.worker_pids())):
         assert time.monotonic() < deadline, server.log()[-3000:]
         time.sleep(0.1)
     watch = Watch(tmpdir)
