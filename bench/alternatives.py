@@ -31,9 +31,10 @@ def torch_models() -> dict:
     def runner(name: str):
         model = model_from_checkpoint(load_checkpoint(MODELS / f"{name}.pt"), expected=name)
 
-        def run(batch: np.ndarray) -> np.ndarray:
+        def run(batch: np.ndarray):  # the outputs as the ONNX file's: the keypoint model's confidence too
             with torch.inference_mode():
-                return model(torch.from_numpy(batch)).numpy()
+                out = model(torch.from_numpy(batch))
+            return tuple(t.numpy() for t in out) if isinstance(out, tuple) else out.numpy()
 
         return run
 
@@ -45,7 +46,12 @@ def onnx_models() -> dict:
 
     def runner(name: str):
         session = ort.InferenceSession(str(MODELS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        return lambda batch: session.run(None, {INPUT_NAME: batch})[0]
+
+        def run(batch: np.ndarray):  # one output, or all of them (the keypoint model's confidence too)
+            outputs = session.run(None, {INPUT_NAME: batch})
+            return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+        return run
 
     return {name: runner(name) for name in NAMES}
 

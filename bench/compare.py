@@ -210,7 +210,7 @@ def ceiling(seconds: float) -> dict:
             out[name][f"batch_{batch}_images_per_s"] = round(
                 batch * calls_per_s(lambda x=x, model=model: model(x), seconds), 1
             )
-    out["faces"] = faces_ceiling(settings, models["keypoints"], seconds)
+    out["faces"] = faces_ceiling(settings, models["keypoints"].outputs, seconds)  # as /faces runs it
     return out
 
 

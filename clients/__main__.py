@@ -35,6 +35,7 @@ from clients.api import (
     ServiceError,
     ServiceUnauthorized,
     keypoint_array,
+    keypoint_confidence,
     read_image,
     service_url,
 )
@@ -120,7 +121,8 @@ async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, 
             summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
         elif endpoint == "keypoints":
             answer = await client.keypoints(data)
-            draw.draw_keypoints(image, keypoint_array(answer["keypoints"]))
+            points, confidence = keypoint_array(answer["keypoints"]), keypoint_confidence(answer["keypoints"])
+            draw.draw_keypoints(image, points, confidence=confidence)
             summary = _plural(len(answer["keypoints"]), "keypoint")
         else:
             answer = await client.faces(data)

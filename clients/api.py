@@ -366,5 +366,10 @@ def boxes_field(boxes: list[dict] | None) -> str | None:
 
 
 def keypoint_array(keypoints: list[dict]) -> np.ndarray:
-    """The API's [{"name", "x", "y"}, ...] -> (15, 2) float array."""
+    """The API's [{"name", "x", "y", "confidence"}, ...] -> (15, 2) float array."""
     return np.array([[k["x"], k["y"]] for k in keypoints], dtype=np.float64)
+
+
+def keypoint_confidence(keypoints: list[dict]) -> list[float | None]:
+    """The API's keypoint records -> each point's confidence (None where the service gave none)."""
+    return [k.get("confidence") for k in keypoints]

@@ -34,5 +34,5 @@ class LocalFaces:
         from vision.faces import GivenBoxes, find_faces, given_detections
 
         detector = self.detector if boxes is None else GivenBoxes(given_detections(boxes))
-        faces = find_faces(frame, detector, self.model)
+        faces = find_faces(frame, detector, self.model.outputs)
         return {"width": frame.shape[1], "height": frame.shape[0], "faces": [face.as_dict() for face in faces]}

@@ -5,7 +5,7 @@ import math
 import cv2
 import numpy as np
 
-from clients.api import keypoint_array
+from clients.api import keypoint_array, keypoint_confidence
 from vision import draw
 from vision.faces import Box
 
@@ -22,7 +22,8 @@ def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
         box = face["box"]
         sizes = draw.mark_sizes(box["width"], image.shape)
         draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), thickness=sizes.line)
-        draw.draw_keypoints(image, keypoint_array(face["keypoints"]), radius=sizes.radius)
+        points, confidence = keypoint_array(face["keypoints"]), keypoint_confidence(face["keypoints"])
+        draw.draw_keypoints(image, points, radius=sizes.radius, confidence=confidence)
         parts = ([f"#{face['id']}"] if face.get("id") is not None else []) + (
             [f"{face['score']:.2f}"] if face.get("score") is not None else []  # Haar gives no score
         )

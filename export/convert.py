@@ -26,7 +26,7 @@ def to_onnx(model: torch.nn.Module, spec: Spec, path: Path) -> None:
         str(partial),
         dynamo=True,
         input_names=[INPUT_NAME],
-        output_names=[spec.signature.output_name],
+        output_names=spec.signature.output_names,
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         opset_version=OPSET,
         external_data=False,  # one file per model: the service and the manifest hash one file

@@ -60,9 +60,17 @@ def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 2
 
 @torch.no_grad()
 def run_torch(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's (first) output; `torch_outputs` has them all."""
     return np.concatenate(
-        [model(torch.from_numpy(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+        [torch_outputs(model, images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
     )
+
+
+@torch.no_grad()
+def torch_outputs(model: torch.nn.Module, images: np.ndarray) -> list[np.ndarray]:
+    """Every output of the model (the keypoint model's confidence too), as the ONNX file lists them."""
+    out = model(torch.from_numpy(images))
+    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
 def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Validation) -> Parity:
@@ -70,11 +78,12 @@ def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Vali
     result = Parity(spec.name)
     for batch in BATCH_SIZES:
         images = data.images[:batch]
-        got, want = sess.run(None, {"image": images})[0], run_torch(model, images)
-        if got.shape != want.shape:
-            result.failures.append(f"batch {batch}: output shape {got.shape} != {want.shape}")
+        got, want = sess.run(None, {"image": images}), torch_outputs(model, images)
+        shapes = [g.shape for g in got], [w.shape for w in want]
+        if shapes[0] != shapes[1]:
+            result.failures.append(f"batch {batch}: output shapes {shapes[0]} != {shapes[1]}")
             continue
-        result.max_abs_diff[batch] = float(np.abs(got - want).max())
+        result.max_abs_diff[batch] = max(float(np.abs(g - w).max()) for g, w in zip(got, want, strict=True))
         if result.max_abs_diff[batch] > MAX_ABS_DIFF:
             result.failures.append(f"batch {batch}: max |diff| {result.max_abs_diff[batch]:.2e} > {MAX_ABS_DIFF:.0e}")
 

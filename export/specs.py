@@ -18,6 +18,7 @@ from training.common import load_checkpoint
 from training.faces_data import load_split
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from training.models import model_from_checkpoint
+from vision.errors import InputError
 from vision.metrics import course_score, nme
 from vision.signatures import SIGNATURES, Signature, model_pixels
 
@@ -42,6 +43,7 @@ class Data:
 
 class Digits:
     name = "digits"
+    outputs_hint = ""
     max_accuracy_drift = 0.0001  # parity: ONNX vs PyTorch, 0.01 points
     max_int8_loss = 0.001  # int8: at most 0.1 accuracy points lost
 
@@ -76,6 +78,7 @@ class Digits:
 
 class Keypoints:
     name = "keypoints"
+    outputs_hint = " (a keypoint model gets its confidence from `python -m training.keypoint_confidence`)"
     max_score_drift = 0.001  # parity: ONNX vs PyTorch, 0.1% of the score
     max_int8_loss = 0.05  # int8: at most 5% of the score lost
 
@@ -126,9 +129,19 @@ class Spec:
         return f"{self.name}.onnx"
 
     def rebuild(self, models_dir: Path) -> tuple[torch.nn.Module, dict]:
-        """The checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model is refused."""
+        """The checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model, or
+        one whose model gives other outputs than the signature's, is refused."""
         checkpoint = load_checkpoint(Path(models_dir) / self.checkpoint)
-        return model_from_checkpoint(checkpoint, expected=self.name), checkpoint
+        model = model_from_checkpoint(checkpoint, expected=self.name)
+        with torch.no_grad():
+            out = model(torch.zeros(1, *self.signature.input))
+        shapes = [tuple(t.shape[1:]) for t in (out if isinstance(out, tuple) else (out,))]
+        if shapes != self.signature.output_shapes:
+            raise InputError(
+                f"{self.checkpoint}: its model gives outputs of {shapes} per item, the signature wants "
+                f"{', '.join(self.signature.output_names)} {self.signature.output_shapes}{self.task.outputs_hint}"
+            )
+        return model, checkpoint
 
     def validation(self, data: Data) -> Validation:
         return self.task.validation(data)

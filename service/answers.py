@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from vision.keypoints import CONFIDENCE_RADIUS_PX, KEYPOINT_NAMES, NUM_KEYPOINTS
 from vision.signatures import DETECTORS, GIVEN_DETECTOR
 
 KeypointName = Literal[KEYPOINT_NAMES]
@@ -36,6 +36,12 @@ class Keypoint(BaseModel):
     name: KeypointName
     x: float = Field(description="pixels from the image's left edge")
     y: float = Field(description="pixels from the image's top edge")
+    confidence: float | None = Field(
+        ge=0,
+        le=1,
+        description=f"the model's probability that the point is within {CONFIDENCE_RADIUS_PX:g} pixels of the "
+        "96x96 face crop (about 5% of the eye-corner distance) of where it is",
+    )
 
 
 Keypoints = list[Keypoint]

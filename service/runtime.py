@@ -91,7 +91,8 @@ def inference_session(entry: ModelEntry, choice: str, threads: int = 1):
 
 
 class Model:
-    """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output."""
+    """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output;
+    `model.outputs(x)` -> all of them (the keypoint model's confidence too)."""
 
     def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None, threads: int = 1):
         # An int8 variant (NAME_int8) keeps the signature of the model it stands in for.
@@ -105,25 +106,31 @@ class Model:
         return self.providers[0]
 
     def _check_signature(self) -> None:
-        want_in, want_out = self.signature.input, self.signature.output
-        inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        got_in, got_out = tuple(inputs.shape[1:]), tuple(outputs.shape[1:])
-        if inputs.name != INPUT_NAME or got_in != want_in or got_out != want_out:
+        inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()
+        got_in = tuple(inputs.shape[1:])
+        got_out = [(o.name, tuple(o.shape[1:])) for o in outputs]
+        want_out = list(zip(self.signature.output_names, self.signature.output_shapes, strict=True))
+        if inputs.name != INPUT_NAME or got_in != self.signature.input or got_out != want_out:
             raise StartupError(
-                f"{self.entry.path}: {self.entry.name!r} takes {inputs.name!r} {got_in} -> {got_out} per item, "
-                f"expected {INPUT_NAME!r} {want_in} -> {want_out}"
+                f"{self.entry.path}: {self.entry.name!r} takes {inputs.name!r} {got_in} -> {_shown(got_out)} per item, "
+                f"expected {INPUT_NAME!r} {self.signature.input} -> {_shown(want_out)}"
             )
 
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}))
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.outputs(batch)[0]
 
     def warm_up(self) -> None:
         """Run once on zeros, so the first request does not pay for lazy allocation."""
         for n in (1, 4):
-            out = self(np.zeros((n, *self.signature.input), np.float32))
-            if out.shape != (n, *self.signature.output) or not np.isfinite(out).all():
+            outputs = self.outputs(np.zeros((n, *self.signature.input), np.float32))
+            shapes = [(n, *shape) for shape in self.signature.output_shapes]
+            if [o.shape for o in outputs] != shapes or not all(np.isfinite(o).all() for o in outputs):
                 raise StartupError(
-                    f"{self.entry.path}: warm-up of {self.entry.name!r} gave {out.shape}, non-finite or wrong"
+                    f"{self.entry.path}: warm-up of {self.entry.name!r} gave {[o.shape for o in outputs]}, "
+                    "non-finite or wrong"
                 )
 
     def describe(self) -> dict:
@@ -138,6 +145,10 @@ class Model:
             "metrics": info.get("metrics", {}),
             "providers": self.providers,
         }
+
+
+def _shown(outputs: list[tuple[str, tuple]]) -> str:
+    return ", ".join(f"{name!r} {shape}" for name, shape in outputs)
 
 
 def load_models(settings: Settings, names: tuple[str, ...] = tuple(SIGNATURES)) -> dict[str, Model]:

@@ -229,8 +229,8 @@ class Vision:
         except InputError as e:
             return refuse(e, "keypoints")
         whole = FaceCrop.whole(gray.shape[1], gray.shape[0])
-        points = predict_keypoints(self.models["keypoints"], gray, [whole])[0]
-        return KeypointsAnswer(keypoints=as_records(points))
+        points, confidence = predict_keypoints(self.models["keypoints"].outputs, gray, [whole])
+        return KeypointsAnswer(keypoints=as_records(points[0], confidence[0]))
 
     @bentoml.api
     def faces(self, image: Upload, detector: Detector | None = None, boxes: GivenBoxesField = None) -> FacesAnswer:
@@ -251,7 +251,7 @@ class Vision:
             detector = self.detectors[detector or self.settings.detector]
         else:  # into the decoded (maybe reduced) image's pixels; the answer is scaled back
             detector = GivenBoxes([d.scaled(1 / factor) for d in given])
-        found = find_faces(picture, detector, self.models["keypoints"])
+        found = find_faces(picture, detector, self.models["keypoints"].outputs)
         if given is None:  # faces found, not faces given
             faces_per_image.observe(len(found))
             faces_found.inc(len(found))
@@ -270,7 +270,8 @@ class Vision:
 
     @bentoml.api(batchable=True, max_batch_size=128, max_latency_ms=1000)
     def keypoints_array(self, images: CropBatch) -> np.ndarray:
-        """(N, 1, 96, 96) float32 crops in [0, 1] -> (N, 30) keypoints in [-1, 1] (x0, y0, x1, ...; batched)."""
+        """(N, 1, 96, 96) float32 crops in [0, 1] -> (N, 30) keypoints in [-1, 1] (x0, y0, x1, ...; batched).
+        Each point's confidence is in /keypoints and /faces, and in the ONNX file's second output."""
         return self.models["keypoints"](images).astype(np.float32)
 
     # The same models for clients that send many images at once: one uploaded file, one model call.

@@ -6,7 +6,8 @@ them apart, but they are tiny and deterministic:
 - digits_cnn / digits_mlp: Flatten -> MatMul(784x10) -> Add -> "logits"; the two use different
   weights, so a test can see which model answered.
 - keypoints: AveragePool(8x8) -> Flatten -> MatMul(144x30) -> Add -> Tanh -> "keypoints" in
-  [-1, 1]; the bias is a plausible face layout and the weights are small.
+  [-1, 1]; the bias is a plausible face layout and the weights are small. And from the same
+  pooled pixels, MatMul(144x15) -> Add -> Sigmoid -> "confidence" in [0, 1].
 """
 
 import json
@@ -91,10 +92,18 @@ def keypoints_model(path: Path, seed: int = 2) -> None:
             helper.make_node("MatMul", ["flat", "w"], ["product"]),
             helper.make_node("Add", ["product", "b"], ["raw"]),
             helper.make_node("Tanh", ["raw"], ["keypoints"]),
+            helper.make_node("MatMul", ["flat", "w_confidence"], ["confidence_product"]),
+            helper.make_node("Add", ["confidence_product", "b_confidence"], ["confidence_logit"]),
+            helper.make_node("Sigmoid", ["confidence_logit"], ["confidence"]),
         ],
         [("image", ["batch", 1, 96, 96])],
-        [("keypoints", ["batch", 30])],
-        {"w": rng.normal(0, 0.01, (144, 30)), "b": np.arctanh(FACE_LAYOUT.reshape(30))},
+        [("keypoints", ["batch", 30]), ("confidence", ["batch", 15])],
+        {
+            "w": rng.normal(0, 0.01, (144, 30)),
+            "b": np.arctanh(FACE_LAYOUT.reshape(30)),
+            "w_confidence": rng.normal(0, 0.1, (144, 15)),
+            "b_confidence": np.linspace(-2, 2, 15),  # some points below vision.keypoints.LOW_CONFIDENCE
+        },
     )
 
 
@@ -113,7 +122,7 @@ def write_models(folder: Path) -> Path:
         "digits_mlp": {**digits_io, "metrics": {"val_accuracy": 0.1, "stand_in": True}},
         "keypoints": {
             "inputs": [{"name": "image", "shape": ["batch", 1, 96, 96], "dtype": "float32"}],
-            "outputs": [{"name": "keypoints", "shape": ["batch", 30]}],
+            "outputs": [{"name": "keypoints", "shape": ["batch", 30]}, {"name": "confidence", "shape": ["batch", 15]}],
             "metrics": {"val_nme": 1.0, "stand_in": True},
         },
     }

@@ -32,12 +32,12 @@ def test_nme_is_zero_for_the_truth_and_exact_for_a_known_offset(split):
     npz, fixtures = split
     frames = evaluate_faces.held_out_frames(npz, {"youtube": fixtures})
     detector = evaluate_faces.detector_named("yunet", prepare_faces.YUNET)
-    truth = evaluate_faces.evaluate(frames, detector, lambda f, d: from_ibug68(f.points68), progress=False)
+    truth = evaluate_faces.evaluate(frames, detector, lambda f, d: (from_ibug68(f.points68), None), progress=False)
     assert truth["youtube"]["detected"] == 1.0 and truth["youtube"]["nme"] == 0.0
     shift = 3.0  # pixels, every point to the right
 
     def shifted(frame, detection):
-        return from_ibug68(frame.points68) + [shift, 0]
+        return from_ibug68(frame.points68) + [shift, 0], None
 
     report = evaluate_faces.evaluate(frames, detector, shifted, progress=False)
     left, right = OUTER_EYE_CORNERS
@@ -71,9 +71,27 @@ def test_the_command_runs_an_onnx_model_end_to_end(split, tmp_path, capsys):
             "--no-progress",
         ]
     )
-    assert "youtube" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "youtube" in printed and "by confidence decile" in printed
     report = json.loads(out.read_text())
     assert report["youtube"]["detected"] == 1.0 and 0 < report["youtube"]["nme"] < 1
+    assert report["youtube"]["confidence_deciles"]["points"] == 15 * len(
+        evaluate_faces.held_out_frames(npz, {"youtube": fixtures})
+    )
+
+
+def test_confidence_deciles_rank_errors_least_confident_first():
+    rng = np.random.default_rng(0)
+    confidence = rng.random(1000)
+    errors = 0.2 * (1 - confidence)  # the less confident, the larger the error
+    table = evaluate_faces.confidence_deciles(errors, confidence)
+    nme = [d["nme"] for d in table["deciles"]]
+    assert len(nme) == 10 and nme == sorted(nme, reverse=True)
+    assert table["deciles"][0]["confidence"][1] <= table["deciles"][1]["confidence"][0]
+    assert table["low_to_high_half_error_ratio"] > 2
+    assert table["deciles"][0]["over_10_percent"] == 1.0 and table["deciles"][-1]["over_10_percent"] == 0.0
+    flat = evaluate_faces.confidence_deciles(np.full(1000, 0.05), confidence)  # says nothing of the error
+    assert flat["low_to_high_half_error_ratio"] == 1.0
 
 
 def test_no_data_folder_is_a_usage_error(split):
@@ -92,12 +110,12 @@ def test_mtfl_is_measured_on_its_five_points_over_the_eye_centres(fixtures):
     photos = evaluate_faces.mtfl_photos(fixtures / "mtfl5", "all")
     assert len(photos) == 6 and all(p.image is None for p in photos)  # read one by one
     detector = evaluate_faces.detector_named("yunet", prepare_faces.YUNET)
-    truth = evaluate_faces.evaluate(photos, detector, lambda p, d: _as_keypoints(p.points5), progress=False)
+    truth = evaluate_faces.evaluate(photos, detector, lambda p, d: (_as_keypoints(p.points5), None), progress=False)
     assert truth["mtfl"]["detected"] == 1.0 and truth["mtfl"]["nme"] == 0.0
     assert list(truth["mtfl"]["per_keypoint"]) == list(FIVE_POINT_NAMES)
     shift = 3.0
     report = evaluate_faces.evaluate(
-        photos, detector, lambda p, d: _as_keypoints(p.points5 + [0, shift]), progress=False
+        photos, detector, lambda p, d: (_as_keypoints(p.points5 + [0, shift]), None), progress=False
     )
     eyes = [np.linalg.norm(p.points5[0] - p.points5[1]) for p in photos]
     assert report["mtfl"]["nme"] == pytest.approx(np.mean([shift / d for d in eyes]), abs=1e-4)

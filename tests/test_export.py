@@ -53,6 +53,8 @@ def exported(tmp_path_factory, request):
         keypoints.Config().resolved(),
     ):
         name, args = config.model_name, config.model_args()
+        if name == "keypoints":  # as shipped: with the spread layer that gives each point's confidence
+            args = {**args, "confidence": True}
         save_checkpoint(models / f"{name}.pt", name, args, dataclasses.asdict(config), build(name, args), {})
     prepare_faces.save(prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, progress=False), root / "faces")
     args = [
@@ -79,7 +81,8 @@ def test_fresh_models_export_and_pass_the_gate(exported, capsys):
         assert entry["inputs"][0]["name"] == "image" and entry["inputs"][0]["shape"][0] == "batch"
         assert all(d <= 1e-4 for d in entry["parity"]["max_abs_diff"].values())
     assert describe(models / "keypoints.onnx")["outputs"] == [
-        {"name": "keypoints", "shape": ["batch", 30], "dtype": "float32"}
+        {"name": "keypoints", "shape": ["batch", 30], "dtype": "float32"},
+        {"name": "confidence", "shape": ["batch", 15], "dtype": "float32"},
     ]
     assert describe(models / "digits_cnn.onnx")["inputs"][0]["shape"] == ["batch", 1, 28, 28]
 
@@ -238,3 +241,21 @@ def test_export_yunet_refuses_a_missing_file_with_one_line(tmp_path):
 
     with pytest.raises(SystemExit, match="error: .*nope.onnx"):
         yunet.main(["--published", str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "out.onnx")])
+
+
+def test_a_keypoint_checkpoint_without_its_confidence_layer_is_refused_with_the_fix(exported, tmp_path, capsys):
+    """The trainer's checkpoints have no spread layer; export names the command that fits one."""
+    models, args = exported
+    config = keypoints.Config().resolved()
+    plain = tmp_path / "models"
+    shutil.copytree(models, plain)
+    save_checkpoint(
+        plain / "keypoints.pt",
+        "keypoints",
+        config.model_args(),
+        dataclasses.asdict(config),
+        build("keypoints", config.model_args()),
+        {},
+    )
+    with pytest.raises(SystemExit, match=r"keypoint_confidence"):
+        export_main([*args[2:], "--models", str(plain), "--only", "keypoints"])

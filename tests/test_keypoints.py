@@ -288,7 +288,9 @@ def test_the_shipped_keypoints_checkpoint_still_loads(request):
     checkpoint = common.load_checkpoint(path)  # torch.load(weights_only=True): plain data only
     assert checkpoint["model_args"]["widths"] == (24, 32, 64, 128, 256)
     model = models.model_from_checkpoint(checkpoint, expected="keypoints")
-    assert not model.training and model.flip_tta and model(torch.rand(2, 1, 96, 96)).shape == (2, 30)
+    assert not model.training and model.flip_tta and checkpoint["model_args"]["confidence"]
+    points, confidence = model(torch.rand(2, 1, 96, 96))
+    assert points.shape == (2, 30) and confidence.shape == (2, 15)
 
 
 def test_an_epoch_shows_each_photo_as_often_as_asked_and_each_frame_once():
@@ -299,3 +301,69 @@ def test_an_epoch_shows_each_photo_as_often_as_asked_and_each_frame_once():
     assert sorted(np.bincount(order, minlength=4).tolist()) == [1, 1, 3, 3]
     assert np.bincount(order)[[1, 3]].tolist() == [3, 3]
     assert sorted(epoch_order(sources, 1, np.random.default_rng(0)).tolist()) == [0, 1, 2, 3]
+
+
+def test_the_confidence_layer_adds_a_confidence_per_point_and_leaves_the_points_alone():
+    torch.manual_seed(0)
+    plain = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
+    sure = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True, confidence=True).eval()
+    missing, unexpected = sure.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("spread.") for k in missing)
+    x = torch.rand(3, 1, 96, 96)
+    with torch.no_grad():
+        sure.spread.weight.normal_(0, 0.01)
+        sure.spread.bias.fill_(0.5)  # σ about 1.6 crop pixels: confidences well inside (0, 1)
+        points, confidence = sure(x)
+        assert torch.equal(points, plain(x))
+        assert confidence.shape == (3, 15) and ((confidence > 0) & (confidence < 1)).all()
+        # The layer predicts log σ: a wider spread is a lower confidence of being within the radius.
+        sure.spread.bias.add_(1.0)
+        assert (sure(x)[1] < confidence).all()
+    assert sure.train()(x).shape == (3, 30)  # training sees the points only
+
+
+def test_confidence_within_is_the_share_of_a_2d_gaussian_inside_the_radius():
+    rng = np.random.default_rng(0)
+    sigma = 1.5
+    draws = np.linalg.norm(rng.normal(0, sigma, (200_000, 2)), axis=1)
+    expected = np.mean(draws < 2.0)
+    got = models.confidence_within(torch.tensor(np.log(sigma)), 2.0).item()
+    assert got == pytest.approx(expected, abs=0.005)
+
+
+def test_the_spread_fit_finds_which_points_are_harder():
+    """Errors drawn with a spread that a feature sets: the fitted layer gives the noisier crops and
+    the noisier point a larger σ, and folding the standardization in changes nothing."""
+    from training.keypoint_confidence import fit_spread, gaussian_nll
+
+    torch.manual_seed(0)
+    inputs = torch.randn(4000, 6) * 3 + 5
+    true_log_sigma = 0.3 * (inputs[:, :1] - 5) + torch.tensor([0.0, 0.8])  # point 1 is always harder
+    errors = (torch.randn(4000, 2, 2) * true_log_sigma.exp()[..., None]).norm(dim=-1)
+    layer, nll = fit_spread(errors, inputs, epochs=60, progress=False)
+    with torch.no_grad():
+        fitted = layer(inputs)
+    assert torch.corrcoef(torch.stack([fitted[:, 0], true_log_sigma[:, 0]]))[0, 1] > 0.95
+    assert (fitted[:, 1] - fitted[:, 0]).mean().item() == pytest.approx(0.8, abs=0.1)
+    assert nll == pytest.approx(gaussian_nll(fitted, errors).item(), abs=1e-3)
+
+
+def test_the_confidence_command_keeps_the_trunk_and_adds_the_layer(fixtures, tmp_path):
+    from training import keypoint_confidence
+
+    arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, False)
+    npz = prepare_faces.save(arrays, tmp_path / "data")
+    kp_training.main(["--data", str(npz), "--out", str(tmp_path), "--epochs", "1", *TINY_MODEL])
+    trained = common.load_checkpoint(tmp_path / "keypoints.pt")
+    out = tmp_path / "sure.pt"
+    keypoint_confidence.main(
+        ["--checkpoint", str(tmp_path / "keypoints.pt"), "--data", str(npz), "--out", str(out), "--passes", "1"]
+        + ["--epochs", "3", "--no-progress"]
+    )
+    sure = common.load_checkpoint(out)
+    assert sure["model_args"] == {**trained["model_args"], "confidence": True}
+    assert all(torch.equal(trained["state_dict"][k], sure["state_dict"][k]) for k in trained["state_dict"])
+    assert {k for k in sure["state_dict"] if k not in trained["state_dict"]} == {"spread.weight", "spread.bias"}
+    assert sure["metrics"]["confidence_fit"]["crops"] == len(load_split(npz)[0])  # one pass over the training crops
+    with pytest.raises(SystemExit, match="error: "):
+        keypoint_confidence.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(npz), "--no-progress"])

@@ -52,9 +52,13 @@ def test_the_mirror_check_finds_a_pipelines_own_offset(fixtures):
     detector = evaluate_faces.detector_named("yunet", prepare_faces.YUNET)
     mirrored = mtfl_convention.mirror(photos[0].loaded(), 192)
     assert mirrored.points5[0, 0] < mirrored.points5[1, 0] and mirrored.points5[3, 0] < mirrored.points5[4, 0]
-    truth = mtfl_convention.mirror_offset(photos, detector, lambda p, d: _as_keypoints(p.points5), progress=False)
+    truth = mtfl_convention.mirror_offset(
+        photos, detector, lambda p, d: (_as_keypoints(p.points5), None), progress=False
+    )
     assert truth == {"frames": 6, "offset_pixels": [0.0, 0.0]}
-    right = mtfl_convention.mirror_offset(photos, detector, lambda p, d: _as_keypoints(p.points5 + [0.4, 0]), False)
+    right = mtfl_convention.mirror_offset(
+        photos, detector, lambda p, d: (_as_keypoints(p.points5 + [0.4, 0]), None), False
+    )
     assert right["offset_pixels"] == pytest.approx([0.4, 0.0])
 
 

@@ -44,3 +44,25 @@ def test_a_face_id_is_drawn_beside_its_box():
     draw_faces(labelled, answer(200, 200, 120, face_id=7))
     above = slice(150, 200), slice(200, 400)  # the label's band, above the box
     assert (labelled[above].any(axis=2).sum()) > (plain[above].any(axis=2).sum())  # "#7  0.97" > "0.97"
+
+
+def test_a_point_the_model_is_unsure_of_is_a_ring_and_the_others_dots():
+    """Below vision.keypoints.LOW_CONFIDENCE a keypoint is drawn hollow: its centre stays unpainted."""
+    from vision.keypoints import LOW_CONFIDENCE
+
+    found = answer(100, 100, 600)
+    points = found["faces"][0]["keypoints"]
+    for i, point in enumerate(points):
+        point["confidence"] = LOW_CONFIDENCE - 0.1 if i % 2 else LOW_CONFIDENCE + 0.1
+    image = np.zeros((900, 900, 3), np.uint8)
+    draw_faces(image, found)
+    painted = [bool(image[round(p["y"]), round(p["x"])].any()) for p in points]
+    assert painted == [i % 2 == 0 for i in range(len(points))]
+    ring = image[
+        round(points[1]["y"]) - 12 : round(points[1]["y"]) + 13, round(points[1]["x"]) - 12 : round(points[1]["x"]) + 13
+    ]
+    assert ring.any()  # the ring itself is drawn
+    without = answer(100, 100, 600)  # an answer without confidences (an older service): all dots
+    image = np.zeros((900, 900, 3), np.uint8)
+    draw_faces(image, without)
+    assert all(image[round(p["y"]), round(p["x"])].any() for p in without["faces"][0]["keypoints"])

@@ -213,6 +213,7 @@ def test_faces_are_drawn_on_a_photo_and_a_point_names_itself(page):
     page.mouse.move(canvas["x"] + point["x"], canvas["y"] + point["y"])
     page.wait_for_selector("#faces-tip:not([hidden])")
     assert page.text_content("#faces-tip").startswith(name.replace("_", " "))
+    assert "% sure" in page.text_content("#faces-tip")  # the point's confidence
 
     page.set_input_files("#faces-file", str(EXAMPLES / "face.jpg"))
     page.wait_for_function("() => document.getElementById('faces-summary').dataset.faces === '1'")
@@ -598,3 +599,31 @@ def test_the_page_overlay_sizes_marks_as_vision_draw_does(page):
         theirs = mark_sizes(width, shape)
         assert (ours["line"], ours["radius"]) == (theirs.line, theirs.radius), (width, shape)
         assert ours["font"] == pytest.approx(theirs.font_scale), (width, shape)
+
+
+@browser_test
+def test_a_point_the_model_is_unsure_of_is_drawn_as_a_ring(page):
+    """draw.js draws a keypoint below vision.keypoints.LOW_CONFIDENCE as a ring in its part's
+    colour, the others as dots: the centre of one is painted, of the other not."""
+    from vision.keypoints import LOW_CONFIDENCE
+
+    centres = page.evaluate(
+        """async ([low]) => {
+            const draw = await import(new URL("page/draw.js", location.href));
+            const canvas = document.createElement("canvas");
+            const context = draw.sizeCanvas(canvas, 400, 400);
+            const point = (x, confidence) => ({ name: "nose_tip", x, y: 200, confidence });
+            const face = { box: { x: 50, y: 50, width: 300, height: 300 }, score: null,
+                           keypoints: [point(100, low + 0.2), point(200, low - 0.2), point(300, null)] };
+            draw.drawFaces(context, [face], { scale: 1, width: 400, height: 400 }, { labels: false });
+            const ratio = window.devicePixelRatio || 1;
+            const at = (x) => Array.from(context.getImageData(x * ratio, 200 * ratio, 1, 1).data);
+            return { low: draw.LOW_CONFIDENCE, pixels: [at(100), at(200), at(300)], colour: draw.PART_COLOURS.nose };
+        }""",
+        [LOW_CONFIDENCE],
+    )
+    assert centres["low"] == LOW_CONFIDENCE
+    nose = [int(centres["colour"][i : i + 2], 16) for i in (1, 3, 5)] + [255]
+    sure, unsure, no_confidence = centres["pixels"]
+    assert sure == nose and no_confidence == nose  # dots: a point without a confidence is drawn as before
+    assert unsure[3] == 0  # a ring: nothing drawn at its centre

@@ -78,8 +78,9 @@ class Local:
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
         return self.sessions[name].run(None, {"image": x.astype(np.float32)})[0]
 
-    def keypoints(self, x: np.ndarray) -> np.ndarray:
-        return self("keypoints", x)
+    def keypoints(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The keypoints and each point's confidence (the model's two outputs)."""
+        return tuple(self.sessions["keypoints"].run(None, {"image": x.astype(np.float32)}))
 
     def probabilities(self, name: str, x: np.ndarray) -> np.ndarray:
         logits = self(name, x)
@@ -243,9 +244,10 @@ def test_keypoints_on_a_square_crop(http, local, fixtures):
     assert r.status_code == 200, r.text
     points = r.json()["keypoints"]
     assert [p["name"] for p in points] == list(KEYPOINT_NAMES)
-    expected = predict_keypoints(local.keypoints, square_image, [FaceCrop.whole(side, side)])[0]
+    expected, confidence = predict_keypoints(local.keypoints, square_image, [FaceCrop.whole(side, side)])
     got = np.array([[p["x"], p["y"]] for p in points])
-    np.testing.assert_allclose(got, expected, atol=0.006)
+    np.testing.assert_allclose(got, expected[0], atol=0.006)
+    np.testing.assert_allclose([p["confidence"] for p in points], confidence[0], atol=0.0006)  # rounded to 3 places
 
 
 def test_keypoints_on_a_non_square_upload_match_its_centered_square(http):
@@ -285,6 +287,9 @@ def test_faces_on_a_real_photo_answer_what_the_shared_pipeline_says(http, local,
         assert face["score"] is None
     got = np.array([[p["x"], p["y"]] for p in face["keypoints"]])
     np.testing.assert_allclose(got, want.keypoints, atol=0.006)
+    confidence = [p["confidence"] for p in face["keypoints"]]
+    np.testing.assert_allclose(confidence, want.confidence, atol=0.0006)
+    assert min(confidence) < 0.5 < max(confidence)  # the stand-in's: some points unsure, some sure
 
 
 def test_an_unknown_detector_is_400(http):
@@ -906,5 +911,7 @@ def test_a_model_with_the_wrong_signature_is_refused(models, tmp_path):
     manifest["models"]["keypoints"] = {**manifest["models"]["digits_cnn"]}  # a digits model posing as keypoints
     manifest["models"]["keypoints"]["sha256"] = sha256_of(tmp_path / "m" / "digits_cnn.onnx")
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(runtime.StartupError, match=r"expected 'image' \(1, 96, 96\) -> \(30,\)"):
+    with pytest.raises(
+        runtime.StartupError, match=r"expected 'image' \(1, 96, 96\) -> 'keypoints' \(30,\), 'confidence' \(15,\)"
+    ):
         runtime.Model(verified_model("keypoints", tmp_path / "m" / "manifest.json"), "cpu")

@@ -39,7 +39,9 @@ def test_from_ibug68_rejects_wrong_shape():
 def test_records_are_named_in_order():
     records = keypoints.as_records(np.arange(30).reshape(15, 2))
     assert [r["name"] for r in records] == list(keypoints.KEYPOINT_NAMES)
-    assert records[1] == {"name": "right_eye_center", "x": 2.0, "y": 3.0}
+    assert records[1] == {"name": "right_eye_center", "x": 2.0, "y": 3.0, "confidence": None}
+    sure = keypoints.as_records(np.arange(30).reshape(15, 2), np.linspace(0, 1, 15))
+    assert sure[1]["confidence"] == round(1 / 14, 3) and sure[-1]["confidence"] == 1.0
 
 
 def test_five_points_are_mtfls_and_yunets_order(fixtures):

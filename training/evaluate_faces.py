@@ -36,7 +36,7 @@ from training import prepare_faces
 from training.faces_data import LABEL_PIXEL_CENTER, MTFL_PIXEL_CENTER, load_landmarks68, load_mtfl5, read_image
 from vision import faces
 from vision.errors import InputError
-from vision.keypoints import FIVE_POINT_NAMES, KEYPOINT_NAMES, from_ibug68, to_five
+from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, KEYPOINT_NAMES, from_ibug68, to_five
 from vision.metrics import nme_five_per_face, nme_per_face
 
 FAR_OFF = 0.10  # a face whose NME is over this is counted as a failure
@@ -69,6 +69,10 @@ class Frame:
         """(15,) each predicted keypoint's error over the outer-eye-corner distance."""
         return nme_per_face(keypoints[None], from_ibug68(self.points68)[None], per_keypoint=True)[0]
 
+    def scored(self, confidence: np.ndarray) -> np.ndarray:
+        """The confidences of the points `errors` scores, in its order."""
+        return confidence
+
 
 @dataclass
 class Photo5:
@@ -97,6 +101,9 @@ class Photo5:
     def errors(self, keypoints: np.ndarray) -> np.ndarray:
         """(5,) the five shared points' errors over the labelled eye-centre distance."""
         return nme_five_per_face(to_five(keypoints)[None], self.points5[None], per_keypoint=True)[0]
+
+    def scored(self, confidence: np.ndarray) -> np.ndarray:
+        return confidence[list(FIVE_POINTS)]
 
 
 def held_out_frames(split: Path, folders: dict[str, Path], pixel_center: float = LABEL_PIXEL_CENTER) -> list[Frame]:
@@ -135,9 +142,15 @@ def cpu_session(path: Path, threads: int):
 
 
 def onnx_model(path: Path, threads: int = 0):
-    """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core)."""
+    """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core): its
+    keypoints, and their confidences if it gives them (`vision.faces.KeypointModel`)."""
     session = cpu_session(path, threads)
-    return lambda x: session.run(None, {"image": x})[0]
+
+    def run(x: np.ndarray):
+        outputs = session.run(None, {"image": x})
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    return run
 
 
 class DlibDetector:
@@ -171,9 +184,10 @@ def matching_detection(detector, frame: Frame | Photo5) -> faces.Detection | Non
 
 
 def pipeline_predictor(model, style: faces.CropStyle | None):
-    def predict(frame: Frame, detection: faces.Detection) -> np.ndarray:
+    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray, np.ndarray | None]:
         crop = faces.FaceCrop.around(detection, style)
-        return faces.predict_keypoints(model, faces.to_gray(frame.image), [crop])[0]
+        points, confidence = faces.predict_keypoints(model, faces.to_gray(frame.image), [crop])
+        return points[0], None if confidence is None else confidence[0]
 
     return predict
 
@@ -193,26 +207,30 @@ def dlib_predictor():
     weights = Path(package.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
     shape = dlib.shape_predictor(str(weights))
 
-    def predict(frame: Frame, detection: faces.Detection) -> np.ndarray:
+    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray, None]:
         b = detection.box
         rect = dlib.rectangle(round(b.x), round(b.y), round(b.x + b.width), round(b.y + b.height))
         found = shape(frame.image[:, :, ::-1].copy(), rect)
-        return from_ibug68(np.array([[p.x, p.y] for p in found.parts()], dtype=np.float64))
+        return from_ibug68(np.array([[p.x, p.y] for p in found.parts()], dtype=np.float64)), None  # dlib has none
 
     return predict
 
 
 def evaluate(frames: list[Frame | Photo5], detector, predict, progress: bool = True) -> dict:
     """Per source: detection rate, NME mean/median, share of faces over 10%, per-keypoint NME; for
-    sources whose frames have groups (MTFL's pose, glasses, origin), the same by group."""
+    sources whose frames have groups (MTFL's pose, glasses, origin), the same by group; for a model
+    that gives confidences, the points' errors by confidence decile."""
     rows: dict[str, dict] = {}
     started = time.perf_counter()
     for frame in tqdm(frames, desc="evaluating", unit="frame", disable=not progress):
         frame = frame.loaded()
-        row = rows.setdefault(frame.source, {"names": frame.point_names, "groups": [], "errors": []})
+        row = rows.setdefault(frame.source, {"names": frame.point_names, "groups": [], "errors": [], "confidence": []})
         detection = matching_detection(detector, frame)
         row["groups"].append(frame.groups())
-        row["errors"].append(None if detection is None else frame.errors(predict(frame, detection)))
+        points, confidence = (None, None) if detection is None else predict(frame, detection)
+        row["errors"].append(None if points is None else frame.errors(points))
+        if confidence is not None:
+            row["confidence"].append((row["errors"][-1], frame.scored(confidence)))
     report = {source: summary(row) for source, row in sorted(rows.items())}
     report["seconds_per_frame"] = round((time.perf_counter() - started) / max(1, len(frames)), 4)
     return report
@@ -226,7 +244,30 @@ def summary(row: dict) -> dict:
             value: figures([e for g, e in zip(row["groups"], row["errors"]) if g[key] == value], row["names"], False)
             for value in values
         }
+    if row["confidence"]:
+        errors, confidence = (np.concatenate(column) for column in zip(*row["confidence"], strict=True))
+        report["confidence_deciles"] = confidence_deciles(errors, confidence)
     return report
+
+
+def confidence_deciles(errors: np.ndarray, confidence: np.ndarray) -> dict:
+    """Points' errors by decile of their confidence, least confident first; and the mean error of the
+    least confident half over that of the most confident half (> 1: the confidence means something)."""
+    order = np.argsort(confidence, kind="stable")
+    deciles = np.array_split(order, 10)
+    half = len(order) // 2
+    return {
+        "points": len(order),
+        "low_to_high_half_error_ratio": round(float(errors[order[:half]].mean() / errors[order[half:]].mean()), 3),
+        "deciles": [
+            {
+                "confidence": [round(float(confidence[d].min()), 3), round(float(confidence[d].max()), 3)],
+                "nme": round(float(errors[d].mean()), 4),
+                "over_10_percent": round(float(np.mean(errors[d] > FAR_OFF)), 4),
+            }
+            for d in deciles
+        ],
+    }
 
 
 def figures(errors: list, names: tuple[str, ...], per_keypoint: bool = True) -> dict:
@@ -265,6 +306,14 @@ def table(label: str, report: dict) -> str:
                     lines += [line(f"  {key[3:]} {value}", group) for value, group in groups.items()]
     if "mtfl" in report:
         lines.append("  (mtfl: 5 points, NME over the eye-centre distance; the others: 15, outer eye corners)")
+    by_confidence = {
+        s: r["confidence_deciles"] for s, r in report.items() if isinstance(r, dict) and "confidence_deciles" in r
+    }
+    if by_confidence:
+        lines.append("  points' error by confidence decile, least confident first (low/high: half over half)")
+        for source, row in by_confidence.items():
+            deciles = " ".join(f"{d['nme']:.1%}" for d in row["deciles"])
+            lines.append(f"  {source:<8} {deciles}  low/high {row['low_to_high_half_error_ratio']:.2f}")
     return "\n".join(lines)
 
 

@@ -242,7 +242,9 @@ def train(config: Config, command: str = "") -> dict:
     model.pixel_std.fill_(float(pixels.std()))
     if config.init:
         start = models.model_from_checkpoint(common.load_checkpoint(config.init), expected=MODEL_NAME)
-        model.load_state_dict(start.state_dict())
+        # A shipped checkpoint's spread layer fits its trunk's errors, which training changes: it
+        # is left behind (refit it with `python -m training.keypoint_confidence`).
+        model.load_state_dict({k: v for k, v in start.state_dict().items() if not k.startswith("spread.")})
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     epoch_size = len(train_context) + (config.repeat_photos - 1) * len(photo_indices(split.train_sources))

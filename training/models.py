@@ -117,9 +117,15 @@ class KeypointNet(nn.Module):
     Output is x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
     (crop_pixel - 48) / 48. The head flattens the 3x3 map instead of pooling it globally: where a
     feature fires is exactly what a coordinate regressor needs.
+
+    With `confidence`, a linear layer on what the head saw (its hidden units for the crop and for
+    the mirrored crop, and how far the two predictions disagree) predicts each point's spread σ,
+    and the eval-mode forward (flip_tta) also gives each point's confidence: the probability
+    1 - exp(-r²/2σ²) that it lies within r = CONFIDENCE_RADIUS_PX crop pixels. The trunk does not
+    change: `training.keypoint_confidence` fits that layer to a trained model's errors.
     """
 
-    def __init__(self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False):
+    def __init__(self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False, confidence=False):
         super().__init__()
         stages, cin = [], 1
         for i, w in enumerate(widths):
@@ -138,24 +144,50 @@ class KeypointNet(nn.Module):
             nn.Linear(hidden, 2 * keypoints.NUM_KEYPOINTS),
         )
         self.flip_tta = flip_tta
+        # log σ (crop pixels) per point from [hidden, mirrored hidden, disagreement in crop pixels].
+        self.spread = nn.Linear(2 * hidden + keypoints.NUM_KEYPOINTS, keypoints.NUM_KEYPOINTS) if confidence else None
         # Pixel statistics of the training crops; set by the trainer, saved in the state_dict.
         self.register_buffer("pixel_mean", torch.tensor(0.5))
         self.register_buffer("pixel_std", torch.tensor(0.25))
         self.register_buffer("flip_index", torch.tensor(list(keypoints.FLIP_PERMUTATION)))
 
-    def regress(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features((x - self.pixel_mean) / self.pixel_std))
+    def regress_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 30) keypoints and the head's (N, hidden) units that made them."""
+        hidden = self.head[:-1](self.features((x - self.pixel_mean) / self.pixel_std))
+        return self.head[-1](hidden), hidden
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.regress(x)
+    def regress(self, x: torch.Tensor) -> torch.Tensor:
+        return self.regress_with_hidden(x)[0]
+
+    def unmirror(self, mirrored: torch.Tensor) -> torch.Tensor:
+        """Points predicted on the mirrored crop -> this crop's: pixel x -> 95 - x is n -> -n - 1/48
+        normalized, and left/right points swap."""
+        mirrored = mirrored.reshape(-1, keypoints.NUM_KEYPOINTS, 2).index_select(1, self.flip_index)
+        return torch.stack([-mirrored[..., 0] - 2.0 / faces.CROP_SIZE, mirrored[..., 1]], dim=-1).flatten(1)
+
+    def both_ways(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(averaged keypoints (N, 30), what the spread layer reads (N, 2 * hidden + 15)) for the
+        crop and its mirror image."""
+        y, hidden = self.regress_with_hidden(x)
+        mirrored, mirrored_hidden = self.regress_with_hidden(torch.flip(x, dims=[3]))
+        back = self.unmirror(mirrored)
+        half = faces.CROP_SIZE / 2
+        # sqrt of a sum, not .norm(): onnxruntime's quantization tools cannot infer ReduceL2's shape.
+        disagreement = (y - back).reshape(-1, keypoints.NUM_KEYPOINTS, 2).square().sum(dim=-1).sqrt() * half
+        return (y + back) / 2, torch.cat([hidden, mirrored_hidden, disagreement], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if not self.flip_tta or self.training:
-            return y
-        # Mirror the crop, predict, and map back: pixel x -> 95 - x is n -> -n - 1/48 normalized,
-        # and left/right points swap.
-        mirrored = self.regress(torch.flip(x, dims=[3])).reshape(-1, keypoints.NUM_KEYPOINTS, 2)
-        mirrored = mirrored.index_select(1, self.flip_index)
-        back = torch.stack([-mirrored[..., 0] - 2.0 / faces.CROP_SIZE, mirrored[..., 1]], dim=-1).reshape(y.shape)
-        return (y + back) / 2
+            return self.regress(x)
+        points, seen = self.both_ways(x)
+        if self.spread is None:
+            return points
+        return points, confidence_within(self.spread(seen), keypoints.CONFIDENCE_RADIUS_PX)
+
+
+def confidence_within(log_sigma: torch.Tensor, radius: float) -> torch.Tensor:
+    """P(a 2-D isotropic Gaussian error of spread σ is within `radius`) = 1 - exp(-radius²/2σ²)."""
+    return 1 - torch.exp(-0.5 * radius**2 * torch.exp(-2 * log_sigma))
 
 
 # --- registry and checkpoints -------------------------------------------------------------------

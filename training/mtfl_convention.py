@@ -89,7 +89,7 @@ def measure(frames: list, detector, predict, progress: bool = True, label: str =
         frame = frame.loaded()
         detection = evaluate_faces.matching_detection(detector, frame)
         if detection is not None:
-            predicted[i] = to_five(predict(frame, detection))
+            predicted[i] = to_five(predict(frame, detection)[0])  # (points, confidence)
     return predicted
 
 
@@ -177,9 +177,9 @@ def mirror_offset(photos: list, detector, predict, progress: bool = True) -> dic
         found, found_mirrored = (evaluate_faces.matching_detection(detector, p) for p in (photo, mirrored))
         if found is None or found_mirrored is None:
             continue
-        back = predict(mirrored, found_mirrored)[list(FLIP_PERMUTATION)]
+        back = predict(mirrored, found_mirrored)[0][list(FLIP_PERMUTATION)]
         back[:, 0] = width - 1 - back[:, 0]
-        differences.append((predict(photo, found) - back).mean(axis=0))
+        differences.append((predict(photo, found)[0] - back).mean(axis=0))
     differences = np.array(differences).reshape(-1, 2)
     return {"frames": len(differences), "offset_pixels": np.round(differences.mean(axis=0) / 2, 4).tolist()}
 

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from vision.faces import Box
+from vision.keypoints import LOW_CONFIDENCE
 
 # BGR colors by facial part, in course order: eyes, brows, nose, mouth.
 _PART_COLORS = [(0, 255, 0)] * 6 + [(255, 160, 0)] * 4 + [(0, 200, 255)] + [(0, 0, 255)] * 4
@@ -36,12 +37,17 @@ def mark_sizes(face_width: float, image_shape: tuple[int, ...]) -> MarkSizes:
     return MarkSizes(line, radius, font, max(1, round(font * 1.5)))
 
 
-def draw_keypoints(image: np.ndarray, points: np.ndarray, radius: int = 2, color=None) -> np.ndarray:
-    """Draw (15, 2) pixel keypoints on a BGR image in place; returns the image."""
+def draw_keypoints(
+    image: np.ndarray, points: np.ndarray, radius: int = 2, color=None, confidence: np.ndarray | None = None
+) -> np.ndarray:
+    """Draw (15, 2) pixel keypoints on a BGR image in place; returns the image. With (15,)
+    confidences, a point below LOW_CONFIDENCE is drawn as a ring instead of a dot."""
     for i, (x, y) in enumerate(np.asarray(points)):
         if np.isfinite(x) and np.isfinite(y):
             center = (int(round(x)), int(round(y)))
-            cv2.circle(image, center, radius, color or _PART_COLORS[i], -1, cv2.LINE_AA)
+            unsure = confidence is not None and confidence[i] is not None and confidence[i] < LOW_CONFIDENCE
+            thickness = max(1, radius // 2) if unsure else -1  # -1: filled
+            cv2.circle(image, center, radius, color or _PART_COLORS[i], thickness, cv2.LINE_AA)
     return image
 
 

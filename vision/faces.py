@@ -487,7 +487,9 @@ class GivenBoxes:
 
 # --- the pipeline ----------------------------------------------------------------------------
 
-KeypointModel = Callable[[np.ndarray], np.ndarray]  # (N, 1, 96, 96) float32 in [0, 1] -> (N, 30)
+# (N, 1, 96, 96) float32 in [0, 1] -> (N, 30) keypoints, or those and each point's confidence (N, 15)
+# (an ONNX keypoint model's outputs: service.runtime.Model.outputs).
+KeypointModel = Callable[[np.ndarray], np.ndarray | Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -495,6 +497,7 @@ class Face:
     detection: Detection
     crop: FaceCrop
     keypoints: np.ndarray  # (15, 2) image pixels, course order
+    confidence: np.ndarray | None = None  # (15,) in [0, 1], vision.keypoints.CONFIDENCE_RADIUS_PX; None: not given
 
     def scaled(self, factor: float) -> "Face":
         """This face in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
@@ -505,7 +508,7 @@ class Face:
             return (v + 0.5) * factor - 0.5
 
         crop = FaceCrop(up(self.crop.cx), up(self.crop.cy), self.crop.side * factor, self.crop.angle)
-        return Face(self.detection.scaled(factor), crop, (self.keypoints + 0.5) * factor - 0.5)
+        return Face(self.detection.scaled(factor), crop, (self.keypoints + 0.5) * factor - 0.5, self.confidence)
 
     def as_dict(self) -> dict:
         from vision.keypoints import as_records
@@ -514,24 +517,30 @@ class Face:
             "box": self.detection.box.as_dict(),
             "score": None if self.detection.score is None else round(self.detection.score, 4),
             "detector": self.detection.detector,
-            "keypoints": as_records(self.keypoints),
+            "keypoints": as_records(self.keypoints, self.confidence),
         }
 
 
-def predict_keypoints(model: KeypointModel, gray: np.ndarray, crops: list[FaceCrop]) -> np.ndarray:
-    """Cut every crop, run the model once on all of them, map its points back: (N, 15, 2) pixels."""
+def predict_keypoints(
+    model: KeypointModel, gray: np.ndarray, crops: list[FaceCrop]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cut every crop, run the model once on all of them, map its points back: (N, 15, 2) pixels,
+    and (N, 15) confidences if the model gives them (else None)."""
     if not crops:
-        return np.zeros((0, NUM_KEYPOINTS, 2))
-    points = crop_points(model(model_input(np.stack([c.cut(gray) for c in crops]))))
-    return np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
+        return np.zeros((0, NUM_KEYPOINTS, 2)), None
+    out = model(model_input(np.stack([c.cut(gray) for c in crops])))
+    keypoints, confidence = (out, None) if isinstance(out, np.ndarray) else out
+    points = np.stack([c.to_image(p) for c, p in zip(crops, crop_points(keypoints), strict=True)])
+    return points, confidence
 
 
 def find_faces(image: np.ndarray, detector, model: KeypointModel) -> list[Face]:
     """Detect -> crop -> predict -> map back: a decoded image to every face with its keypoints."""
     detections = detector.detect(image)
     crops = [FaceCrop.around(d) for d in detections]
-    points = predict_keypoints(model, to_gray(image), crops)
-    return [Face(d, c, p) for d, c, p in zip(detections, crops, points, strict=True)]
+    points, confidence = predict_keypoints(model, to_gray(image), crops)
+    confidence = [None] * len(crops) if confidence is None else confidence
+    return [Face(*face) for face in zip(detections, crops, points, confidence, strict=True)]
 
 
 def iou(a: Box, b: Box) -> float:

@@ -76,9 +76,19 @@ def to_five(points: np.ndarray) -> np.ndarray:
     return points[..., list(FIVE_POINTS), :]
 
 
-def as_records(points: np.ndarray) -> list[dict]:
-    """(15, 2) pixel coordinates -> [{"name", "x", "y"}, ...] in course order (the API's form)."""
+# A keypoint's confidence is the model's probability that the point lies within this many pixels
+# of the 96x96 crop (about 5% of the outer-eye-corner distance, 43 px there) of where it is: 1 - exp(-r²/2σ²)
+# for the spread σ the model predicts for it (training.models.KeypointNet, training.keypoint_confidence).
+CONFIDENCE_RADIUS_PX = 2.0
+# Points below this confidence are drawn hollow by the clients and the page.
+LOW_CONFIDENCE = 0.5
+
+
+def as_records(points: np.ndarray, confidence: np.ndarray | None = None) -> list[dict]:
+    """(15, 2) pixel coordinates and (15,) confidences (or None: a model without them) ->
+    [{"name", "x", "y", "confidence"}, ...] in course order (the API's form)."""
+    confidence = [None] * NUM_KEYPOINTS if confidence is None else [round(float(c), 3) for c in confidence]
     return [
-        {"name": name, "x": round(float(x), 2), "y": round(float(y), 2)}
-        for name, (x, y) in zip(KEYPOINT_NAMES, points, strict=True)
+        {"name": name, "x": round(float(x), 2), "y": round(float(y), 2), "confidence": c}
+        for name, (x, y), c in zip(KEYPOINT_NAMES, points, confidence, strict=True)
     ]

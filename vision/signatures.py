@@ -23,10 +23,21 @@ class Signature:
     input: tuple[int, ...]  # (1, H, W)
     output: tuple[int, ...]  # (width,)
     output_name: str
+    extra_outputs: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (name, per-item shape) after the first
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self.output_name, *(name for name, _ in self.extra_outputs)]
+
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [self.output, *(shape for _, shape in self.extra_outputs)]
 
 
 DIGITS = Signature((1, MNIST_SIZE, MNIST_SIZE), (DIGIT_CLASSES,), "logits")
-KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoints")
+# The keypoints (x0, y0, x1, ...) in [-1, 1], and each point's confidence in [0, 1]
+# (vision.keypoints.CONFIDENCE_RADIUS_PX says what it means).
+KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoints", (("confidence", (NUM_KEYPOINTS,)),))
 
 # The face detectors /faces can use (vision.faces); "yunet" is also the detector's manifest name.
 DETECTORS = ("yunet", "haar")

@@ -13,6 +13,10 @@ export function partOf(name) {
 
 export const wordsOf = (name) => name.replaceAll("_", " ");
 
+// vision.keypoints.LOW_CONFIDENCE: a point the model is less sure of than this is drawn as a ring.
+export const LOW_CONFIDENCE = 0.5;
+export const isUnsure = (point) => point.confidence != null && point.confidence < LOW_CONFIDENCE;
+
 // A canvas sized to `width` x `height` CSS pixels, sharp on high-density screens; its 2D context
 // draws in CSS pixels.
 export function sizeCanvas(canvas, width, height) {
@@ -67,7 +71,8 @@ export function faceLabel(face, index) {
 // Draws every face (boxes, labels, keypoints) of an answer in image pixels onto a context in CSS
 // pixels: `view` is {scale, width, height, mirror}, image pixel * scale = CSS pixel, `width` and
 // `height` the canvas's CSS size (for mirroring, and the image's size for the marks). Returns the
-// keypoints where they were drawn, for hovering: [{x, y, name, face}] in CSS pixels.
+// keypoints where they were drawn, for hovering: [{x, y, name, confidence, face}] in CSS pixels.
+// A point below LOW_CONFIDENCE is a ring in its part's colour, the others are dots.
 export function drawFaces(context, faces, view, { labels = true, highlight = null } = {}) {
   const { scale, width, height, mirror = false } = view;
   const px = (x) => (mirror ? width - x * scale : x * scale);
@@ -89,14 +94,23 @@ export function drawFaces(context, faces, view, { labels = true, highlight = nul
     for (const point of face.keypoints) {
       const [x, y] = [px(point.x), point.y * scale];
       const lit = highlight && highlight.face === index && highlight.name === point.name;
+      const colour = PART_COLOURS[partOf(point.name)];
       context.beginPath();
       context.arc(x, y, lit ? radius * 1.8 : radius, 0, 2 * Math.PI);
-      context.fillStyle = PART_COLOURS[partOf(point.name)];
-      context.fill();
-      context.lineWidth = lit ? 2 : Math.max(1, radius / 3);
-      context.strokeStyle = lit ? "#fff" : "rgba(0, 0, 0, 0.7)";
+      if (isUnsure(point)) {
+        context.lineWidth = Math.max(1, radius / 3) + 2;
+        context.strokeStyle = "rgba(0, 0, 0, 0.7)";
+        context.stroke();
+        context.lineWidth = Math.max(1, radius / 3);
+        context.strokeStyle = lit ? "#fff" : colour;
+      } else {
+        context.fillStyle = colour;
+        context.fill();
+        context.lineWidth = lit ? 2 : Math.max(1, radius / 3);
+        context.strokeStyle = lit ? "#fff" : "rgba(0, 0, 0, 0.7)";
+      }
       context.stroke();
-      drawn.push({ x, y, name: point.name, face: index });
+      drawn.push({ x, y, name: point.name, confidence: point.confidence, face: index });
     }
   });
   return drawn;

@@ -65,7 +65,9 @@ export function setupFaces() {
       render();
     }
     if (point) {
-      tip.textContent = shown.answer.faces.length > 1 ? `${wordsOf(point.name)} · face ${point.face + 1}` : wordsOf(point.name);
+      const sure = point.confidence == null ? "" : ` · ${Math.round(point.confidence * 100)}% sure`;
+      const face = shown.answer.faces.length > 1 ? ` · face ${point.face + 1}` : "";
+      tip.textContent = `${wordsOf(point.name)}${sure}${face}`;
       tip.style.left = `${canvas.offsetLeft + point.x}px`;
       tip.style.top = `${canvas.offsetTop + point.y}px`;
       tip.hidden = false;
