@@ -54,7 +54,21 @@ class TooLarge(InputError):
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 FACE_DETAIL_SIDE = 1280
-REDUCED_READS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+# Decode flags by reduction factor, in colour and in gray (libjpeg's own gray: no colour conversion).
+READS = {
+    False: {
+        1: cv2.IMREAD_COLOR,
+        2: cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_COLOR_8,
+    },
+    True: {
+        1: cv2.IMREAD_GRAYSCALE,
+        2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+        4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+        8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+    },
+}
 JPEG_END = b"\xff\xd9"
 
 
@@ -66,17 +80,21 @@ def decode(
 
 
 def decode_for_faces(
-    data: bytes, max_bytes: int = Settings.max_upload_bytes, max_pixel_count: int = Settings.max_pixels
+    data: bytes,
+    max_bytes: int = Settings.max_upload_bytes,
+    max_pixel_count: int = Settings.max_pixels,
+    gray: bool = False,
 ) -> tuple[np.ndarray, int, tuple[int, int]]:
     """Upload bytes -> (BGR image, reduction factor f, the full (width, height)): image pixel p is
     full-resolution pixel (p + 0.5) * f - 0.5. Large JPEGs come back reduced (see the module).
-    Both decoders turn the photo upright by its EXIF orientation, so the size is the upright one."""
+    Both decoders turn the photo upright by its EXIF orientation, so the size is the upright one.
+    `gray`: a gray image instead, all that cutting given boxes needs (a third faster for a JPEG)."""
     image = header(data, max_bytes, max_pixel_count)
     factor = 1
     if image.format == "JPEG":
         while factor < 8 and max(image.size) // (factor * 2) >= FACE_DETAIL_SIDE:
             factor *= 2
-    return _decode(data, image, factor), factor, upright_size(image)
+    return _decode(data, image, factor, gray), factor, upright_size(image)
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
@@ -152,18 +170,19 @@ def _cut_short(data: bytes) -> bool:
     return False
 
 
-def _decode(data: bytes, image: Image.Image, factor: int) -> np.ndarray:
+def _decode(data: bytes, image: Image.Image, factor: int, gray: bool = False) -> np.ndarray:
     if image.format == "JPEG" and JPEG_END not in data[-64:]:  # padding may follow the marker
         raise InputError("truncated or corrupt JPEG image (no end-of-image marker)")
     if image.format not in PILLOW_ONLY:
-        flags = REDUCED_READS[factor] if factor > 1 else cv2.IMREAD_COLOR
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        if bgr is not None and bgr.size:
-            return bgr
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), READS[gray][factor])
+        if decoded is not None and decoded.size:
+            return decoded
     try:  # a variant OpenCV cannot read (or a damaged file): Pillow's full decode decides
-        bgr = upright_bgr(image)
+        decoded = upright_bgr(image)
     except Exception as e:
         raise InputError(f"truncated or corrupt {image.format} image ({' '.join(str(e).split())})") from None
     if factor > 1:
-        bgr = cv2.resize(bgr, (bgr.shape[1] // factor, bgr.shape[0] // factor), interpolation=cv2.INTER_AREA)
-    return bgr
+        decoded = cv2.resize(
+            decoded, (decoded.shape[1] // factor, decoded.shape[0] // factor), interpolation=cv2.INTER_AREA
+        )
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2GRAY) if gray else decoded

@@ -303,6 +303,55 @@ def test_an_epoch_shows_each_photo_as_often_as_asked_and_each_frame_once():
     assert sorted(epoch_order(sources, 1, np.random.default_rng(0)).tolist()) == [0, 1, 2, 3]
 
 
+def test_an_epoch_draws_its_mtfl_faces_afresh_and_none_twice():
+    from training.keypoints import epoch_order
+
+    sources = np.array(["youtube", "helen"] + ["mtfl"] * 10)
+    rng = np.random.default_rng(0)
+    first, second = (epoch_order(sources, 2, rng, mtfl_per_epoch=4) for _ in range(2))
+    for order in (first, second):
+        counts = np.bincount(order, minlength=len(sources))
+        assert counts[:2].tolist() == [1, 2] and sorted(counts[2:].tolist()) == [0] * 6 + [1] * 4
+    assert set(first[first >= 2]) != set(second[second >= 2])  # other faces each epoch
+    assert len(epoch_order(sources, 1, rng, mtfl_per_epoch=50)) == 12  # all of them, once
+    assert len(epoch_order(sources, 1, rng)) == 2  # none unless asked
+
+
+def test_the_loss_leaves_out_the_points_a_face_has_no_label_for():
+    pred = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])
+    target = torch.tensor([[0.0, 0.0, float("nan"), float("nan")], [0.5, 0.5, 0.5, 0.5]])
+    labelled = ~torch.isnan(target)
+    for kind in ("mse", "l1", "wing"):
+        loss = kp_training.keypoint_loss(kind, pred, target)
+        assert torch.isfinite(loss)
+        assert loss == pytest.approx(kp_training.keypoint_loss(kind, pred[labelled], target[labelled]).item())
+    full = torch.zeros(2, 4)
+    assert kp_training.keypoint_loss("mse", pred, full) == pytest.approx(
+        torch.nn.functional.mse_loss(pred, full).item()
+    )
+
+
+def test_mtfl_faces_train_beside_the_68_point_ones(fixtures, tmp_path):
+    """prepare_faces --mtfl adds MTFL's training part (five points, the others NaN, never validation);
+    the trainer draws them each epoch and its loss and baseline stay finite."""
+    from training.faces_data import load_mtfl5
+
+    arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, False)
+    mtfl = prepare_faces.prepare_mtfl(fixtures / "mtfl5", progress=False)
+    train_part = set(load_mtfl5(fixtures / "mtfl5", "train").names)
+    assert 0 < len(mtfl["names"]) <= len(train_part) and set(mtfl["names"]) <= train_part
+    assert set(mtfl["sources"]) == {"mtfl"} and not mtfl["validation"].any()
+    five = list(keypoints.FIVE_POINTS)
+    assert np.isfinite(mtfl["keypoints"][:, five]).all() and np.isnan(np.delete(mtfl["keypoints"], five, axis=1)).all()
+    assert mtfl["context"].shape[1:] == arrays["context"].shape[1:] and mtfl["images"].shape[1:] == (96, 96)
+    npz = prepare_faces.save(prepare_faces.joined(arrays, mtfl), tmp_path / "data")
+    out = tmp_path / "out"
+    kp_training.main(["--data", str(npz), "--out", str(out), "--epochs", "1", "--mtfl-per-epoch", "3", *TINY_MODEL])
+    metrics = json.loads((out / "keypoints.json").read_text())
+    assert np.isfinite(metrics["history"][0]["train_loss"]) and np.isfinite(metrics["baseline_score"])
+    assert metrics["train_frames"] == int((~arrays["validation"]).sum()) + len(mtfl["names"])
+
+
 def test_the_confidence_layer_adds_a_confidence_per_point_and_leaves_the_points_alone():
     torch.manual_seed(0)
     plain = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
@@ -367,3 +416,19 @@ def test_the_confidence_command_keeps_the_trunk_and_adds_the_layer(fixtures, tmp
     assert sure["metrics"]["confidence_fit"]["crops"] == len(load_split(npz)[0])  # one pass over the training crops
     with pytest.raises(SystemExit, match="error: "):
         keypoint_confidence.main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(npz), "--no-progress"])
+
+
+def test_the_spread_fit_leaves_out_the_points_a_face_has_no_label_for():
+    from training.keypoint_confidence import fit_spread, gaussian_nll
+
+    torch.manual_seed(0)
+    inputs = torch.randn(2000, 4)
+    errors = torch.randn(2000, 2, 2).norm(dim=-1)
+    labelled = errors.clone()
+    errors[:1000, 1] = float("nan")  # half the faces have no label for point 1 (MTFL's)
+    layer, nll = fit_spread(errors, inputs, epochs=20, progress=False)
+    assert np.isfinite(nll) and torch.isfinite(layer.weight).all() and torch.isfinite(layer.bias).all()
+    log_sigma = torch.zeros(2000, 2)
+    assert gaussian_nll(log_sigma, errors).item() == pytest.approx(
+        gaussian_nll(log_sigma[~torch.isnan(errors)], labelled[~torch.isnan(errors)]).item()
+    )

@@ -33,7 +33,7 @@ from training.mnist import read_idx
 PAGE = ROOT / "service" / "page"
 SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "MATCH_IOU", "FORGET_AFTER_S")
 TRACKING_CONSTANTS = ("DETECT_EVERY", "PATCH", "SEARCH", "CUT_CORRELATION", "MATCH_IOU", "MATCH_CENTRE")
-TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE")
+TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE", "FOLLOW_MIN_CONFIDENCE")
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 

@@ -213,6 +213,9 @@ def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
     assert factor == 1 and small.shape == (37, 53, 3)
     png, factor, _ = decode_for_faces(encoded(big, "PNG"))
     assert factor == 1 and png.shape == (2000, 3000, 3)  # only JPEG decodes reduced
+    gray, factor, _ = decode_for_faces(data, gray=True)
+    assert factor == 2 and gray.shape == (1000, 1500)
+    assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
@@ -229,6 +232,9 @@ def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orie
     picture, factor, size = decode_for_faces(out.getvalue())
     assert size == (picture.shape[1] * factor, picture.shape[0] * factor)
     assert size == ((2000, 3000) if orientation in (6, 8) else (3000, 2000))
+    gray, _, _ = decode_for_faces(out.getvalue(), gray=True)  # for given boxes: turned alike, in gray
+    assert gray.shape == picture.shape[:2]
+    assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
 
 
 # --- phone formats: HEIC/HEIF and AVIF (fixtures and how they were made: tests/phone_photos.py) ---
@@ -241,6 +247,8 @@ def test_a_phone_photo_decodes_upright_like_the_jpeg_it_was_made_from(name):
     picture, factor, size = decode_for_faces(phone_photo(name))
     assert factor == 1 and size == UPRIGHT_SIZE and picture.shape == (600, 512, 3)
     assert np.abs(picture.astype(int) - cv2.imread(str(SOURCE))).mean() < 8  # lossy encoding, nothing more
+    gray, _, _ = decode_for_faces(phone_photo(name), gray=True)  # Pillow's decode, then gray
+    assert np.array_equal(gray, cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY))
 
 
 @pytest.mark.parametrize("name", ["face_sideways.heic", "face_sideways.avif"])

@@ -162,6 +162,23 @@ def test_a_face_with_implausible_points_is_detected_again():
     assert tracker.plan(2).detect and tracker.stats.implausible == 1
 
 
+def test_a_face_whose_points_the_model_is_unsure_of_is_detected_again():
+    from clients.tracking import FOLLOW_MIN_CONFIDENCE
+
+    tracker = Tracker(detect_every=100)
+    tracker.update(tracker.plan(0), None, [face(100, 100)])  # no confidences (an older service): geometry only
+    sure = face(100, 100, detector="given")
+    for k in sure["keypoints"]:
+        k["confidence"] = FOLLOW_MIN_CONFIDENCE + 0.05
+    tracker.update(plan := tracker.plan(1), None, [sure])
+    assert not tracker.plan(2).detect and tracker.stats.implausible == 0
+    unsure = face(100, 100, detector="given")
+    for i, k in enumerate(unsure["keypoints"]):  # some points sure, most not: the mean decides
+        k["confidence"] = 0.9 if i < 3 else FOLLOW_MIN_CONFIDENCE - 0.15
+    tracker.update(tracker.plan(3), None, [unsure])
+    assert plan.boxes and tracker.plan(4).detect and tracker.stats.implausible == 1
+
+
 def test_a_face_leaving_the_frame_is_detected_again():
     tracker = Tracker(detect_every=100)
     tracker.update(tracker.plan(0), None, [face(580, 100)])

@@ -41,8 +41,8 @@ def with_spread_layer(checkpoint: dict) -> nn.Module:
 
 @torch.no_grad()
 def errors_and_inputs(model: nn.Module, data: Path, passes: int, seed: int, progress: bool):
-    """(N, 15) error of each point in crop pixels and (N, F) what the spread layer reads, over
-    `passes` augmented copies of every training crop."""
+    """(N, 15) error of each point in crop pixels (NaN where the face has no label for it: MTFL's
+    ten) and (N, F) what the spread layer reads, over `passes` augmented copies of every training crop."""
     split = load_training(data)
     config, rng = trainer.Config(), np.random.default_rng(seed)
     errors, inputs = [], []
@@ -65,7 +65,7 @@ def fit_spread(errors: torch.Tensor, inputs: torch.Tensor, epochs: int, progress
     standardized = (inputs - mean) / std
     layer = nn.Linear(inputs.shape[1], errors.shape[1])
     nn.init.zeros_(layer.weight)
-    nn.init.constant_(layer.bias, float(errors.mean().log()))
+    nn.init.constant_(layer.bias, float(errors.nanmean().log()))
     optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
     for _ in tqdm(range(epochs), desc="fitting the spread", unit="epoch", disable=not progress):
         for batch in torch.randperm(len(errors)).split(4096):
@@ -82,7 +82,10 @@ def fit_spread(errors: torch.Tensor, inputs: torch.Tensor, epochs: int, progress
 
 
 def gaussian_nll(log_sigma: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of a 2-D error of length `distance` under N(0, σ²I), constants dropped."""
+    """Negative log-likelihood of a 2-D error of length `distance` under N(0, σ²I), constants dropped,
+    over the labelled points (a NaN distance: a point an MTFL face has no label for)."""
+    labelled = ~torch.isnan(distance)
+    log_sigma, distance = log_sigma[labelled], distance[labelled]
     return (2 * log_sigma + 0.5 * distance**2 * torch.exp(-2 * log_sigma)).mean()
 
 
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     model.spread, nll = fit_spread(errors, inputs, args.epochs, progress)
     fit = {
         "crops": len(errors),
-        "mean_error_px": round(errors.mean().item(), 3),
+        "mean_error_px": round(errors.nanmean().item(), 3),
         "nll": round(nll, 4),
         "command": "python -m training.keypoint_confidence " + " ".join(sys.argv[1:] if argv is None else argv),
     }

@@ -75,6 +75,9 @@ class Config:
     repeat_photos: int = option(
         1, "data: times each epoch shows every photo crop (Helen, AFW; one person each), YouTube frames once"
     )
+    mtfl_per_epoch: int = option(
+        0, "data: MTFL faces (five points labelled; faces.npz from prepare_faces --mtfl) drawn afresh each epoch"
+    )
 
     def resolved(self) -> "Config":
         """A checked copy: what `train` runs and the checkpoint records."""
@@ -83,6 +86,8 @@ class Config:
             raise InputError(
                 "--epochs, --batch-size, --threads and --repeat-photos must be >= 1, and --widths needs one width"
             )
+        if c.mtfl_per_epoch < 0:
+            raise InputError("--mtfl-per-epoch must be >= 0")
         if min(c.lr, c.weight_decay) < 0:
             raise InputError("--lr and --weight-decay must be >= 0")
         if c.loss not in LOSSES:
@@ -102,6 +107,10 @@ class Config:
 
 
 def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The loss over the labelled coordinates: a NaN target (a point MTFL does not label) is left out."""
+    labelled = ~torch.isnan(target)
+    if not labelled.all():
+        pred, target = pred[labelled], target[labelled]
     if kind == "mse":
         return nn.functional.mse_loss(pred, target)
     # L1 and wing in crop pixels, where wing's constants (w=4, eps=1) mean something.
@@ -118,16 +127,26 @@ def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.
 # --- data --------------------------------------------------------------------------------------
 
 
+PHOTO_SOURCES = ("helen", "afw")  # 300-W's photos, all 68 points labelled
+PARTIAL_SOURCE = "mtfl"  # five points labelled (training.prepare_faces --mtfl)
+
+
 def photo_indices(sources: np.ndarray) -> np.ndarray:
-    """The crops that come from photos (Helen, AFW: one person each), not from YouTube frames."""
-    return np.flatnonzero(sources != "youtube")
+    """The crops that come from 300-W's photos (Helen, AFW: one person each)."""
+    return np.flatnonzero(np.isin(sources, PHOTO_SOURCES))
 
 
-def epoch_order(sources: np.ndarray, repeat_photos: int, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's shuffled indices: every YouTube frame once, every photo `repeat_photos` times.
-    312 people fill 2,664 near-duplicate YouTube frames; each photo is a person of its own."""
+def epoch_order(
+    sources: np.ndarray, repeat_photos: int, rng: np.random.Generator, mtfl_per_epoch: int = 0
+) -> np.ndarray:
+    """One epoch's shuffled indices: every YouTube frame once, every photo `repeat_photos` times and
+    `mtfl_per_epoch` MTFL faces drawn afresh (no face twice in an epoch). 312 people fill 2,664
+    near-duplicate YouTube frames; each photo is a person of its own."""
+    partial = np.flatnonzero(sources == PARTIAL_SOURCE)
+    full = np.flatnonzero(sources != PARTIAL_SOURCE)
     repeats = [photo_indices(sources)] * (repeat_photos - 1)
-    return rng.permutation(np.concatenate([np.arange(len(sources)), *repeats]))
+    drawn = rng.choice(partial, size=min(mtfl_per_epoch, len(partial)), replace=False)
+    return rng.permutation(np.concatenate([full, *repeats, drawn]))
 
 
 def flip(image: np.ndarray, points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +247,7 @@ def train(config: Config, command: str = "") -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    mean_shape = train_points.mean(axis=0, keepdims=True).repeat(len(val_points), axis=0)
+    mean_shape = np.nanmean(train_points, axis=0, keepdims=True).repeat(len(val_points), axis=0)
     baseline = {
         "baseline_score": course_score(mean_shape, val_points),
         "baseline_nme": nme(mean_shape, val_points),
@@ -247,7 +266,9 @@ def train(config: Config, command: str = "") -> dict:
         model.load_state_dict({k: v for k, v in start.state_dict().items() if not k.startswith("spread.")})
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    epoch_size = len(train_context) + (config.repeat_photos - 1) * len(photo_indices(split.train_sources))
+    epoch_size = len(
+        epoch_order(split.train_sources, config.repeat_photos, np.random.default_rng(0), config.mtfl_per_epoch)
+    )
     steps = -(-epoch_size // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15
@@ -269,7 +290,7 @@ def train(config: Config, command: str = "") -> dict:
                 config,
                 rng,
                 True,
-                epoch_order(split.train_sources, config.repeat_photos, rng),
+                epoch_order(split.train_sources, config.repeat_photos, rng, config.mtfl_per_epoch),
             ),
             total=steps,
             desc=f"epoch {epoch}/{config.epochs}",

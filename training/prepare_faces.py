@@ -13,6 +13,12 @@ would, without inventing border pixels.
 Sources: the YouTube frames (`--faces`; a person is the file name without `_NN.jpg`) and the
 Helen/AFW photos (`--faces300w`; faces from one photo stay together). Of each source a share of
 the people/photos is held out whole for validation. Writes faces.npz and contact_sheet.png.
+
+With `--mtfl`, MTFL's training part joins them as source "mtfl", for training only: its held-out
+identities (`training.faces_data.mtfl_held_out`) are `training.evaluate_faces`'s fourth source and
+never come here. Its faces carry five labelled points (eye centres, nose tip, mouth corners); the
+other ten keypoints are NaN, which the trainer's loss leaves out. Each is cut from the YuNet
+detection whose box holds its five points; a face YuNet does not find is left out.
 """
 
 import argparse
@@ -24,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.faces_data import identity, load_landmarks68
+from training.faces_data import identity, load_landmarks68, load_mtfl5, mtfl_identity
 from vision import draw, faces, keypoints
 from vision.errors import InputError
 from vision.signatures import CROP_SIZE
@@ -153,6 +159,43 @@ def prepare(folders: dict[str, Path], validation_share: float = 0.15, seed: int 
     return arrays
 
 
+def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
+    """MTFL's training part as faces.npz's arrays: crops cut by the pipeline, the five labelled
+    keypoints set and the other ten NaN, none of it for validation."""
+    data = load_mtfl5(folder, "train")
+    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    rows = []
+    for i in tqdm(range(len(data.names)), desc="cropping MTFL faces", unit="photo", disable=not progress):
+        image = data.read_image(i)
+        detection = detection_holding(detector, image, data.points[i])
+        if detection is None:
+            continue
+        crop, gray = faces.FaceCrop.around(detection), faces.to_gray(image)
+        points = np.full((keypoints.NUM_KEYPOINTS, 2), np.nan)
+        points[list(keypoints.FIVE_POINTS)] = data.points[i]
+        rows.append((i, crop, crop.cut(gray), crop.cut(gray, border=CONTEXT_BORDER), points))
+    names = [data.names[i] for i, *_ in rows]
+    return {
+        "images": np.array([r[2] for r in rows], np.uint8).reshape(-1, CROP_SIZE, CROP_SIZE),
+        "context": np.array([r[3] for r in rows], np.uint8).reshape(-1, CONTEXT_SIZE, CONTEXT_SIZE),
+        "keypoints": np.array([faces.normalize(r[1].to_crop(r[4])) for r in rows], np.float32).reshape(
+            -1, keypoints.NUM_KEYPOINTS, 2
+        ),
+        "points": np.array([r[4] for r in rows], np.float32).reshape(-1, keypoints.NUM_KEYPOINTS, 2),
+        "crops": np.array([(r[1].cx, r[1].cy, r[1].side, r[1].angle) for r in rows], np.float32).reshape(-1, 4),
+        "detected": np.ones(len(rows), bool),
+        "names": np.array(names, dtype=str),
+        "sources": np.array(["mtfl"] * len(rows), dtype=str),
+        "identities": np.array([f"mtfl/{mtfl_identity(name)}" for name in names], dtype=str),
+        "validation": np.zeros(len(rows), bool),
+    }
+
+
+def joined(arrays: dict, more: dict) -> dict:
+    """Two sets of faces.npz arrays as one (same keys)."""
+    return {key: np.concatenate([arrays[key], more[key]]) for key in arrays}
+
+
 def source_of(folder: str, name: str) -> str:
     """youtube for the YouTube frames; helen or afw (the file name's prefix) for the 300-W photos."""
     return "youtube" if folder == "youtube" else name.split("_", 1)[0]
@@ -194,7 +237,7 @@ def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0)
 
 def layout(arrays: dict) -> str:
     """How the keypoints sit in the crops: their mean center and outer-eye-corner distance."""
-    kp = arrays["keypoints"]
+    kp = arrays["keypoints"][arrays["sources"] != "mtfl"]  # the faces with all 15 points
     left, right = keypoints.OUTER_EYE_CORNERS
     ocular = np.linalg.norm(kp[:, left] - kp[:, right], axis=-1).mean()
     cx, cy = kp.reshape(-1, 2).mean(axis=0)
@@ -209,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--faces", type=Path, help="the YouTube frames: keypoints68.csv and images/")
     parser.add_argument("--faces300w", type=Path, help="the Helen/AFW photos: keypoints68.csv and images/")
+    parser.add_argument("--mtfl", type=Path, help="MTFL (points5.csv and images/): its training part, for training")
     parser.add_argument("--out", type=Path, default=Path("data/faces"), help="where faces.npz goes")
     parser.add_argument("--validation-share", type=float, default=0.15, help="share of identities held out, per source")
     parser.add_argument("--seed", type=int, default=0)
@@ -220,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--validation-share must be between 0 and 1")
     try:
         arrays = prepare(folders, args.validation_share, args.seed)
+        if args.mtfl:
+            arrays = joined(arrays, prepare_mtfl(args.mtfl))
     except InputError as e:
         sys.exit(f"error: {e}")
     target = save(arrays, args.out)

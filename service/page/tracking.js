@@ -10,7 +10,8 @@
 // - every DETECT_EVERY frames (a face that walked in is found within that many frames),
 // - when there is no face to follow,
 // - when a followed face's points look wrong (eyes too close or too far apart for the box, the
-//   points' centre leaving the box) or its box's centre leaves the frame, and
+//   points' centre leaving the box), the model is unsure of them (their mean confidence under
+//   FOLLOW_MIN_CONFIDENCE) or its box's centre leaves the frame, and
 // - when a face's region changed abruptly since the answer it is followed from (a cut to another
 //   person in the same place): the gray region, shrunk to PATCH x PATCH, correlates below
 //   CUT_CORRELATION with the one the last answer saw. That face's track ends (a new id).
@@ -31,6 +32,7 @@ export const MATCH_IOU = 0.3; // a detection is a track's face when their boxes 
 export const MATCH_CENTRE = 0.5; // ... or their centres are closer than this many box widths
 export const REMEMBER_FRAMES = 30; // a face the detector missed gets its id back if found near its place this soon
 export const EYE_RATIO_RANGE = [0.6, 1.6]; // a followed face's eye distance / box width, relative to its detection's
+export const FOLLOW_MIN_CONFIDENCE = 0.55; // a followed face whose points' mean confidence is under this is detected again
 
 const RIGHT_EYE = "right_eye_center";
 const LEFT_EYE = "left_eye_center";
@@ -211,8 +213,10 @@ class Track {
     };
   }
 
-  // Do a followed face's points still look like a face in its box?
+  // Do a followed face's points still look like a face in its box, and is the model sure of them?
   plausible(face) {
+    const confidence = face.keypoints.map((k) => k.confidence).filter((c) => c != null);
+    if (confidence.length && confidence.reduce((a, b) => a + b, 0) / confidence.length < FOLLOW_MIN_CONFIDENCE) return false;
     const { points, right, left } = keypointsOf(face);
     const box = boxOf(face);
     const eyes = Math.hypot(points[left][0] - points[right][0], points[left][1] - points[right][1]) / Math.max(box.width, 1.0);
