@@ -66,3 +66,18 @@ def test_a_point_the_model_is_unsure_of_is_a_ring_and_the_others_dots():
     image = np.zeros((900, 900, 3), np.uint8)
     draw_faces(image, without)
     assert all(image[round(p["y"]), round(p["x"])].any() for p in without["faces"][0]["keypoints"])
+
+
+def test_an_unsure_point_on_a_small_face_is_still_a_ring():
+    """On a webcam-sized face the marks are 2 px: a ring that small would be a dot, so it is drawn
+    at vision.draw.RING_RADIUS at least, its centre unpainted."""
+    from vision.draw import RING_RADIUS, mark_sizes
+
+    found = answer(100, 100, 100)
+    assert mark_sizes(100, (480, 640)).radius < RING_RADIUS
+    point = found["faces"][0]["keypoints"][10]
+    point["confidence"] = 0.1
+    image = np.zeros((480, 640, 3), np.uint8)
+    draw_faces(image, found)
+    x, y = round(point["x"]), round(point["y"])
+    assert not image[y, x].any() and image[y - RING_RADIUS : y + RING_RADIUS + 1, x].any()

@@ -17,6 +17,7 @@ _PART_COLORS = [(0, 255, 0)] * 6 + [(255, 160, 0)] * 4 + [(0, 200, 255)] + [(0, 
 # whole (at about 1000 px across, a 2 px line of a 4000 px photo is half a pixel and vanishes).
 LINE_PER_FACE, LINE_PER_IMAGE = 1 / 100, 1 / 500  # line width per face width, per image side
 RADIUS_PER_FACE, RADIUS_PER_IMAGE = 1 / 60, 1 / 400
+RING_RADIUS = 3  # the smallest ring drawn for a point the model is unsure of
 FONT_PER_FACE, FONT_PER_IMAGE = 1 / 250, 1 / 1600  # OpenCV font scale (1.0: about 22 px tall)
 
 
@@ -41,13 +42,15 @@ def draw_keypoints(
     image: np.ndarray, points: np.ndarray, radius: int = 2, color=None, confidence: np.ndarray | None = None
 ) -> np.ndarray:
     """Draw (15, 2) pixel keypoints on a BGR image in place; returns the image. With (15,)
-    confidences, a point below LOW_CONFIDENCE is drawn as a ring instead of a dot."""
+    confidences, a point below LOW_CONFIDENCE is drawn as a ring instead of a dot (at least
+    RING_RADIUS px: a smaller ring is a dot to the eye)."""
     for i, (x, y) in enumerate(np.asarray(points)):
         if np.isfinite(x) and np.isfinite(y):
-            center = (int(round(x)), int(round(y)))
-            unsure = confidence is not None and confidence[i] is not None and confidence[i] < LOW_CONFIDENCE
-            thickness = max(1, radius // 2) if unsure else -1  # -1: filled
-            cv2.circle(image, center, radius, color or _PART_COLORS[i], thickness, cv2.LINE_AA)
+            center, colour = (int(round(x)), int(round(y))), color or _PART_COLORS[i]
+            if confidence is not None and confidence[i] is not None and confidence[i] < LOW_CONFIDENCE:
+                cv2.circle(image, center, max(radius, RING_RADIUS), colour, max(1, radius // 3), cv2.LINE_AA)
+            else:
+                cv2.circle(image, center, radius, colour, -1, cv2.LINE_AA)
     return image
 
 

@@ -16,6 +16,7 @@ export const wordsOf = (name) => name.replaceAll("_", " ");
 // vision.keypoints.LOW_CONFIDENCE: a point the model is less sure of than this is drawn as a ring.
 export const LOW_CONFIDENCE = 0.5;
 export const isUnsure = (point) => point.confidence != null && point.confidence < LOW_CONFIDENCE;
+const RING_RADIUS = 3; // vision.draw.RING_RADIUS: a smaller ring is a dot to the eye (CSS pixels here)
 
 // A canvas sized to `width` x `height` CSS pixels, sharp on high-density screens; its 2D context
 // draws in CSS pixels.
@@ -96,8 +97,10 @@ export function drawFaces(context, faces, view, { labels = true, highlight = nul
       const lit = highlight && highlight.face === index && highlight.name === point.name;
       const colour = PART_COLOURS[partOf(point.name)];
       context.beginPath();
-      context.arc(x, y, lit ? radius * 1.8 : radius, 0, 2 * Math.PI);
-      if (isUnsure(point)) {
+      const unsure = isUnsure(point);
+      const drawnRadius = unsure ? Math.max(radius, RING_RADIUS) : radius;
+      context.arc(x, y, lit ? drawnRadius * 1.8 : drawnRadius, 0, 2 * Math.PI);
+      if (unsure) {
         context.lineWidth = Math.max(1, radius / 3) + 2;
         context.strokeStyle = "rgba(0, 0, 0, 0.7)";
         context.stroke();
