@@ -25,16 +25,16 @@ NAMES = ("digits_cnn", "digits_mlp", "keypoints")
 def torch_models() -> dict:
     import torch
 
+    from export.parity import torch_outputs
     from training.common import load_checkpoint
     from training.models import model_from_checkpoint
 
     def runner(name: str):
         model = model_from_checkpoint(load_checkpoint(MODELS / f"{name}.pt"), expected=name)
 
-        def run(batch: np.ndarray):  # the outputs as the ONNX file's: the keypoint model's confidence too
+        def run(batch: np.ndarray) -> list[np.ndarray]:  # the outputs, as onnxruntime lists them
             with torch.inference_mode():
-                out = model(torch.from_numpy(batch))
-            return tuple(t.numpy() for t in out) if isinstance(out, tuple) else out.numpy()
+                return torch_outputs(model, batch)
 
         return run
 
@@ -46,12 +46,7 @@ def onnx_models() -> dict:
 
     def runner(name: str):
         session = ort.InferenceSession(str(MODELS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-
-        def run(batch: np.ndarray):  # one output, or all of them (the keypoint model's confidence too)
-            outputs = session.run(None, {INPUT_NAME: batch})
-            return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
-        return run
+        return lambda batch: session.run(None, {INPUT_NAME: batch})
 
     return {name: runner(name) for name in NAMES}
 
@@ -76,7 +71,7 @@ def create_app(backend: str) -> Flask:
     def digit():
         model = request.form.get("model", "cnn")
         mnist = to_mnist(decode(request.files["image"].read(), max_bytes, max_pixels))
-        probabilities = softmax(models[f"digits_{model}"](to_model_input(mnist[None])))[0]
+        probabilities = softmax(models[f"digits_{model}"](to_model_input(mnist[None]))[0])[0]
         return jsonify(
             digit=int(probabilities.argmax()),
             confidence=round(float(probabilities.max()), 6),
@@ -94,7 +89,7 @@ def create_app(backend: str) -> Flask:
     @app.post("/digits_array")
     def digits_array():
         images = np.asarray(request.get_json()["images"], dtype=np.float32)
-        return jsonify(softmax(models["digits_cnn"](images)).tolist())
+        return jsonify(softmax(models["digits_cnn"](images)[0]).tolist())
 
     @app.get("/readyz")
     def ready():

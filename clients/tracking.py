@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from clients.api import keypoint_array, keypoint_confidence
 from vision.faces import Box, iou
 from vision.keypoints import KEYPOINT_NAMES
 
@@ -52,10 +53,6 @@ EYE_RATIO_RANGE = (0.6, 1.6)  # a followed face's eye distance / box width, rela
 FOLLOW_MIN_CONFIDENCE = 0.55
 
 RIGHT_EYE, LEFT_EYE = KEYPOINT_NAMES.index("right_eye_center"), KEYPOINT_NAMES.index("left_eye_center")
-
-
-def keypoint_array(face: dict) -> np.ndarray:
-    return np.array([[k["x"], k["y"]] for k in face["keypoints"]], dtype=np.float64)
 
 
 def face_box(face: dict) -> Box:
@@ -161,10 +158,10 @@ class Track:
 
     def plausible(self, face: dict) -> bool:
         """Do a followed face's points still look like a face in its box, and is the model sure of them?"""
-        confidence = [k["confidence"] for k in face["keypoints"] if k.get("confidence") is not None]
+        confidence = [c for c in keypoint_confidence(face["keypoints"]) if c is not None]
         if confidence and sum(confidence) / len(confidence) < FOLLOW_MIN_CONFIDENCE:
             return False
-        points, box = keypoint_array(face), face_box(face)
+        points, box = keypoint_array(face["keypoints"]), face_box(face)
         eyes = float(np.linalg.norm(points[LEFT_EYE] - points[RIGHT_EYE])) / max(box.width, 1.0)
         low, high = EYE_RATIO_RANGE
         cx, cy = points.mean(axis=0)
@@ -245,7 +242,7 @@ class Tracker:
         self.lost = [t for t in self.lost if index - t.frame <= REMEMBER_FRAMES]
         candidates, out, kept = list(self.tracks), [], []
         for face in sorted(faces, key=lambda f: -f["box"]["width"] * f["box"]["height"]):  # big faces choose first
-            box, points = face_box(face), keypoint_array(face)
+            box, points = face_box(face), keypoint_array(face["keypoints"])
             track = _closest(candidates, box) or _closest(self.lost, box)
             # In the track's place, but is it the same face? Only if the detection's region looks like
             # the track's last one (not when another person stands where it was: a cut). Every
@@ -279,7 +276,7 @@ class Tracker:
                 if not track.plausible(face):
                     self.stats.implausible += 1
                     self.redetect = True
-                self._moved(track, plan.frame, image, face_box(face), keypoint_array(face))
+                self._moved(track, plan.frame, image, face_box(face), keypoint_array(face["keypoints"]))
             out.append({"id": track.id, **face})
         return out
 

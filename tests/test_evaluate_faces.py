@@ -54,26 +54,19 @@ def test_the_labels_are_moved_to_opencvs_pixel_centers_unless_told_otherwise(spl
         np.testing.assert_allclose(b.points68 - a.points68, 0.5)
 
 
+def run_command(tmp_path, capsys, *data_args: str) -> tuple[str, dict]:
+    """`python -m training.evaluate_faces` on the stand-in keypoint model (a plausible mean face):
+    (what it printed, its JSON report)."""
+    keypoints_model(tmp_path / "keypoints.onnx")
+    out = tmp_path / "report.json"
+    evaluate_faces.main([*data_args, "--model", str(tmp_path / "keypoints.onnx"), "--out", str(out), "--no-progress"])
+    return capsys.readouterr().out, json.loads(out.read_text())
+
+
 def test_the_command_runs_an_onnx_model_end_to_end(split, tmp_path, capsys):
     npz, fixtures = split
-    keypoints_model(tmp_path / "keypoints.onnx")  # a stand-in: a plausible mean face
-    out = tmp_path / "report.json"
-    evaluate_faces.main(
-        [
-            "--split",
-            str(npz),
-            "--faces",
-            str(fixtures),
-            "--model",
-            str(tmp_path / "keypoints.onnx"),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    printed = capsys.readouterr().out
+    printed, report = run_command(tmp_path, capsys, "--split", str(npz), "--faces", str(fixtures))
     assert "youtube" in printed and "by confidence decile" in printed
-    report = json.loads(out.read_text())
     assert report["youtube"]["detected"] == 1.0 and 0 < report["youtube"]["nme"] < 1
     assert report["youtube"]["confidence_deciles"]["points"] == 15 * len(
         evaluate_faces.held_out_frames(npz, {"youtube": fixtures})
@@ -141,22 +134,8 @@ def test_an_mtfl_face_is_the_detection_that_holds_its_points(fixtures):
 
 
 def test_the_command_evaluates_mtfls_held_out_part_alone(fixtures, tmp_path, capsys):
-    keypoints_model(tmp_path / "keypoints.onnx")  # a stand-in: a plausible mean face
-    out = tmp_path / "report.json"
-    evaluate_faces.main(
-        [
-            "--mtfl",
-            str(fixtures / "mtfl5"),
-            "--model",
-            str(tmp_path / "keypoints.onnx"),
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    printed = capsys.readouterr().out
+    printed, report = run_command(tmp_path, capsys, "--mtfl", str(fixtures / "mtfl5"))
     assert "mtfl" in printed and "pose 2" in printed and "eye-centre distance" in printed
-    report = json.loads(out.read_text())
     assert set(report) == {"model", "mtfl", "seconds_per_frame"}
     assert report["mtfl"]["frames"] == 2 and report["mtfl"]["detected"] == 1.0  # the held-out photo's two faces
     assert 0 < report["mtfl"]["nme"] < 1 and set(report["mtfl"]["by_pose"]) == {"2", "4"}

@@ -145,12 +145,7 @@ def onnx_model(path: Path, threads: int = 0):
     """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core): its
     keypoints, and their confidences if it gives them (`vision.faces.KeypointModel`)."""
     session = cpu_session(path, threads)
-
-    def run(x: np.ndarray):
-        outputs = session.run(None, {"image": x})
-        return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
-    return run
+    return lambda x: session.run(None, {"image": x})
 
 
 class DlibDetector:

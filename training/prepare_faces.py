@@ -164,7 +164,7 @@ def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
     keypoints set and the other ten NaN, none of it for validation."""
     data = load_mtfl5(folder, "train")
     detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
-    rows = []
+    columns = {key: [] for key in ("images", "context", "keypoints", "points", "crops", "names")}
     for i in tqdm(range(len(data.names)), desc="cropping MTFL faces", unit="photo", disable=not progress):
         image = data.read_image(i)
         detection = detection_holding(detector, image, data.points[i])
@@ -173,21 +173,28 @@ def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
         crop, gray = faces.FaceCrop.around(detection), faces.to_gray(image)
         points = np.full((keypoints.NUM_KEYPOINTS, 2), np.nan)
         points[list(keypoints.FIVE_POINTS)] = data.points[i]
-        rows.append((i, crop, crop.cut(gray), crop.cut(gray, border=CONTEXT_BORDER), points))
-    names = [data.names[i] for i, *_ in rows]
+        columns["images"].append(crop.cut(gray))
+        columns["context"].append(crop.cut(gray, border=CONTEXT_BORDER))
+        columns["keypoints"].append(faces.normalize(crop.to_crop(points)))
+        columns["points"].append(points)
+        columns["crops"].append((crop.cx, crop.cy, crop.side, crop.angle))
+        columns["names"].append(data.names[i])
+    shapes = {"images": (CROP_SIZE, CROP_SIZE), "context": (CONTEXT_SIZE, CONTEXT_SIZE), "crops": (4,)}
+    shapes["keypoints"] = shapes["points"] = (keypoints.NUM_KEYPOINTS, 2)
+    dtypes = {"images": np.uint8, "context": np.uint8}
+    arrays = {
+        key: np.array(values, dtypes.get(key, np.float32)).reshape(-1, *shapes[key])
+        for key, values in columns.items()
+        if key in shapes
+    }
+    count, names = len(columns["names"]), np.array(columns["names"], dtype=str)
     return {
-        "images": np.array([r[2] for r in rows], np.uint8).reshape(-1, CROP_SIZE, CROP_SIZE),
-        "context": np.array([r[3] for r in rows], np.uint8).reshape(-1, CONTEXT_SIZE, CONTEXT_SIZE),
-        "keypoints": np.array([faces.normalize(r[1].to_crop(r[4])) for r in rows], np.float32).reshape(
-            -1, keypoints.NUM_KEYPOINTS, 2
-        ),
-        "points": np.array([r[4] for r in rows], np.float32).reshape(-1, keypoints.NUM_KEYPOINTS, 2),
-        "crops": np.array([(r[1].cx, r[1].cy, r[1].side, r[1].angle) for r in rows], np.float32).reshape(-1, 4),
-        "detected": np.ones(len(rows), bool),
-        "names": np.array(names, dtype=str),
-        "sources": np.array(["mtfl"] * len(rows), dtype=str),
+        **arrays,
+        "detected": np.ones(count, bool),
+        "names": names,
+        "sources": np.array(["mtfl"] * count, dtype=str),
         "identities": np.array([f"mtfl/{mtfl_identity(name)}" for name in names], dtype=str),
-        "validation": np.zeros(len(rows), bool),
+        "validation": np.zeros(count, bool),
     }
 
 

@@ -487,8 +487,8 @@ class GivenBoxes:
 
 # --- the pipeline ----------------------------------------------------------------------------
 
-# (N, 1, 96, 96) float32 in [0, 1] -> (N, 30) keypoints, or those and each point's confidence (N, 15)
-# (an ONNX keypoint model's outputs: service.runtime.Model.outputs).
+# (N, 1, 96, 96) float32 in [0, 1] -> (N, 30) keypoints, or a model's outputs: the keypoints and, if
+# it gives them, each point's confidence (N, 15) (onnxruntime's `run`, service.runtime.Model.outputs).
 KeypointModel = Callable[[np.ndarray], np.ndarray | Sequence[np.ndarray]]
 
 
@@ -529,7 +529,8 @@ def predict_keypoints(
     if not crops:
         return np.zeros((0, NUM_KEYPOINTS, 2)), None
     out = model(model_input(np.stack([c.cut(gray) for c in crops])))
-    keypoints, confidence = (out, None) if isinstance(out, np.ndarray) else out
+    keypoints, *rest = (out,) if isinstance(out, np.ndarray) else out
+    confidence = rest[0] if rest else None
     points = np.stack([c.to_image(p) for c, p in zip(crops, crop_points(keypoints), strict=True)])
     return points, confidence
 
