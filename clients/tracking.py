@@ -3,7 +3,8 @@
 YuNet is about two thirds of each /faces request. Like MediaPipe's face landmarker, the webcam
 clients detect once and then follow each face from its own keypoints: the box for the next frame
 comes from the last frame's 15 points (moved with their centroid, scaled with their spread, eyes
-from the eye-centre points), and is sent as /faces' `boxes`, so the service only cuts and predicts.
+from the eye-centre points, carried on at the face's velocity over the last two answers), and is
+sent as /faces' `boxes`, so the service only cuts and predicts.
 YuNet runs again
 
 - every `detect_every` frames (a face that walked in is found within that many frames),
@@ -17,10 +18,14 @@ YuNet runs again
   That face's track ends, so the new person gets a new id, and no filter carries the old points.
 
 Each face gets an `id`, 1, 2, 3, ... in order of first sight, never reused in a run: a detection
-takes the id of the track whose box it overlaps most (IoU, else centres close), and a face that
-the detector missed for a moment gets its id back if it is found again near where it was within
-REMEMBER_FRAMES frames. The webcam client, `--local` and bench.webcam use this one module; the
-demo page's webcam view (service/page/webcam.js) follows the same scheme. No torch, no network.
+takes the id of the track whose box (where it was, or where its velocity took it) it overlaps most
+(IoU), else of the nearest track within MATCH_CENTRE box widths, if its face region looks like that
+track's (a fast face, or a slow machine with frames in flight, moves more than half a box between
+answers), and a face that the detector missed for a moment gets its id back if it is found again
+near where it was within REMEMBER_FRAMES frames. An answer that fails the checks above is not
+followed from: the face's last believed box, keypoints and region stay. The webcam client,
+`--local` and bench.webcam use this one module; the demo page's webcam view
+(service/page/webcam.js) follows the same scheme. No torch, no network.
 """
 
 import math
@@ -43,7 +48,9 @@ SEARCH = 0.25  # ... which looks for the face up to this many box widths away (f
 # a track's id only if its own square still correlates this much (else: a new face, a new id).
 CUT_CORRELATION = 0.8
 MATCH_IOU = 0.3  # a detection is a track's face when their boxes overlap this much ...
-MATCH_CENTRE = 0.5  # ... or their centres are closer than this many box widths
+# ... or their centres are closer than this many box widths and the detection looks like the track's
+# face (a fast face, or a slow machine with frames in flight, moves more than half a box between answers)
+MATCH_CENTRE = 1.5
 REMEMBER_FRAMES = 30  # a face the detector missed gets its id back if found near its place this soon
 EYE_RATIO_RANGE = (0.6, 1.6)  # a followed face's eye distance / box width, relative to its detection's
 # A followed face whose points' mean confidence is under this is detected again. On held-out faces
@@ -143,16 +150,30 @@ class Track:
     patch: np.ndarray | None  # the last answer's face region (gray_patch)
     frame: int  # the frame of the last answer
     cut: bool = False  # its region changed abruptly: detect, and keep its id only if it is still this face
+    anchor: np.ndarray | None = None  # its face region at its last detection (a box the tracker did not move)
+    velocity: tuple[float, float] = (0.0, 0.0)  # its points' centroid, pixels per frame, over the last two answers
 
-    def next_box(self) -> dict:
-        """The /faces `boxes` entry to follow this face with."""
-        box = self.shape.box(self.points)
+    def ahead(self, index: int) -> np.ndarray:
+        """Where the face has moved by frame `index` since its last answer, at its velocity: a fast
+        face (or a slow machine, with frames in flight) is cut where it will be, not where it was."""
+        return np.asarray(self.velocity) * (index - self.frame)
+
+    def places(self, index: int) -> tuple[Box, Box]:
+        """Where to look for it in frame `index`: its last box, and that box moved on at its velocity
+        (a face that turned back, or stopped, is still near the first)."""
+        dx, dy = self.ahead(index)
+        return self.box, Box(self.box.x + dx, self.box.y + dy, self.box.width, self.box.height)
+
+    def next_box(self, index: int) -> dict:
+        """The /faces `boxes` entry to follow this face with in frame `index`."""
+        points = self.points + self.ahead(index)
+        box = self.shape.box(points)
         return {
             "x": round(box.x, 2),
             "y": round(box.y, 2),
             "width": round(box.width, 2),
             "height": round(box.height, 2),
-            "eyes": [[round(float(v), 2) for v in self.points[i]] for i in (RIGHT_EYE, LEFT_EYE)],
+            "eyes": [[round(float(v), 2) for v in points[i]] for i in (RIGHT_EYE, LEFT_EYE)],
             "score": self.score,
         }
 
@@ -214,11 +235,11 @@ class Tracker:
     def plan(self, index: int, image: np.ndarray | None = None) -> Plan:
         self.stats.frames += 1
         for track in self.tracks if image is not None else ():  # with --no-track too: a cut is a new face
-            if not track.cut and similarity(image, track.box, track.patch) < CUT_CORRELATION:
+            if not track.cut and max(similarity(image, b, track.patch) for b in track.places(index)) < CUT_CORRELATION:
                 track.cut = True
                 self.stats.cuts += 1
         if self.follow and self.tracks and not self.redetect and index - self.last_detection < self.detect_every:
-            boxes = [track.next_box() for track in self.tracks]
+            boxes = [track.next_box(index) for track in self.tracks]
             if not any(track.cut for track in self.tracks) and all(_in_frame(box, image) for box in boxes):
                 return Plan(index, boxes, [track.id for track in self.tracks])
         self.last_detection, self.redetect = index, False
@@ -243,12 +264,15 @@ class Tracker:
         candidates, out, kept = list(self.tracks), [], []
         for face in sorted(faces, key=lambda f: -f["box"]["width"] * f["box"]["height"]):  # big faces choose first
             box, points = face_box(face), keypoint_array(face["keypoints"])
-            track = _closest(candidates, box) or _closest(self.lost, box)
-            # In the track's place, but is it the same face? Only if the detection's region looks like
-            # the track's last one (not when another person stands where it was: a cut). Every
-            # detection asks, as the track that a cut was seen on may have been replaced meanwhile.
+            track, overlapping = _closest(candidates, box, index)
+            if track is None:
+                track, overlapping = _closest(self.lost, box, index)
+            # Is it the same face? Only if the detection's region looks like the track's last one or
+            # the one at its last detection. Every detection asks, as the track that a cut was seen on
+            # may have been replaced meanwhile. Another person in the track's place (a cut) ends it.
             if track is not None and self._another_face(track, image, box):
-                (candidates if track in candidates else self.lost).remove(track)  # ended: someone else's place now
+                if overlapping:
+                    (candidates if track in candidates else self.lost).remove(track)
                 track = None
             if track is None:
                 track = Track(self.next_id, box, points, Shape.of(box, points), face.get("score"), None, index)
@@ -257,6 +281,7 @@ class Tracker:
                 (candidates if track in candidates else self.lost).remove(track)
                 track.shape, track.score, track.cut = Shape.of(box, points), face.get("score"), False
             self._moved(track, index, image, box, points)
+            track.anchor = track.patch
             kept.append(track)
             out.append({"id": track.id, **face})
         self.lost += [t for t in candidates if not t.cut]  # missed this time: remembered a while, with their ids
@@ -267,37 +292,55 @@ class Tracker:
         out = []
         alive = {t.id: t for t in self.tracks}
         if len(faces) != len(plan.ids):  # not one face per box: match by place instead
-            return [{"id": t.id, **f} for f in faces if (t := _closest(self.tracks, face_box(f))) is not None]
+            matched = ((_closest(self.tracks, face_box(f), plan.frame)[0], f) for f in faces)
+            return [{"id": t.id, **f} for t, f in matched if t is not None]
         for track_id, face in zip(plan.ids, faces, strict=True):
             track = alive.get(track_id)
             if track is None:  # gone (not found, or a cut) at a detection answered meanwhile
                 continue
             if plan.frame > track.frame:
-                if not track.plausible(face):
+                if track.plausible(face):
+                    self._moved(track, plan.frame, image, face_box(face), keypoint_array(face["keypoints"]))
+                else:  # not followed from: the detection it calls for is matched against the last face believed
                     self.stats.implausible += 1
                     self.redetect = True
-                self._moved(track, plan.frame, image, face_box(face), keypoint_array(face["keypoints"]))
             out.append({"id": track.id, **face})
         return out
 
     def _another_face(self, track: Track, image: np.ndarray | None, box: Box) -> bool:
-        return image is not None and similarity(image, box, track.patch) < CUT_CORRELATION
+        """Does the region at `box` look like neither of the track's faces? Its last one may be off
+        the face (a followed box that lagged a fast move, on a slow machine with frames in flight);
+        the one at its last detection is not."""
+        if image is None:
+            return False
+        return max(similarity(image, box, track.patch), similarity(image, box, track.anchor)) < CUT_CORRELATION
 
     @staticmethod
     def _moved(track: Track, index: int, image: np.ndarray | None, box: Box, points: np.ndarray) -> None:
+        if index > track.frame:
+            track.velocity = tuple((points.mean(axis=0) - track.points.mean(axis=0)) / (index - track.frame))
         track.box, track.points, track.frame = box, points, index
         track.patch = gray_patch(image, box) if image is not None else None
 
 
-def _closest(tracks: list[Track], box: Box) -> Track | None:
-    """The track whose box is this detection's: the most overlapping one, else the nearest centre."""
-    best = max(tracks, key=lambda t: iou(t.box, box), default=None)
-    if best is not None and iou(best.box, box) >= MATCH_IOU:
-        return best
-    near = min(tracks, key=lambda t: math.dist(t.box.center, box.center), default=None)
-    if near is not None and math.dist(near.box.center, box.center) < MATCH_CENTRE * max(near.box.width, box.width):
-        return near
-    return None
+def _closest(tracks: list[Track], box: Box, index: int) -> tuple[Track | None, bool]:
+    """The track that this detection in frame `index` may be, and whether it is in its place: the
+    one whose places (`Track.places`) overlap it most (True), else the one with the nearest centre
+    (False; the caller checks that it looks the same)."""
+
+    def overlap(track: Track) -> float:
+        return max(iou(place, box) for place in track.places(index))
+
+    def distance(track: Track) -> float:
+        return min(math.dist(place.center, box.center) for place in track.places(index))
+
+    best = max(tracks, key=overlap, default=None)
+    if best is not None and overlap(best) >= MATCH_IOU:
+        return best, True
+    near = min(tracks, key=distance, default=None)
+    if near is not None and distance(near) < MATCH_CENTRE * max(near.box.width, box.width):
+        return near, False
+    return None, False
 
 
 def _in_frame(box: dict, image: np.ndarray | None) -> bool:

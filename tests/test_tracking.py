@@ -76,14 +76,41 @@ def test_it_detects_every_n_frames_and_follows_with_boxes_between():
     assert tracker.stats.detections == 3
 
 
+def centroid(face_record: dict) -> np.ndarray:
+    return np.mean([[k["x"], k["y"]] for k in face_record["keypoints"]], axis=0)
+
+
 def test_the_next_box_follows_the_points_move_and_size():
     tracker = Tracker()
-    plan = tracker.plan(0)
-    tracker.update(plan, None, [face(100, 100, 100)])
-    plan = tracker.plan(1)
-    tracker.update(plan, None, [face(130, 90, 150, detector="given")])  # the points moved and grew
+    first, grown = face(100, 100, 100), face(130, 90, 150, detector="given")  # the points moved and grew
+    tracker.update(tracker.plan(0), None, [first])
+    tracker.update(tracker.plan(1), None, [grown])
     box = tracker.plan(2).boxes[0]
-    assert (box["x"], box["y"], box["width"], box["height"]) == pytest.approx((130, 90, 150, 180))
+    # The grown face's box, carried on one more frame at the points' velocity.
+    dx, dy = centroid(grown) - centroid(first)
+    assert (box["x"], box["y"], box["width"], box["height"]) == pytest.approx((130 + dx, 90 + dy, 150, 180))
+
+
+def test_the_next_box_carries_on_at_the_faces_velocity():
+    tracker = Tracker(detect_every=100)
+    tracker.update(tracker.plan(0), None, [face(100, 100)])
+    assert tracker.plan(1).boxes[0]["x"] == pytest.approx(100)  # one answer: no velocity yet
+    tracker.update(tracker.plan(2), None, [face(120, 100, detector="given")])  # 10 px a frame
+    plan = tracker.plan(3)
+    assert plan.boxes[0]["x"] == pytest.approx(130)
+    ahead = tracker.plan(4)  # sent before frame 3's answer: two frames on from frame 2
+    assert ahead.boxes[0]["x"] == pytest.approx(140) and ahead.boxes[0]["eyes"][0][0] == pytest.approx(172)
+
+
+def test_a_fast_face_keeps_its_id_and_someone_else_there_does_not():
+    """A face a box width from where it was (a fast move, or answers far apart) is the same face
+    if it looks the same; another person there gets a new id."""
+    tracker = Tracker(follow=False)
+    ids = []
+    for i, (picture, x) in enumerate([(1, 100), (1, 200), (1, 300), (2, 400)]):  # 100 px: the box's width
+        image = frame_with((texture(picture), x - 50, 100))
+        ids.append([f["id"] for f in tracker.update(tracker.plan(i, image), image, [face(x, 140)])])
+    assert ids == [[1], [1], [1], [2]]
 
 
 def test_no_track_detects_every_frame_and_still_gives_ids():

@@ -17,9 +17,10 @@
 //   CUT_CORRELATION with the one the last answer saw. That face's track ends (a new id).
 //
 // Each face gets an `id`, 1, 2, 3, ... in order of first sight, never reused in a run: a detection
-// takes the id of the track whose box it overlaps most (IoU, else centres close), and a face the
-// detector missed for a moment gets its id back if it is found near where it was within
-// REMEMBER_FRAMES frames. Frames are gray images {width, height, data} (grayFrame); null skips the
+// takes the id of the track whose box (where it was, or where its velocity took it) it overlaps most
+// (IoU), else of the nearest track within MATCH_CENTRE box widths if its face region looks like that
+// track's, and a face the detector missed for a moment gets its id back if it is found near where
+// it was within REMEMBER_FRAMES frames. An answer that fails the checks is not followed from. Frames are gray images {width, height, data} (grayFrame); null skips the
 // frame checks (the cut check and "the box left the frame"), as Python's image=None does.
 
 import { iou } from "./smoothing.js";
@@ -29,7 +30,7 @@ export const PATCH = 16; // the face region's side, shrunk, for the cut check
 export const SEARCH = 0.25; // ... which looks for the face up to this many box widths away
 export const CUT_CORRELATION = 0.8; // below: a cut (measured in clients/tracking.py)
 export const MATCH_IOU = 0.3; // a detection is a track's face when their boxes overlap this much ...
-export const MATCH_CENTRE = 0.5; // ... or their centres are closer than this many box widths
+export const MATCH_CENTRE = 1.5; // ... or their centres are this close (box widths) and it looks like the track's face
 export const REMEMBER_FRAMES = 30; // a face the detector missed gets its id back if found near its place this soon
 export const EYE_RATIO_RANGE = [0.6, 1.6]; // a followed face's eye distance / box width, relative to its detection's
 export const FOLLOW_MIN_CONFIDENCE = 0.55; // a followed face whose points' mean confidence is under this is detected again
@@ -196,12 +197,27 @@ class Track {
     this.box = box; // the last answer's box, keypoints, face region (grayPatch) and frame
     this.kp = kp;
     this.patch = null;
+    this.anchor = null; // its face region at its last detection (a box the tracker did not move)
     this.frame = frame;
+    this.velocity = [0, 0]; // its points' centroid, pixels per frame, over the last two answers
   }
 
-  // The /faces `boxes` entry to follow this face with.
-  nextBox() {
-    const { points, right, left } = this.kp;
+  // Where the face has moved by frame `index` since its last answer, at its velocity.
+  ahead(index) {
+    return this.velocity.map((v) => v * (index - this.frame));
+  }
+
+  // Where to look for it in frame `index`: its last box, and that box moved on at its velocity.
+  places(index) {
+    const [dx, dy] = this.ahead(index);
+    return [this.box, { x: this.box.x + dx, y: this.box.y + dy, width: this.box.width, height: this.box.height }];
+  }
+
+  // The /faces `boxes` entry to follow this face with in frame `index`.
+  nextBox(index) {
+    const [dx, dy] = this.ahead(index);
+    const { right, left } = this.kp;
+    const points = this.kp.points.map(([x, y]) => [x + dx, y + dy]);
     const box = this.shape.box(points, right, left);
     return {
       x: round2(box.x),
@@ -227,16 +243,27 @@ class Track {
   }
 }
 
-// The track whose box is this detection's: the most overlapping one, else the nearest centre.
-function closest(tracks, box) {
+// The track that this detection in frame `index` may be, and whether it is in its place: the one
+// whose places overlap it most ({track, overlapping: true}), else the one with the nearest centre
+// (overlapping: false; the caller checks that it looks the same).
+function closest(tracks, box, index) {
+  const overlap = (track) => Math.max(...track.places(index).map((place) => iou(place, box)));
+  const distance = (track) =>
+    Math.min(...track.places(index).map((place) => Math.hypot(centre(place)[0] - centre(box)[0], centre(place)[1] - centre(box)[1])));
   let best = null;
-  for (const track of tracks) if (best === null || iou(track.box, box) > iou(best.box, box)) best = track;
-  if (best !== null && iou(best.box, box) >= MATCH_IOU) return best;
-  const distance = (track) => Math.hypot(centre(track.box)[0] - centre(box)[0], centre(track.box)[1] - centre(box)[1]);
+  for (const track of tracks) if (best === null || overlap(track) > overlap(best)) best = track;
+  if (best !== null && overlap(best) >= MATCH_IOU) return { track: best, overlapping: true };
   let near = null;
   for (const track of tracks) if (near === null || distance(track) < distance(near)) near = track;
-  if (near !== null && distance(near) < MATCH_CENTRE * Math.max(near.box.width, box.width)) return near;
-  return null;
+  if (near !== null && distance(near) < MATCH_CENTRE * Math.max(near.box.width, box.width)) return { track: near, overlapping: false };
+  return { track: null, overlapping: false };
+}
+
+// clients.tracking.Tracker._another_face: does the region at `box` look like neither of the track's
+// faces (its last one, which may be off the face after a fast move, and the one at its last detection)?
+function anotherFace(track, image, box) {
+  if (image === null) return false;
+  return Math.max(similarity(image, box, track.patch), similarity(image, box, track.anchor)) < CUT_CORRELATION;
 }
 
 // Is the box's centre inside the frame? (A face that is leaving is found again by detection.)
@@ -265,13 +292,13 @@ export class Tracker {
   plan(index, image = null) {
     this.stats.frames += 1;
     for (const track of image !== null ? this.tracks : []) {
-      if (!track.cut && similarity(image, track.box, track.patch) < CUT_CORRELATION) {
+      if (!track.cut && Math.max(...track.places(index).map((box) => similarity(image, box, track.patch))) < CUT_CORRELATION) {
         track.cut = true;
         this.stats.cuts += 1;
       }
     }
     if (this.follow && this.tracks.length && !this.redetect && index - this.lastDetection < this.detectEvery) {
-      const boxes = this.tracks.map((track) => track.nextBox());
+      const boxes = this.tracks.map((track) => track.nextBox(index));
       if (!this.tracks.some((track) => track.cut) && boxes.every((box) => inFrame(box, image))) {
         return { frame: index, boxes, ids: this.tracks.map((track) => track.id) };
       }
@@ -301,11 +328,14 @@ export class Tracker {
     for (const face of faces.slice().sort((a, b) => area(b) - area(a))) {
       // big faces choose first
       const [box, kp] = [boxOf(face), keypointsOf(face)];
-      let track = closest(candidates, box) ?? closest(this.lost, box);
-      // In the track's place, but is it the same face? Not when another person stands there (a cut).
-      if (track !== null && image !== null && similarity(image, box, track.patch) < CUT_CORRELATION) {
-        if (candidates.includes(track)) candidates.splice(candidates.indexOf(track), 1); // its place is someone else's now
-        else this.lost.splice(this.lost.indexOf(track), 1);
+      let { track, overlapping } = closest(candidates, box, index);
+      if (track === null) ({ track, overlapping } = closest(this.lost, box, index));
+      // Is it the same face? Another person in the track's place (a cut) ends it.
+      if (track !== null && anotherFace(track, image, box)) {
+        if (overlapping) {
+          const from = candidates.includes(track) ? candidates : this.lost;
+          from.splice(from.indexOf(track), 1); // its place is someone else's now
+        }
         track = null;
       }
       if (track === null) {
@@ -318,6 +348,7 @@ export class Tracker {
         track.cut = false;
       }
       Tracker.moved(track, index, image, box, kp);
+      track.anchor = track.patch;
       kept.push(track);
       out.push({ id: track.id, ...face });
     }
@@ -330,7 +361,7 @@ export class Tracker {
     if (faces.length !== plan.ids.length) {
       // not one face per box: match by place instead
       return faces.flatMap((face) => {
-        const track = closest(this.tracks, boxOf(face));
+        const { track } = closest(this.tracks, boxOf(face), plan.frame);
         return track === null ? [] : [{ id: track.id, ...face }];
       });
     }
@@ -339,11 +370,13 @@ export class Tracker {
       const track = this.tracks.find((t) => t.id === plan.ids[i]);
       if (!track) return; // gone (not found, or a cut) at a detection answered meanwhile
       if (plan.frame > track.frame) {
-        if (!track.plausible(face)) {
+        if (track.plausible(face)) {
+          Tracker.moved(track, plan.frame, image, boxOf(face), keypointsOf(face));
+        } else {
+          // not followed from: the detection it calls for is matched against the last face believed
           this.stats.implausible += 1;
           this.redetect = true;
         }
-        Tracker.moved(track, plan.frame, image, boxOf(face), keypointsOf(face));
       }
       out.push({ id: track.id, ...face });
     });
@@ -351,6 +384,10 @@ export class Tracker {
   }
 
   static moved(track, index, image, box, kp) {
+    if (index > track.frame) {
+      const mean = (points, axis) => points.reduce((a, p) => a + p[axis], 0) / points.length;
+      track.velocity = [0, 1].map((axis) => (mean(kp.points, axis) - mean(track.kp.points, axis)) / (index - track.frame));
+    }
     track.box = box;
     track.kp = kp;
     track.frame = index;

@@ -133,7 +133,8 @@ export function setupWebcam() {
   }
 
   // An answered frame: how many, how many with a face, detected or followed (data-detections,
-  // data-given), and every id shown (data-ids), on the stats element for scripts and tests.
+  // data-given), every id shown (data-ids), and the tracker's cuts and implausible followed faces
+  // (data-cuts, data-implausible), on the stats element for scripts and tests.
   function count(plan, faces) {
     const add = (key) => (stats.dataset[key] = String(Number(stats.dataset[key]) + 1));
     add("frames");
@@ -141,6 +142,8 @@ export function setupWebcam() {
     add(plan.boxes === null ? "detections" : "given");
     for (const face of faces) ids.add(face.id);
     stats.dataset.ids = [...ids].sort((a, b) => a - b).join(" ");
+    stats.dataset.cuts = String(tracker.stats.cuts); // why the tracker detected again, besides its period
+    stats.dataset.implausible = String(tracker.stats.implausible);
     $("webcam-faces").textContent = String(faces.length);
     $("webcam-detected").textContent = `${stats.dataset.detections} of ${stats.dataset.frames}`;
   }
