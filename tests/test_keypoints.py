@@ -140,9 +140,10 @@ def test_the_metrics_need_no_torch():
     assert kp_training.course_score is course_score and kp_training.nme is nme
 
 
-def test_flip_averaging_in_forward_is_mirror_consistent():
+@pytest.mark.parametrize("head", models.KEYPOINT_HEADS)
+def test_flip_averaging_in_forward_is_mirror_consistent(head):
     torch.manual_seed(0)
-    model = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True).eval()
+    model = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True, head=head).eval()
     x = torch.rand(3, 1, 96, 96)
     with torch.no_grad():
         y = model(x).numpy().reshape(3, 15, 2)
@@ -150,6 +151,38 @@ def test_flip_averaging_in_forward_is_mirror_consistent():
     # Mirroring the input must mirror the averaged prediction exactly.
     back = faces.normalize(np.stack([kp_training.flip(np.zeros((96, 96)), faces.denormalize(p))[1] for p in y_mirror]))
     assert np.allclose(back, y, atol=1e-5)
+
+
+def test_soft_argmax_puts_a_sharp_heatmap_at_its_cells_center_and_a_flat_one_in_the_middle():
+    head = models.HeatmapHead((8, 8, 8, 8, 8))
+    side = faces.CROP_SIZE // 4
+    logits = torch.zeros(2, 15, side * side)
+    row, column = 5, 17
+    logits[0, :, row * side + column] = 50.0  # all the mass in one cell
+    points, seen = models.soft_argmax(logits, head.grid_x, head.grid_y)
+    # Cell (row, column) covers crop pixels 4j .. 4j + 3: its center is 4j + 1.5.
+    expected = faces.normalize(np.array([[4 * column + 1.5, 4 * row + 1.5]]))
+    assert np.allclose(points[0].reshape(15, 2).numpy(), expected, atol=1e-5)
+    spread_x, spread_y, peak = seen.reshape(2, 3, 15)[0]
+    assert spread_x.max() < 1e-3 and spread_y.max() < 1e-3 and peak.min() > 0.999
+    # A flat heatmap: the mean of the cell centers, which the grid's symmetry puts at the middle of
+    # the crop (pixel 47.5, normalized -1/96); its spread is the grid's, its peak 1 / cells.
+    assert np.allclose(points[1].numpy(), faces.normalize(np.array([[47.5, 47.5]])).repeat(15, 0).ravel(), atol=1e-6)
+    assert np.allclose(seen[1, 30:].numpy(), 1 / side**2)
+
+
+def test_the_heatmap_head_has_the_fc_heads_interface():
+    torch.manual_seed(0)
+    fc = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True, confidence=True).eval()
+    heatmap = models.KeypointNet(widths=(8, 8, 8, 8, 8), flip_tta=True, confidence=True, head="heatmap").eval()
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        for model in (fc, heatmap):
+            points, confidence = model(x)
+            assert points.shape == (2, 30) and confidence.shape == (2, 15)
+            assert points.abs().max() <= 1 and confidence.min() >= 0 and confidence.max() <= 1
+    with pytest.raises(InputError, match="unknown keypoint head 'fancy'"):
+        models.KeypointNet(head="fancy")
 
 
 # A model and batch small enough for a test run on the fixtures.
@@ -189,7 +222,13 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
 
     checkpoint = common.load_checkpoint(out / "keypoints.pt")
     assert checkpoint["model"] == "keypoints" and checkpoint["config"]["data"] == str(npz)
-    assert checkpoint["model_args"] == {"widths": (8, 8, 8, 8, 8), "hidden": 16, "dropout": 0.1, "flip_tta": True}
+    assert checkpoint["model_args"] == {
+        "widths": (8, 8, 8, 8, 8),
+        "hidden": 16,
+        "dropout": 0.1,
+        "flip_tta": True,
+        "head": "fc",
+    }
     model = models.model_from_checkpoint(checkpoint, expected="keypoints")
     assert not model.training
     _, _, val_images, val_points = load_split(npz)
@@ -226,6 +265,15 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
     end = common.load_checkpoint(tuned / "keypoints.pt")["state_dict"]
     assert all(torch.equal(start[k], end[k]) for k in start if "running" not in k and "num_batches" not in k)
 
+    # Another head starts from the trunk alone; a trunk of other widths is refused in one line.
+    heatmap = models.KeypointNet(widths=(8, 8, 8, 8, 8), head="heatmap")
+    kp_training.start_from(heatmap, str(out / "keypoints.pt"))
+    trunk = {k: v for k, v in heatmap.state_dict().items() if k.startswith("features.") and "num_batches" not in k}
+    assert trunk and all(torch.equal(v, start[k]) for k, v in trunk.items())
+    assert heatmap.pixel_std.item() == start["pixel_std"].item()
+    with pytest.raises(InputError, match="its trunk does not fit this model"):
+        kp_training.start_from(models.KeypointNet(widths=(8, 8, 8, 8, 16), head="heatmap"), str(out / "keypoints.pt"))
+
 
 def test_missing_data_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -238,7 +286,7 @@ def test_the_command_line_and_python_share_one_config():
     config = kp_training.parse_args(["--lr", "0", "--widths", "8", "16", "--no-flip-tta", "--blur-sigma", "0.2", "0.3"])
     assert config.lr == 0.0  # zero is zero: a run that keeps its starting weights
     assert config.widths == (8, 16) and not config.flip_tta and config.blur_sigma == (0.2, 0.3)
-    assert config.model_args() == {"widths": (8, 16), "hidden": 256, "dropout": 0.1, "flip_tta": False}
+    assert config.model_args() == {"widths": (8, 16), "hidden": 256, "dropout": 0.1, "flip_tta": False, "head": "fc"}
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-1"], ["--loss", "huber"]])

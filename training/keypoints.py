@@ -49,7 +49,8 @@ class Config:
     widths: tuple[int, ...] = option(
         (24, 32, 64, 128, 256), "model: one conv stage per width, each halving the resolution", metavar="W"
     )
-    hidden: int = option(256, "model: hidden units of the head")
+    head: str = option("fc", "model: the head on the conv trunk", choices=models.KEYPOINT_HEADS)
+    hidden: int = option(256, "model: hidden units of the FC head")
     dropout: float = option(0.1, "model: dropout before the head")
     loss: str = option("wing", "training loss", choices=LOSSES)
     flip_tta: bool = option(True, "model: average with the mirrored crop inside forward (if it earns its cost)")
@@ -100,7 +101,13 @@ class Config:
         return MODEL_NAME
 
     def model_args(self) -> dict:
-        return {"widths": tuple(self.widths), "hidden": self.hidden, "dropout": self.dropout, "flip_tta": self.flip_tta}
+        return {
+            "widths": tuple(self.widths),
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "flip_tta": self.flip_tta,
+            "head": self.head,
+        }
 
 
 # --- loss --------------------------------------------------------------------------------------
@@ -231,6 +238,24 @@ def save_grid(model, images, points, path: Path, count: int = 32) -> None:
     cv2.imwrite(str(path), draw.contact_sheet(tiles, columns=8))
 
 
+def start_from(model: nn.Module, checkpoint: str) -> None:
+    """Load a checkpoint's weights into `model`: all of them for the same head, the trunk alone
+    (the conv stages and pixel statistics) for another head, which then starts fresh. A spread
+    layer fits its trunk's errors, which training changes: it is left behind (refit it with
+    `python -m training.keypoint_confidence`)."""
+    start = models.model_from_checkpoint(common.load_checkpoint(checkpoint), expected=MODEL_NAME)
+    fresh = ("spread.",) if type(start.head) is type(model.head) else ("spread.", "head.")
+    weights = {k: v for k, v in start.state_dict().items() if not k.startswith(fresh)}
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # a weight of another shape
+        raise InputError(
+            f"{checkpoint}: its trunk does not fit this model ({' '.join(str(e).split())[:200]})"
+        ) from None
+    if unexpected or any(not k.startswith(fresh) for k in missing):
+        raise InputError(f"{checkpoint}: its weights do not fit this model ({', '.join((missing + unexpected)[:4])})")
+
+
 def train(config: Config, command: str = "") -> dict:
     """One full run; writes the checkpoint, metrics JSON, curves and validation grid into `out`."""
     config = config.resolved()
@@ -260,10 +285,7 @@ def train(config: Config, command: str = "") -> dict:
     model.pixel_mean.fill_(float(pixels.mean()))
     model.pixel_std.fill_(float(pixels.std()))
     if config.init:
-        start = models.model_from_checkpoint(common.load_checkpoint(config.init), expected=MODEL_NAME)
-        # A shipped checkpoint's spread layer fits its trunk's errors, which training changes: it
-        # is left behind (refit it with `python -m training.keypoint_confidence`).
-        model.load_state_dict({k: v for k, v in start.state_dict().items() if not k.startswith("spread.")})
+        start_from(model, config.init)
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     epoch_size = len(

@@ -111,8 +111,55 @@ class DigitCNN(nn.Module):
 # --- facial keypoints -------------------------------------------------------------------------------
 
 
+KEYPOINT_HEADS = ("fc", "heatmap")
+
+
+class HeatmapHead(nn.Module):
+    """The trunk's stage outputs -> one heatmap per point at 24x24 -> its expected position.
+
+    Top-down like an FPN: the 3x3 map is upsampled through the 6x6, 12x12 and 24x24 ones (a 1x1
+    lateral conv each), and each point's softmax over the 24x24 cells is averaged over the cells'
+    centers (integral regression, "soft-argmax"): sub-pixel coordinates, differentiable, trained
+    with the same coordinate loss as the FC head. Cell j covers crop pixels 4j..4j+3, so its center
+    is at 4j + 1.5: the grid is symmetric under mirroring (x -> 95 - x), which flip averaging needs.
+    Besides the points it returns each point's spread and peak, what the spread layer reads.
+    """
+
+    def __init__(self, widths, width=64, fine_width=32):
+        super().__init__()
+        levels = len(widths) - 1  # the stages at 24, 12, 6 and 3 px: indices 1 .. len - 1
+        self.lateral = nn.ModuleList(nn.Conv2d(widths[i], width, 1) for i in range(1, levels + 1))
+        self.smooth = nn.ModuleList(
+            conv_bn(width, fine_width if i == 1 else width) for i in range(1, levels)
+        )  # after each merge: 24 (fine_width), 12, 6
+        self.logits = nn.Conv2d(fine_width, keypoints.NUM_KEYPOINTS, 1)
+        side = faces.CROP_SIZE >> 2
+        centers = (torch.arange(side, dtype=torch.float32) * 4 + 1.5 - faces.CROP_SIZE / 2) / (faces.CROP_SIZE / 2)
+        self.register_buffer("grid_x", centers.repeat(side))  # cell order of a flattened (side, side) map
+        self.register_buffer("grid_y", centers.repeat_interleave(side))
+        self.features_out = 3 * keypoints.NUM_KEYPOINTS
+
+    def forward(self, stages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        top = self.lateral[-1](stages[-1])
+        for i in range(len(self.smooth) - 1, -1, -1):  # 6, 12, 24 px
+            top = nn.functional.interpolate(top, scale_factor=2.0, mode="nearest") + self.lateral[i](stages[i + 1])
+            top = self.smooth[i](top)
+        return soft_argmax(self.logits(top).flatten(2), self.grid_x, self.grid_y)
+
+
+def soft_argmax(logits: torch.Tensor, grid_x: torch.Tensor, grid_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K, cells) heatmap logits and each cell's center -> ((N, 2K) expected x, y per point,
+    (N, 3K) each point's spread in x, in y and its peak probability)."""
+    probability = torch.softmax(logits, dim=-1)
+    x, y = probability @ grid_x, probability @ grid_y
+    spread_x = (probability @ grid_x.square() - x.square()).clamp(min=1e-8).sqrt()
+    spread_y = (probability @ grid_y.square() - y.square()).clamp(min=1e-8).sqrt()
+    peak = probability.amax(dim=-1)
+    return torch.stack([x, y], dim=-1).flatten(1), torch.cat([spread_x, spread_y, peak], dim=1)
+
+
 class KeypointNet(nn.Module):
-    """Strided conv stages (96 -> 3 with five) and a small FC head -> (N, 30) keypoints.
+    """Strided conv stages (96 -> 3 with five) and a small FC head (or a heatmap head) -> (N, 30) keypoints.
 
     Output is x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
     (crop_pixel - 48) / 48. The head flattens the 3x3 map instead of pooling it globally: where a
@@ -125,8 +172,12 @@ class KeypointNet(nn.Module):
     change: `training.keypoint_confidence` fits that layer to a trained model's errors.
     """
 
-    def __init__(self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False, confidence=False):
+    def __init__(
+        self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False, confidence=False, head="fc"
+    ):
         super().__init__()
+        if head not in KEYPOINT_HEADS:
+            raise InputError(f"unknown keypoint head {head!r} (one of {', '.join(KEYPOINT_HEADS)})")
         stages, cin = [], 1
         for i, w in enumerate(widths):
             # The first stage is one conv: at 48x48 a second one would cost as much as the rest.
@@ -135,25 +186,39 @@ class KeypointNet(nn.Module):
             )
             cin = w
         self.features = nn.Sequential(*stages)
-        side = faces.CROP_SIZE >> len(widths)
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(cin * side * side, hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, 2 * keypoints.NUM_KEYPOINTS),
-        )
+        if head == "heatmap":
+            self.head = HeatmapHead(widths)
+            seen = self.head.features_out
+        else:
+            side = faces.CROP_SIZE >> len(widths)
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Dropout(dropout),
+                nn.Linear(cin * side * side, hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, 2 * keypoints.NUM_KEYPOINTS),
+            )
+            seen = hidden
         self.flip_tta = flip_tta
-        # log σ (crop pixels) per point from [hidden, mirrored hidden, disagreement in crop pixels].
-        self.spread = nn.Linear(2 * hidden + keypoints.NUM_KEYPOINTS, keypoints.NUM_KEYPOINTS) if confidence else None
+        # log σ (crop pixels) per point from [what the head saw, the same for the mirrored crop,
+        # disagreement in crop pixels].
+        self.spread = nn.Linear(2 * seen + keypoints.NUM_KEYPOINTS, keypoints.NUM_KEYPOINTS) if confidence else None
         # Pixel statistics of the training crops; set by the trainer, saved in the state_dict.
         self.register_buffer("pixel_mean", torch.tensor(0.5))
         self.register_buffer("pixel_std", torch.tensor(0.25))
         self.register_buffer("flip_index", torch.tensor(list(keypoints.FLIP_PERMUTATION)))
 
     def regress_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 30) keypoints and the head's (N, hidden) units that made them."""
-        hidden = self.head[:-1](self.features((x - self.pixel_mean) / self.pixel_std))
+        """(N, 30) keypoints and what the head saw when it made them: the FC head's (N, hidden)
+        units, or the heatmap head's spread and peak per point."""
+        x = (x - self.pixel_mean) / self.pixel_std
+        if isinstance(self.head, HeatmapHead):
+            stages = []
+            for stage in self.features:
+                x = stage(x)
+                stages.append(x)
+            return self.head(stages)
+        hidden = self.head[:-1](self.features(x))
         return self.head[-1](hidden), hidden
 
     def regress(self, x: torch.Tensor) -> torch.Tensor:
