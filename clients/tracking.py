@@ -159,10 +159,10 @@ class Track:
         return np.asarray(self.velocity) * (index - self.frame)
 
     def places(self, index: int) -> tuple[Box, Box]:
-        """Where to look for it in frame `index`: its last box, and that box moved on at its velocity
-        (a face that turned back, or stopped, is still near the first)."""
+        """Where to look for it in frame `index`: its last box moved on at its velocity, and the last
+        box itself (a face that turned back, or stopped, is still near it)."""
         dx, dy = self.ahead(index)
-        return self.box, Box(self.box.x + dx, self.box.y + dy, self.box.width, self.box.height)
+        return Box(self.box.x + dx, self.box.y + dy, self.box.width, self.box.height), self.box
 
     def next_box(self, index: int) -> dict:
         """The /faces `boxes` entry to follow this face with in frame `index`."""
@@ -235,7 +235,8 @@ class Tracker:
     def plan(self, index: int, image: np.ndarray | None = None) -> Plan:
         self.stats.frames += 1
         for track in self.tracks if image is not None else ():  # with --no-track too: a cut is a new face
-            if not track.cut and max(similarity(image, b, track.patch) for b in track.places(index)) < CUT_CORRELATION:
+            # all() stops at the first place the face is still seen: one check per frame, as a rule
+            if not track.cut and all(similarity(image, b, track.patch) < CUT_CORRELATION for b in track.places(index)):
                 track.cut = True
                 self.stats.cuts += 1
         if self.follow and self.tracks and not self.redetect and index - self.last_detection < self.detect_every:

@@ -207,10 +207,10 @@ class Track {
     return this.velocity.map((v) => v * (index - this.frame));
   }
 
-  // Where to look for it in frame `index`: its last box, and that box moved on at its velocity.
+  // Where to look for it in frame `index`: its last box moved on at its velocity, and the last box itself.
   places(index) {
     const [dx, dy] = this.ahead(index);
-    return [this.box, { x: this.box.x + dx, y: this.box.y + dy, width: this.box.width, height: this.box.height }];
+    return [{ x: this.box.x + dx, y: this.box.y + dy, width: this.box.width, height: this.box.height }, this.box];
   }
 
   // The /faces `boxes` entry to follow this face with in frame `index`.
@@ -292,7 +292,8 @@ export class Tracker {
   plan(index, image = null) {
     this.stats.frames += 1;
     for (const track of image !== null ? this.tracks : []) {
-      if (!track.cut && Math.max(...track.places(index).map((box) => similarity(image, box, track.patch))) < CUT_CORRELATION) {
+      // every() stops at the first place the face is still seen: one check per frame, as a rule
+      if (!track.cut && track.places(index).every((box) => similarity(image, box, track.patch) < CUT_CORRELATION)) {
         track.cut = true;
         this.stats.cuts += 1;
       }
