@@ -163,10 +163,10 @@ def test_soft_argmax_puts_a_sharp_heatmap_at_its_cells_center_and_a_flat_one_in_
     # Cell (row, column) covers crop pixels 4j .. 4j + 3: its center is 4j + 1.5.
     expected = faces.normalize(np.array([[4 * column + 1.5, 4 * row + 1.5]]))
     assert np.allclose(points[0].reshape(15, 2).numpy(), expected, atol=1e-5)
-    spread_x, spread_y, peak = seen.reshape(2, 3, 15)[0]
-    assert spread_x.max() < 1e-3 and spread_y.max() < 1e-3 and peak.min() > 0.999
+    spread_x, spread_y, concentration = seen.reshape(2, 3, 15)[0]
+    assert spread_x.max() < 1e-3 and spread_y.max() < 1e-3 and concentration.min() > 0.999
     # A flat heatmap: the mean of the cell centers, which the grid's symmetry puts at the middle of
-    # the crop (pixel 47.5, normalized -1/96); its spread is the grid's, its peak 1 / cells.
+    # the crop (pixel 47.5, normalized -1/96); its spread is the grid's, its concentration 1 / cells.
     assert np.allclose(points[1].numpy(), faces.normalize(np.array([[47.5, 47.5]])).repeat(15, 0).ravel(), atol=1e-6)
     assert np.allclose(seen[1, 30:].numpy(), 1 / side**2)
 
@@ -228,6 +228,7 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
         "dropout": 0.1,
         "flip_tta": True,
         "head": "fc",
+        "heatmap_width": 64,
     }
     model = models.model_from_checkpoint(checkpoint, expected="keypoints")
     assert not model.training
@@ -286,7 +287,14 @@ def test_the_command_line_and_python_share_one_config():
     config = kp_training.parse_args(["--lr", "0", "--widths", "8", "16", "--no-flip-tta", "--blur-sigma", "0.2", "0.3"])
     assert config.lr == 0.0  # zero is zero: a run that keeps its starting weights
     assert config.widths == (8, 16) and not config.flip_tta and config.blur_sigma == (0.2, 0.3)
-    assert config.model_args() == {"widths": (8, 16), "hidden": 256, "dropout": 0.1, "flip_tta": False, "head": "fc"}
+    assert config.model_args() == {
+        "widths": (8, 16),
+        "hidden": 256,
+        "dropout": 0.1,
+        "flip_tta": False,
+        "head": "fc",
+        "heatmap_width": 64,
+    }
 
 
 @pytest.mark.parametrize("argv", [["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-1"], ["--loss", "huber"]])

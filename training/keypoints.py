@@ -51,6 +51,7 @@ class Config:
     )
     head: str = option("fc", "model: the head on the conv trunk", choices=models.KEYPOINT_HEADS)
     hidden: int = option(256, "model: hidden units of the FC head")
+    heatmap_width: int = option(64, "model: channels of the heatmap head's top-down path (half that at 24x24)")
     dropout: float = option(0.1, "model: dropout before the head")
     loss: str = option("wing", "training loss", choices=LOSSES)
     flip_tta: bool = option(True, "model: average with the mirrored crop inside forward (if it earns its cost)")
@@ -107,6 +108,7 @@ class Config:
             "dropout": self.dropout,
             "flip_tta": self.flip_tta,
             "head": self.head,
+            "heatmap_width": self.heatmap_width,
         }
 
 

@@ -122,13 +122,14 @@ class HeatmapHead(nn.Module):
     centers (integral regression, "soft-argmax"): sub-pixel coordinates, differentiable, trained
     with the same coordinate loss as the FC head. Cell j covers crop pixels 4j..4j+3, so its center
     is at 4j + 1.5: the grid is symmetric under mirroring (x -> 95 - x), which flip averaging needs.
-    Besides the points it returns each point's spread and peak, what the spread layer reads.
+    Besides the points it returns each point's spread and concentration, what the spread layer reads.
     """
 
-    def __init__(self, widths, width=64, fine_width=32):
+    def __init__(self, widths, width=64):
         super().__init__()
         levels = len(widths) - 1  # the stages at 24, 12, 6 and 3 px: indices 1 .. len - 1
         self.lateral = nn.ModuleList(nn.Conv2d(widths[i], width, 1) for i in range(1, levels + 1))
+        fine_width = width // 2  # the last merge, at 24x24, costs most: half the channels out
         self.smooth = nn.ModuleList(
             conv_bn(width, fine_width if i == 1 else width) for i in range(1, levels)
         )  # after each merge: 24 (fine_width), 12, 6
@@ -142,20 +143,25 @@ class HeatmapHead(nn.Module):
     def forward(self, stages: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         top = self.lateral[-1](stages[-1])
         for i in range(len(self.smooth) - 1, -1, -1):  # 6, 12, 24 px
-            top = nn.functional.interpolate(top, scale_factor=2.0, mode="nearest") + self.lateral[i](stages[i + 1])
-            top = self.smooth[i](top)
+            finer = self.lateral[i](stages[i + 1])
+            # Upsampled to the finer map's size, not by a scale factor: the ONNX Resize then has fixed
+            # sizes, which onnxruntime's quantization tools can infer (a scale also scaled the batch).
+            top = self.smooth[i](nn.functional.interpolate(top, size=finer.shape[-2:], mode="nearest") + finer)
         return soft_argmax(self.logits(top).flatten(2), self.grid_x, self.grid_y)
 
 
 def soft_argmax(logits: torch.Tensor, grid_x: torch.Tensor, grid_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K, cells) heatmap logits and each cell's center -> ((N, 2K) expected x, y per point,
-    (N, 3K) each point's spread in x, in y and its peak probability)."""
+    (N, 3K) each point's spread in x, in y and its concentration: the sum of its squared
+    probabilities, 1 for all of it in one cell, 1 / cells for a flat map. (Not the peak: ReduceMax
+    takes its axes as an input since opset 18, and onnxruntime's quantization tools cannot infer
+    its shape.)"""
     probability = torch.softmax(logits, dim=-1)
     x, y = probability @ grid_x, probability @ grid_y
     spread_x = (probability @ grid_x.square() - x.square()).clamp(min=1e-8).sqrt()
     spread_y = (probability @ grid_y.square() - y.square()).clamp(min=1e-8).sqrt()
-    peak = probability.amax(dim=-1)
-    return torch.stack([x, y], dim=-1).flatten(1), torch.cat([spread_x, spread_y, peak], dim=1)
+    concentration = probability.square().sum(dim=-1)
+    return torch.stack([x, y], dim=-1).flatten(1), torch.cat([spread_x, spread_y, concentration], dim=1)
 
 
 class KeypointNet(nn.Module):
@@ -173,7 +179,14 @@ class KeypointNet(nn.Module):
     """
 
     def __init__(
-        self, widths=(24, 32, 64, 128, 256), hidden=256, dropout=0.1, flip_tta=False, confidence=False, head="fc"
+        self,
+        widths=(24, 32, 64, 128, 256),
+        hidden=256,
+        dropout=0.1,
+        flip_tta=False,
+        confidence=False,
+        head="fc",
+        heatmap_width=64,
     ):
         super().__init__()
         if head not in KEYPOINT_HEADS:
@@ -187,7 +200,7 @@ class KeypointNet(nn.Module):
             cin = w
         self.features = nn.Sequential(*stages)
         if head == "heatmap":
-            self.head = HeatmapHead(widths)
+            self.head = HeatmapHead(widths, heatmap_width)
             seen = self.head.features_out
         else:
             side = faces.CROP_SIZE >> len(widths)
@@ -210,7 +223,7 @@ class KeypointNet(nn.Module):
 
     def regress_with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 30) keypoints and what the head saw when it made them: the FC head's (N, hidden)
-        units, or the heatmap head's spread and peak per point."""
+        units, or the heatmap head's spread and concentration per point."""
         x = (x - self.pixel_mean) / self.pixel_std
         if isinstance(self.head, HeatmapHead):
             stages = []
