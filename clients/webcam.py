@@ -9,8 +9,9 @@ Frames are JPEG-encoded and posted to POST /faces with up to --in-flight request
 capture, the network, the model and drawing overlap; each answer is drawn on the frame it belongs
 to. Faces are followed (clients/tracking.py): YuNet runs every --detect-every frames, when a face's
 points look wrong or its region changes abruptly (a cut), and the frames between are sent with the
-boxes that the last answer's keypoints give, so the service only predicts; --no-track detects on
-every frame. Each face has an `id` that stays with it while it is in view and is never reused in a
+boxes that the last answer's keypoints give, so the service only predicts, and only the part of
+the frame that cutting those boxes' crops reads is encoded and sent; --no-track detects on every
+frame. Each face has an `id` that stays with it while it is in view and is never reused in a
 run. A video file is processed whole and in order. A camera's frames that arrive while the client is
 busy are dropped, so the picture stays live. Keypoints are smoothed per face with a One Euro
 filter (on by default for cameras; --smooth/--no-smooth). If the service goes away the overlay says
@@ -54,6 +55,7 @@ from clients.api import (
 from clients.overlay import draw_faces
 from clients.smoothing import BETA, MIN_CUTOFF_HZ, FaceSmoother
 from clients.tracking import DETECT_EVERY, Plan, Tracker
+from vision.faces import given_detections, region_read
 
 FALLBACK_FPS = 30.0  # the output video's frame rate when the source reports none (cameras often say 0)
 IN_FLIGHT = 3  # requests at once: enough to overlap the round trip on 2 cores, few enough to stay live
@@ -218,7 +220,8 @@ class ServiceFaces:
         return None
 
     async def __call__(self, frame: Frame, plan: Plan) -> Answer:
-        jpeg = await asyncio.to_thread(encode_jpeg, frame.image)
+        image, boxes, corner = (frame.image, None, (0, 0)) if plan.detect else followed_region(frame.image, plan.boxes)
+        jpeg = await asyncio.to_thread(encode_jpeg, image)
         busy_since = None
         while not self.stop.is_set():
             now = time.monotonic()
@@ -231,7 +234,7 @@ class ServiceFaces:
                 continue
             started = time.perf_counter()
             try:
-                answer = await self.client.faces(jpeg, boxes=plan.boxes)
+                answer = await self.client.faces(jpeg, boxes=boxes)
             except ServiceUnreachable:
                 self._failed()
                 continue
@@ -243,7 +246,7 @@ class ServiceFaces:
                 self.busy_until = time.monotonic() + e.retry_after
                 continue
             self._recovered()
-            return Answer(frame, answer["faces"], time.perf_counter() - started, plan=plan)
+            return Answer(frame, moved(answer["faces"], *corner), time.perf_counter() - started, plan=plan)
         return Answer(frame, None, None, plan=plan)
 
     def _failed(self) -> None:
@@ -276,6 +279,33 @@ class LocalAnswers:
         started = time.perf_counter()
         answer = await asyncio.to_thread(self.faces, frame.image, plan.boxes)
         return Answer(frame, answer["faces"], time.perf_counter() - started, plan=plan)
+
+
+def followed_region(image: np.ndarray, boxes: list[dict]) -> tuple[np.ndarray, list[dict], tuple[int, int]]:
+    """A followed frame -> (the part of it that cutting the boxes' crops reads, the boxes in its
+    pixels, its corner in the frame). Sending that part instead of the whole frame gives the same
+    crops (vision.faces.region_read) for a smaller JPEG to encode, send and decode."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = region_read(given_detections(boxes), width, height)
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), moved(boxes, -x0, -y0), (x0, y0)
+
+
+def moved(records: list[dict], dx: float, dy: float) -> list[dict]:
+    """Boxes (with their eyes) or /faces answers (with their keypoints) moved by (dx, dy) pixels."""
+
+    def move(record: dict) -> dict:
+        out = dict(record)
+        if "box" in record:
+            out["box"] = {**record["box"], "x": record["box"]["x"] + dx, "y": record["box"]["y"] + dy}
+        else:
+            out["x"], out["y"] = record["x"] + dx, record["y"] + dy
+        if record.get("eyes") is not None:
+            out["eyes"] = [[x + dx, y + dy] for x, y in record["eyes"]]
+        if "keypoints" in record:
+            out["keypoints"] = [{**k, "x": k["x"] + dx, "y": k["y"] + dy} for k in record["keypoints"]]
+        return out
+
+    return [move(record) for record in records] if (dx, dy) != (0, 0) else records
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:

@@ -310,3 +310,24 @@ def test_given_boxes_run_the_pipeline_as_the_detections_they_copy(yunet):
     for face, want in zip(level, detected, strict=True):
         assert face.crop.angle == 0 and face.crop.side == want.crop.side
         assert np.abs(face.keypoints - want.keypoints).max() > 0.1
+
+
+@pytest.mark.parametrize("side", [60.0, 400.0])  # a crop cut by warping, and one shrunk first
+def test_the_region_a_crop_reads_gives_the_same_crop(side):
+    """A client following faces sends only `region_read` of its frame: the crops must not change."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 255, (900, 1200), dtype=np.uint8)
+    eyes = ((500.0, 330.0), (500.0 + side * 0.4, 350.0))  # a turned face: the crop is turned too
+    detections = [
+        faces.Detection(faces.Box(480.0, 300.0, side, side * 1.2), 0.9, "given", eyes),
+        faces.Detection(faces.Box(1150.0, 5.0, 60.0, 70.0), 0.9, "given"),  # its crop leaves the frame
+    ]
+    x0, y0, x1, y1 = faces.region_read(detections, 1200, 900)
+    assert x1 == 1200 and y0 == 0 and (x1 - x0) * (y1 - y0) < 1200 * 900  # clipped to the frame, smaller than it
+    region = gray[y0:y1, x0:x1]
+    for detection in detections:
+        moved = replace(detection, box=replace(detection.box, x=detection.box.x - x0, y=detection.box.y - y0))
+        if detection.eyes:
+            moved = replace(moved, eyes=tuple((ex - x0, ey - y0) for ex, ey in detection.eyes))
+        whole, part = faces.FaceCrop.around(detection), faces.FaceCrop.around(moved)
+        assert np.array_equal(whole.cut(gray), part.cut(region))

@@ -235,6 +235,21 @@ def test_local_mode_answers_as_the_service_does(server, fixtures, tmp_path):
     capture.release()
 
 
+def test_a_followed_frame_sends_only_the_region_its_crops_read_and_gets_the_same_points(fixtures, tmp_path):
+    clip = tmp_path / "clip.avi"
+    fixture_clip(clip, fixtures, frames=1)
+    frame = cv2.VideoCapture(str(clip)).read()[1]
+    local = LocalFaces()
+    found = local(frame)["faces"][0]
+    boxes = [{**{k: found["box"][k] for k in ("x", "y", "width", "height")}, "score": found["score"]}]
+    region, region_boxes, corner = webcam.followed_region(frame, boxes)
+    assert region.size < frame.size and region.flags["C_CONTIGUOUS"]
+    whole, part = local(frame, boxes)["faces"][0], webcam.moved(local(region, region_boxes)["faces"], *corner)[0]
+    assert part["box"] == pytest.approx(whole["box"])
+    assert np.abs(keypoints(part) - keypoints(whole)).max() < 1e-6
+    assert webcam.moved(region_boxes, *corner) == boxes
+
+
 def test_local_webcam_runs_without_a_service(fixtures, tmp_path, capsys):
     clip, lines = tmp_path / "clip.avi", tmp_path / "faces.jsonl"
     truth = fixture_clip(clip, fixtures, frames=6)

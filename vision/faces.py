@@ -151,21 +151,25 @@ class FaceCrop:
         inverse = cv2.invertAffineTransform(self.matrix())
         return np.asarray(crop_points, dtype=np.float64) @ inverse[:, :2].T + inverse[:, 2]
 
+    def bounds(self, border: int = 0) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): a square of image pixels that holds all `cut` reads (a turned square
+        reaches up to 0.71 x its side from the center; bilinear reads one pixel more)."""
+        reach = math.ceil(self.side * (CROP_SIZE + 2 * border) / CROP_SIZE * 0.75) + 2
+        x0, y0 = math.floor(self.cx) - reach, math.floor(self.cy) - reach
+        return x0, y0, x0 + 2 * reach, y0 + 2 * reach
+
     def cut(self, gray: np.ndarray, border: int = 0) -> np.ndarray:
         """The CROP_SIZE x CROP_SIZE uint8 crop, edges replicated where it leaves the image; with
         `border`, that many more pixels of context on each side at the same scale. A face much
         larger than the crop is first shrunk with area averaging, so that no detail aliases."""
         if gray.ndim != 2 or gray.size == 0:
             raise InputError(f"expected a non-empty gray image, got shape {gray.shape}")
-        size = CROP_SIZE + 2 * border
         shrink = self.side / CROP_SIZE
         if shrink <= 2:
             return warp(gray, self.matrix(), border)
-        # Cut a region around the square (a turned square reaches up to 0.71 x its side from the
-        # center), edges replicated, area-average it down to about the crop's scale, and warp that.
-        reach = math.ceil(self.side * size / CROP_SIZE * 0.75) + 2
-        x0, y0 = math.floor(self.cx) - reach, math.floor(self.cy) - reach
-        x1, y1 = x0 + 2 * reach, y0 + 2 * reach
+        # Cut the region around the square, edges replicated, area-average it down to about the
+        # crop's scale, and warp that.
+        x0, y0, x1, y1 = self.bounds(border)
         height, width = gray.shape
         ix0, iy0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
         ix1, iy1 = max(min(x1, width), ix0 + 1), max(min(y1, height), iy0 + 1)
@@ -470,6 +474,16 @@ def check_given_boxes(detections: Sequence[Detection], width: int, height: int) 
                 f"boxes[{i}]: a box {box.width:g}x{box.height:g} is larger than {MAX_GIVEN_BOX_SIDE:g} x the "
                 f"{width}x{height} image's longer side"
             )
+
+
+def region_read(detections: Sequence[Detection], width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the part of a width x height image that cutting these detections' crops
+    reads, clipped to it. That part alone, with the detections moved by (-x0, -y0), gives the same
+    crops: a client that follows faces can send it instead of the whole frame."""
+    bounds = np.array([FaceCrop.around(d).bounds() for d in detections]).reshape(-1, 4)
+    x0, y0 = max(int(bounds[:, 0].min()), 0), max(int(bounds[:, 1].min()), 0)
+    x1, y1 = min(int(bounds[:, 2].max()), width), min(int(bounds[:, 3].max()), height)
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
 class GivenBoxes:
