@@ -134,8 +134,10 @@ class HeatmapHead(nn.Module):
             conv_bn(width, fine_width if i == 1 else width) for i in range(1, levels)
         )  # after each merge: 24 (fine_width), 12, 6
         self.logits = nn.Conv2d(fine_width, keypoints.NUM_KEYPOINTS, 1)
-        side = faces.CROP_SIZE >> 2
-        centers = (torch.arange(side, dtype=torch.float32) * 4 + 1.5 - faces.CROP_SIZE / 2) / (faces.CROP_SIZE / 2)
+        side = faces.CROP_SIZE >> 2  # the second stage's map: 24x24
+        stride = faces.CROP_SIZE // side  # crop pixels per cell
+        pixels = torch.arange(side, dtype=torch.float32) * stride + (stride - 1) / 2  # cell centers, crop pixels
+        centers = (pixels - faces.CROP_SIZE / 2) / (faces.CROP_SIZE / 2)
         self.register_buffer("grid_x", centers.repeat(side))  # cell order of a flattened (side, side) map
         self.register_buffer("grid_y", centers.repeat_interleave(side))
         self.features_out = 3 * keypoints.NUM_KEYPOINTS
