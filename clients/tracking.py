@@ -314,7 +314,7 @@ class Tracker:
         the one at its last detection is not."""
         if image is None:
             return False
-        return max(similarity(image, box, track.patch), similarity(image, box, track.anchor)) < CUT_CORRELATION
+        return all(similarity(image, box, patch) < CUT_CORRELATION for patch in (track.patch, track.anchor))
 
     @staticmethod
     def _moved(track: Track, index: int, image: np.ndarray | None, box: Box, points: np.ndarray) -> None:
@@ -328,18 +328,16 @@ def _closest(tracks: list[Track], box: Box, index: int) -> tuple[Track | None, b
     """The track that this detection in frame `index` may be, and whether it is in its place: the
     one whose places (`Track.places`) overlap it most (True), else the one with the nearest centre
     (False; the caller checks that it looks the same)."""
-
-    def overlap(track: Track) -> float:
-        return max(iou(place, box) for place in track.places(index))
-
-    def distance(track: Track) -> float:
-        return min(math.dist(place.center, box.center) for place in track.places(index))
-
-    best = max(tracks, key=overlap, default=None)
-    if best is not None and overlap(best) >= MATCH_IOU:
+    scored = []  # (overlap, centre distance, track), each the best over the track's places
+    for track in tracks:
+        places = track.places(index)
+        overlap = max(iou(place, box) for place in places)
+        scored.append((overlap, min(math.dist(place.center, box.center) for place in places), track))
+    overlap, _, best = max(scored, key=lambda s: s[0], default=(0.0, 0.0, None))
+    if best is not None and overlap >= MATCH_IOU:
         return best, True
-    near = min(tracks, key=distance, default=None)
-    if near is not None and distance(near) < MATCH_CENTRE * max(near.box.width, box.width):
+    _, distance, near = min(scored, key=lambda s: s[1], default=(0.0, 0.0, None))
+    if near is not None and distance < MATCH_CENTRE * max(near.box.width, box.width):
         return near, False
     return None, False
 

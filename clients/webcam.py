@@ -246,7 +246,7 @@ class ServiceFaces:
                 self.busy_until = time.monotonic() + e.retry_after
                 continue
             self._recovered()
-            return Answer(frame, moved(answer["faces"], *corner), time.perf_counter() - started, plan=plan)
+            return Answer(frame, moved_faces(answer["faces"], *corner), time.perf_counter() - started, plan=plan)
         return Answer(frame, None, None, plan=plan)
 
     def _failed(self) -> None:
@@ -287,25 +287,30 @@ def followed_region(image: np.ndarray, boxes: list[dict]) -> tuple[np.ndarray, l
     crops (vision.faces.region_read) for a smaller JPEG to encode, send and decode."""
     height, width = image.shape[:2]
     x0, y0, x1, y1 = region_read(given_detections(boxes), width, height)
-    return np.ascontiguousarray(image[y0:y1, x0:x1]), moved(boxes, -x0, -y0), (x0, y0)
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), moved_boxes(boxes, -x0, -y0), (x0, y0)
 
 
-def moved(records: list[dict], dx: float, dy: float) -> list[dict]:
-    """Boxes (with their eyes) or /faces answers (with their keypoints) moved by (dx, dy) pixels."""
+def moved_boxes(boxes: list[dict], dx: float, dy: float) -> list[dict]:
+    """/faces `boxes` entries (with their eyes, if any) moved by (dx, dy) pixels."""
+    out = []
+    for box in boxes:
+        box = {**box, "x": box["x"] + dx, "y": box["y"] + dy}
+        if box.get("eyes") is not None:
+            box["eyes"] = [[x + dx, y + dy] for x, y in box["eyes"]]
+        out.append(box)
+    return out
 
-    def move(record: dict) -> dict:
-        out = dict(record)
-        if "box" in record:
-            out["box"] = {**record["box"], "x": record["box"]["x"] + dx, "y": record["box"]["y"] + dy}
-        else:
-            out["x"], out["y"] = record["x"] + dx, record["y"] + dy
-        if record.get("eyes") is not None:
-            out["eyes"] = [[x + dx, y + dy] for x, y in record["eyes"]]
-        if "keypoints" in record:
-            out["keypoints"] = [{**k, "x": k["x"] + dx, "y": k["y"] + dy} for k in record["keypoints"]]
-        return out
 
-    return [move(record) for record in records] if (dx, dy) != (0, 0) else records
+def moved_faces(faces: list[dict], dx: float, dy: float) -> list[dict]:
+    """/faces answer faces (their boxes and keypoints) moved by (dx, dy) pixels."""
+    return [
+        {
+            **face,
+            "box": {**face["box"], "x": face["box"]["x"] + dx, "y": face["box"]["y"] + dy},
+            "keypoints": [{**k, "x": k["x"] + dx, "y": k["y"] + dy} for k in face["keypoints"]],
+        }
+        for face in faces
+    ]
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:

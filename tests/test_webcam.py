@@ -244,10 +244,10 @@ def test_a_followed_frame_sends_only_the_region_its_crops_read_and_gets_the_same
     boxes = [{**{k: found["box"][k] for k in ("x", "y", "width", "height")}, "score": found["score"]}]
     region, region_boxes, corner = webcam.followed_region(frame, boxes)
     assert region.size < frame.size and region.flags["C_CONTIGUOUS"]
-    whole, part = local(frame, boxes)["faces"][0], webcam.moved(local(region, region_boxes)["faces"], *corner)[0]
+    whole, part = local(frame, boxes)["faces"][0], webcam.moved_faces(local(region, region_boxes)["faces"], *corner)[0]
     assert part["box"] == pytest.approx(whole["box"])
     assert np.abs(keypoints(part) - keypoints(whole)).max() < 1e-6
-    assert webcam.moved(region_boxes, *corner) == boxes
+    assert webcam.moved_boxes(region_boxes, *corner) == boxes
 
 
 def test_local_webcam_runs_without_a_service(fixtures, tmp_path, capsys):

@@ -247,15 +247,18 @@ class Track {
 // whose places overlap it most ({track, overlapping: true}), else the one with the nearest centre
 // (overlapping: false; the caller checks that it looks the same).
 function closest(tracks, box, index) {
-  const overlap = (track) => Math.max(...track.places(index).map((place) => iou(place, box)));
-  const distance = (track) =>
-    Math.min(...track.places(index).map((place) => Math.hypot(centre(place)[0] - centre(box)[0], centre(place)[1] - centre(box)[1])));
+  const scored = tracks.map((track) => {
+    const places = track.places(index); // each the best over the track's places
+    const overlap = Math.max(...places.map((place) => iou(place, box)));
+    const distance = Math.min(...places.map((place) => Math.hypot(centre(place)[0] - centre(box)[0], centre(place)[1] - centre(box)[1])));
+    return { overlap, distance, track };
+  });
   let best = null;
-  for (const track of tracks) if (best === null || overlap(track) > overlap(best)) best = track;
-  if (best !== null && overlap(best) >= MATCH_IOU) return { track: best, overlapping: true };
+  for (const s of scored) if (best === null || s.overlap > best.overlap) best = s;
+  if (best !== null && best.overlap >= MATCH_IOU) return { track: best.track, overlapping: true };
   let near = null;
-  for (const track of tracks) if (near === null || distance(track) < distance(near)) near = track;
-  if (near !== null && distance(near) < MATCH_CENTRE * Math.max(near.box.width, box.width)) return { track: near, overlapping: false };
+  for (const s of scored) if (near === null || s.distance < near.distance) near = s;
+  if (near !== null && near.distance < MATCH_CENTRE * Math.max(near.track.box.width, box.width)) return { track: near.track, overlapping: false };
   return { track: null, overlapping: false };
 }
 
@@ -263,7 +266,7 @@ function closest(tracks, box, index) {
 // faces (its last one, which may be off the face after a fast move, and the one at its last detection)?
 function anotherFace(track, image, box) {
   if (image === null) return false;
-  return Math.max(similarity(image, box, track.patch), similarity(image, box, track.anchor)) < CUT_CORRELATION;
+  return [track.patch, track.anchor].every((patch) => similarity(image, box, patch) < CUT_CORRELATION);
 }
 
 // Is the box's centre inside the frame? (A face that is leaving is found again by detection.)
