@@ -363,7 +363,9 @@ def test_bench_runs_against_the_service(server):
     assert done.returncode == 0, done.stderr
     assert "POST /digit (28x28 PNG)" in done.stdout
     assert "POST /faces (640x480 JPEG, 1 face, yunet)" in done.stdout and "3000x2000 JPEG, 1 face, haar" in done.stdout
-    assert re.search(r"^/faces 640x480, box given vs detected: p50 [0-9.]+ vs [0-9.]+ ms = [0-9.]+x", done.stdout, re.M)
+    given = r"^/faces 640x480, box given vs detected: p50 [0-9.]+ vs [0-9.]+ ms = [0-9.]+x .*the region\): [0-9.]+x$"
+    assert re.search(given, done.stdout, re.M)
+    assert re.search(r"^POST /faces \(\d+x\d+ region, given, alt\.\) +n=", done.stdout, re.M)
 
 
 # --- a busy service: 503 with Retry-After ------------------------------------------------------
