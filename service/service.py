@@ -195,15 +195,14 @@ class Vision:
     @bentoml.api
     def number(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> NumberAnswer:
         """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
-        with its confidence and box; all of them in one model call. Touching digits read as one.
-        `debug=true` adds each digit's 28x28 model input."""
-        from vision.digits import split_number, to_model_input
+        with its confidence and box; all of them in one model call. Touching digits are cut apart
+        where the model reads the pieces best. `debug=true` adds each digit's 28x28 model input."""
+        from vision.digits import read_number
 
         try:
-            written = split_number(self._decode(image, "number"))
+            read = read_number(self._decode(image, "number"), self.models[f"digits_{model}"])
         except InputError as e:
             return refuse(e, "number")
-        probabilities = softmax(self.models[f"digits_{model}"](to_model_input(np.stack([d.image for d in written]))))
         digits = [
             {
                 "digit": int(p.argmax()),
@@ -211,9 +210,9 @@ class Vision:
                 "box": d.box.as_dict(),
                 "input_png": png_base64(d.image) if debug else None,
             }
-            for d, p in zip(written, probabilities, strict=True)
+            for d, p in zip(read.digits, read.probabilities, strict=True)
         ]
-        return NumberAnswer(number="".join(str(d["digit"]) for d in digits), digits=digits, model=model)
+        return NumberAnswer(number=read.number, digits=digits, model=model)
 
     @bentoml.api
     def keypoints(self, image: Upload) -> KeypointsAnswer:

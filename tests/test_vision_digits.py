@@ -96,6 +96,60 @@ def test_a_written_number_splits_into_its_digits_left_to_right(fixtures, gaps):
         assert np.corrcoef(piece.image.ravel(), to_mnist(image).ravel())[0, 1] > 0.7
 
 
+def _shipped_cnn():
+    import onnxruntime as ort
+    from conftest import ROOT
+
+    session = ort.InferenceSession(str(ROOT / "models" / "digits_cnn.onnx"), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"image": x})[0]
+
+
+@pytest.mark.parametrize("first", [12, 16])
+def test_touching_digits_are_cut_apart_where_the_model_reads_them_best(fixtures, first):
+    from photos import written_number
+
+    from vision.digits import read_number, split_number
+
+    arrays = load_mnist(fixtures / "mnist")
+    images, labels = arrays["train_images"][first : first + 4], arrays["train_labels"][first : first + 4]
+    photo = written_number(list(images), [-50, -50, -50])  # neighbours' ink runs together
+    assert len(split_number(photo)) < 4  # as components, some digits are one
+    read = read_number(photo, _shipped_cnn())
+    assert read.number == "".join(map(str, labels))
+    assert [d.box.x for d in read.digits] == sorted(d.box.x for d in read.digits)
+    assert read.probabilities.shape == (4, 10) and np.allclose(read.probabilities.sum(axis=1), 1)
+
+
+def test_digits_apart_are_read_as_their_components(fixtures):
+    from photos import written_number
+
+    from vision.digits import read_number, split_number
+
+    photo = written_number(list(_mnist(fixtures)[:5]), [30, 12, 45, 20])
+    calls = []
+
+    def model(x):  # a stand-in as sure of every piece: "7" for all of them; it counts its calls
+        calls.append(len(x))
+        return np.tile(np.eye(10)[7] * 5, (len(x), 1))
+
+    read, written = read_number(photo, model), split_number(photo)
+    # Cutting a wide digit only adds pieces no surer than the whole: the components stand, one call.
+    assert read.number == "77777" and len(calls) == 1
+    assert [d.box for d in read.digits] == [d.box for d in written]
+    for a, b in zip(read.digits, written, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_a_number_of_touching_digits_is_held_to_the_limit_once_cut(fixtures):
+    from photos import written_number
+
+    from vision.digits import read_number
+
+    photo = written_number(list(_mnist(fixtures)[4:8]), [-50, -50, -50])
+    with pytest.raises(InputError, match="found 4 digits; a number may have at most 3"):
+        read_number(photo, _shipped_cnn(), max_digits=3)
+
+
 def test_a_digit_written_in_two_strokes_is_one_digit():
     from vision.digits import split_number
 

@@ -114,6 +114,13 @@ def render(digit: np.ndarray, kind: str, seed: int) -> np.ndarray:
         x, y = (width - size) // 2, (height - size) // 2
     ink = np.zeros((height, width), np.float32)
     ink[y : y + size, x : x + size] = np.clip(stroke, 0, 1)
+    return on_paper(page, ink, kind, rng)
+
+
+def on_paper(page: np.ndarray, ink: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Ink (H, W) in [0, 1] written on a page (`paper`) and photographed: the lines, pen, light,
+    blur, noise and JPEG of `kind` ("mixed": all of them). BGR uint8."""
+    every = kind == "mixed"
     if every or kind in ("ruled", "squared"):
         page = lines(rng, page, squared=kind == "squared" or (every and rng.random() < 0.4))
     pen = (

@@ -7,8 +7,13 @@ threshold, ruled or squared lines and specks removed, and the digit's connected 
 An image with no ink in it is refused (`NoDigit`). Then MNIST's own recipe: the ink's bounding
 box fitted into 20x20 keeping its aspect ratio, placed in 28x28 with its center of mass at the
 center.
+
+A written number (`read_number`) is its ink's connected components, left to right, each digit in
+that form; a component wide enough to be digits that touch is cut where the model reads the
+pieces most surely.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -16,7 +21,7 @@ import numpy as np
 
 from vision.errors import InputError
 from vision.faces import Box, to_gray
-from vision.signatures import MNIST_SIZE, model_pixels
+from vision.signatures import MNIST_SIZE, model_pixels, softmax
 
 INK_BOX = 20
 # Where MNIST puts the center of mass, in pixel-index coordinates (measured on the training set: mean 14.00, 13.99).
@@ -34,6 +39,9 @@ LINE_SHARE = 0.85
 # A number is read at a larger working size: a row of digits is wide.
 NUMBER_WORK_SIDE = 768
 MAX_DIGITS = 32
+
+# (N, 1, 28, 28) float32 in [0, 1] -> (N, 10) logits: an onnxruntime digit model.
+DigitModel = Callable[[np.ndarray], np.ndarray]
 
 
 class NoDigit(InputError):
@@ -101,9 +109,12 @@ def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray
     return ink, without_lines if without_lines.any() else mask, scale
 
 
+SOFT_EDGE = 9  # the strokes and this wide a neighbourhood of them: their soft, anti-aliased edges
+
+
 def _soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink under the mask and its soft edges, stretched so its strokes reach 255."""
-    kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0)  # strokes and their soft edges
+    kept = ink.astype(np.float32) * (cv2.dilate(mask, np.ones((SOFT_EDGE, SOFT_EDGE), np.uint8)) > 0)
     peak = float(np.percentile(kept[mask > 0], 99))
     return np.clip(kept * (255.0 / max(peak, 1.0)), 0, 255)
 
@@ -167,12 +178,45 @@ class WrittenDigit:
     image: np.ndarray
 
 
-def split_number(image: np.ndarray, max_digits: int = MAX_DIGITS) -> list[WrittenDigit]:
-    """A photo of a written number -> its digits, left to right, each in the MNIST form.
+@dataclass(frozen=True)
+class _Page:
+    """A photo of a number at its working size: the ink, each component's label, the components
+    grouped into digits (left to right), and the working size's scale."""
 
-    The ink's connected components, specks dropped, are the digits; components that overlap
-    horizontally (the bar of a 5 written apart from its body) are one digit. Digits that touch
-    each other come out as one: a known limit of segmenting by components."""
+    ink: np.ndarray
+    labels: np.ndarray
+    groups: list[list[int]]
+    stats: np.ndarray
+    scale: float
+
+    def bounds(self, group: list[int]) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of a group's ink, working pixels."""
+        stats = self.stats[group]
+        x1 = (stats[:, cv2.CC_STAT_LEFT] + stats[:, cv2.CC_STAT_WIDTH]).max()
+        y1 = (stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]).max()
+        return int(stats[:, cv2.CC_STAT_LEFT].min()), int(stats[:, cv2.CC_STAT_TOP].min()), int(x1), int(y1)
+
+    def digit(self, group: list[int], x0: int | None = None, x1: int | None = None) -> WrittenDigit:
+        """The group's ink as a digit; with x0 and x1, only its columns from x0 to x1 (a piece of
+        touching digits), and the soft edges of the ink stop at those cuts."""
+        gx0, gy0, gx1, gy1 = self.bounds(group)
+        reach = SOFT_EDGE // 2  # how far _soft_ink looks past the strokes
+        left = gx0 - reach if x0 is None or x0 <= gx0 else x0  # the group's own edges are not cuts
+        right = gx1 + reach if x1 is None or x1 >= gx1 else x1
+        top, left = max(gy0 - reach, 0), max(left, 0)
+        labels, ink = self.labels[top : gy1 + reach, left:right], self.ink[top : gy1 + reach, left:right]
+        only = np.where(np.isin(labels, group), 255, 0).astype(np.uint8)
+        ys, xs = np.nonzero(only)
+        box = Box(
+            *(round(float(v) / self.scale) for v in (left + xs.min(), top + ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1))
+        )
+        return WrittenDigit(box, _mnist_recipe(_soft_ink(ink, only)))
+
+
+def _number_page(image: np.ndarray) -> _Page:
+    """A photo of a written number -> its ink and its components grouped into digits: specks
+    dropped, components that overlap horizontally (the bar of a 5 written apart from its body) one
+    digit."""
     gray = to_gray(image)
     if _dark_ink(gray):
         ink, mask, scale = _paper_ink(gray, NUMBER_WORK_SIDE)
@@ -193,18 +237,7 @@ def split_number(image: np.ndarray, max_digits: int = MAX_DIGITS) -> list[Writte
             groups[-1].append(i)
         else:
             groups.append([i])
-    if len(groups) > max_digits:
-        raise InputError(f"found {len(groups)} digits; a number may have at most {max_digits}")
-    digits = []
-    for group in groups:
-        x0 = stats[group, cv2.CC_STAT_LEFT].min()
-        y0 = stats[group, cv2.CC_STAT_TOP].min()
-        x1 = (stats[group, cv2.CC_STAT_LEFT] + stats[group, cv2.CC_STAT_WIDTH]).max()
-        y1 = (stats[group, cv2.CC_STAT_TOP] + stats[group, cv2.CC_STAT_HEIGHT]).max()
-        only = np.where(np.isin(labels, group), 255, 0).astype(np.uint8)
-        box = Box(*(round(float(v) / scale) for v in (x0, y0, x1 - x0, y1 - y0)))
-        digits.append(WrittenDigit(box, _mnist_recipe(_soft_ink(ink, only))))
-    return digits
+    return _Page(ink, labels, groups, stats, scale)
 
 
 def _overlap_x(group_stats: np.ndarray, part: np.ndarray) -> float:
@@ -214,6 +247,95 @@ def _overlap_x(group_stats: np.ndarray, part: np.ndarray) -> float:
     p0, p1 = part[cv2.CC_STAT_LEFT], part[cv2.CC_STAT_LEFT] + part[cv2.CC_STAT_WIDTH]
     shared = min(g1, p1) - max(g0, p0)
     return max(0, shared) / max(1, min(g1 - g0, p1 - p0))
+
+
+def _too_many(count: int, max_digits: int) -> None:
+    if count > max_digits:
+        raise InputError(f"found {count} digits; a number may have at most {max_digits}")
+
+
+def split_number(image: np.ndarray, max_digits: int = MAX_DIGITS) -> list[WrittenDigit]:
+    """A photo of a written number -> its ink's groups of components, left to right, each in the
+    MNIST form: the digits when none touch (`read_number` also divides touching ones)."""
+    page = _number_page(image)
+    _too_many(len(page.groups), max_digits)
+    return [page.digit(group) for group in page.groups]
+
+
+@dataclass(frozen=True)
+class ReadNumber:
+    """A written number read: its digits, left to right, and each one's probabilities (N, 10)."""
+
+    digits: list[WrittenDigit]
+    probabilities: np.ndarray
+
+    @property
+    def number(self) -> str:
+        return "".join(str(int(p.argmax())) for p in self.probabilities)
+
+
+# Touching digits: a group wider than this many digit heights (the row's median) may hold more
+# than one digit; each digit is at least MIN_WIDTH and at most MAX_WIDTH heights wide.
+MAY_TOUCH = 0.9
+MIN_WIDTH, MAX_WIDTH = 0.1, 1.2
+MAX_CUTS = 8  # cut candidates per group: the lowest valleys of its ink's column profile
+
+
+def read_number(image: np.ndarray, model: DigitModel, max_digits: int = MAX_DIGITS) -> ReadNumber:
+    """A photo of a written number -> its digits, left to right, and the model's reading of each.
+
+    Digits that touch are one component. A group wide enough to hold several is cut at valleys of
+    its ink's column profile into the pieces the model reads most surely (the largest sum of the
+    log of each piece's top probability), each piece a digit's width; every piece of every group
+    goes to the model in one call."""
+    page = _number_page(image)
+    _too_many(len(page.groups), max_digits)
+    # A digit's height: the groups' median (touching digits make a wider group, not a taller one).
+    height = float(np.median([page.bounds(g)[3] - page.bounds(g)[1] for g in page.groups]))
+    options = [(g, span) for g, group in enumerate(page.groups) for span in _spans(page, group, height)]
+    pieces = [page.digit(page.groups[g], *span) for g, span in options]
+    probabilities = softmax(model(to_model_input(np.stack([p.image for p in pieces]))))
+    surety = np.log(probabilities.max(axis=1))
+    chosen = []
+    for g in range(len(page.groups)):
+        chosen += _surest({span: (surety[i], i) for i, (group, span) in enumerate(options) if group == g})
+    _too_many(len(chosen), max_digits)
+    return ReadNumber([pieces[i] for i in chosen], probabilities[chosen])
+
+
+def _spans(page: _Page, group: list[int], height: float) -> list[tuple[int, int]]:
+    """The column spans (x0, x1) of a group that could each be one digit: the whole group, and,
+    when it is wide, the spans between its cut candidates."""
+    x0, _, x1, _ = page.bounds(group)
+    if x1 - x0 <= MAY_TOUCH * height:
+        return [(x0, x1)]
+    profile = np.isin(page.labels[:, x0:x1], group).sum(axis=0).astype(np.float32)
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
+    inside = np.arange(1, len(profile) - 1)
+    valleys = inside[(profile[inside] <= profile[inside - 1]) & (profile[inside] <= profile[inside + 1])]
+    valleys = valleys[(valleys >= MIN_WIDTH * height) & (valleys <= len(profile) - MIN_WIDTH * height)]
+    cuts: list[int] = []
+    for v in valleys[np.argsort(profile[valleys], kind="stable")]:
+        if len(cuts) < MAX_CUTS and all(abs(v - c) >= MIN_WIDTH * height for c in cuts):
+            cuts.append(int(v))
+    edges = [0, *sorted(cuts), x1 - x0]
+    return [
+        (x0 + a, x0 + b)
+        for i, a in enumerate(edges)
+        for b in edges[i + 1 :]
+        if MIN_WIDTH * height <= b - a <= MAX_WIDTH * height or (a, b) == (0, x1 - x0)
+    ]
+
+
+def _surest(options: dict[tuple[int, int], tuple[float, int]]) -> list[int]:
+    """Of a group's spans {(x0, x1): (surety, index)}, the indices of those that tile it from its
+    left edge to its right with the largest total surety (the best path over the cut points)."""
+    start, end = min(a for a, _ in options), max(b for _, b in options)
+    best: dict[int, tuple[float, list[int]]] = {start: (0.0, [])}
+    for (a, b), (surety, index) in sorted(options.items()):
+        if a in best and (b not in best or best[a][0] + surety > best[b][0]):
+            best[b] = (best[a][0] + surety, [*best[a][1], index])
+    return best[end][1]
 
 
 def to_model_input(digits: np.ndarray) -> np.ndarray:
