@@ -6,7 +6,8 @@ For each model in the manifest, measures session load time, onnxruntime latency 
 and the validation metric of: the raw graph with no runtime optimization, the graph as the
 service runs it (online optimization, ORT_ENABLE_ALL), an offline-optimized graph saved to disk
 (what shipping one would save is load time), and int8 static quantization (QDQ, calibrated on
-training images, never validation ones; settings in QUANTIZATION). An int8 model is kept only if
+training images, never validation ones; settings in QUANTIZATION; the keypoint model's
+convolutions only, `export.specs.Keypoints.quantized_ops`). An int8 model is kept only if
 digits lose <= 0.1 points / keypoints <= 5% of the score, and it is at least 10% faster at batch
 64: it is written as models/NAME_int8.onnx and listed in the manifest as NAME_int8 (the service
 uses it with VISION_INT8=1). A shipped NAME_int8 that no longer earns it is removed, file and
@@ -52,13 +53,14 @@ INT8 = "int8 QDQ (static, per-channel)"  # the variant's label in the figures
 FP32 = "fp32 as served (online ORT_ENABLE_ALL)"
 
 
-def quantization_summary() -> str:
-    """The manifest's words for QUANTIZATION."""
+def quantization_summary(ops: tuple[str, ...] | None = None) -> str:
+    """The manifest's words for QUANTIZATION (of these op types only, if given)."""
     q = QUANTIZATION
     bits = "7-bit (reduce_range)" if q["reduce_range"] else "8-bit"
     per = "per-channel" if q["per_channel"] else "per-tensor"
+    only = f" ({', '.join(ops)} only; the rest float32)" if ops else ""
     return (
-        f"int8 {q['quant_format'].name}, static: {q['activation_type'].name} activations, "
+        f"int8 {q['quant_format'].name}, static{only}: {q['activation_type'].name} activations, "
         f"{q['weight_type'].name} {per} weights in {bits}, calibrated on {CALIBRATION_IMAGES} training images"
     )
 
@@ -92,11 +94,13 @@ def latency_ms(sess: ort.InferenceSession, images: np.ndarray, batch: int, repea
     return statistics.median(times) * 1000
 
 
-def quantize(source: Path, target: Path, calibration: np.ndarray) -> None:
+def quantize(source: Path, target: Path, calibration: np.ndarray, ops: tuple[str, ...] | None = None) -> None:
+    """int8 QDQ of `source` (of these op types only, if given; the others stay float32)."""
+    only = {"op_types_to_quantize": list(ops)} if ops else {}
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
-        quantize_static(str(prepared), str(target), Calibration(calibration), **QUANTIZATION)
+        quantize_static(str(prepared), str(target), Calibration(calibration), **QUANTIZATION, **only)
 
 
 def evaluate_variants(
@@ -107,7 +111,7 @@ def evaluate_variants(
     offline, int8 = scratch / f"{spec.name}_ort.onnx", scratch / f"{spec.name}_int8.onnx"
     session(onnx_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, save_to=offline)
     # Training images, never validation ones, calibrate the int8 activation ranges.
-    quantize(onnx_path, int8, spec.task.calibration(where, CALIBRATION_IMAGES))
+    quantize(onnx_path, int8, spec.task.calibration(where, CALIBRATION_IMAGES), spec.task.quantized_ops)
     level = ort.GraphOptimizationLevel
     variants = {
         "raw graph (no optimization)": (onnx_path, level.ORT_DISABLE_ALL),
@@ -147,7 +151,7 @@ def int8_entry(spec: Spec, models_dir: Path, result: dict, name: str) -> dict:
         **describe(target),
         "task": spec.task.name,
         "variant_of": name,
-        "quantization": quantization_summary(),
+        "quantization": quantization_summary(spec.task.quantized_ops),
         "metrics": {"onnxruntime": {k: v for k, v in row.items() if k.startswith("val_")}},
         "speedup_batch64": base["batch64_ms"] / row["batch64_ms"],
     }

@@ -187,7 +187,8 @@ def test_optimize_drops_a_shipped_int8_variant_that_no_longer_earns_it(exported,
     ]
     assert all(manifest[name] == before[name] for name in ("digits_cnn", "digits_mlp", "keypoints"))
     kept = verified_model("keypoints_int8", copy / "manifest.json").info
-    assert kept["quantization"] == optimize.quantization_summary() and kept["speedup_batch64"] == 2.0
+    assert kept["quantization"] == optimize.quantization_summary(("Conv",)) and kept["speedup_batch64"] == 2.0
+    assert "(Conv only; the rest float32)" in kept["quantization"]
 
 
 def test_int8_weights_fit_in_7_bits_so_avx2_cpus_without_vnni_cannot_saturate(exported, tmp_path):
@@ -199,6 +200,23 @@ def test_int8_weights_fit_in_7_bits_so_avx2_cpus_without_vnni_cannot_saturate(ex
     assert len(weights) >= 5  # every conv and linear layer
     assert all(np.abs(w.astype(np.int16)).max() <= 64 for w in weights)  # 2 * 255 * 64 < 32767
     assert "7-bit" in optimize.quantization_summary()
+
+
+def test_int8_of_the_convolutions_only_leaves_the_rest_float(exported, tmp_path):
+    """The keypoint model's int8 (`Keypoints.quantized_ops`): its heatmap softmax must stay float."""
+    models, _ = exported
+    calibration = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    optimize.quantize(models / "digits_cnn.onnx", tmp_path / "all.onnx", calibration)
+    optimize.quantize(models / "digits_cnn.onnx", tmp_path / "conv.onnx", calibration, ("Conv",))
+
+    def int8_weights_of(path):  # the op types whose weights are stored in int8
+        graph = onnx.load(str(path)).graph
+        int8 = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+        weights = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8}
+        return {n.op_type for n in graph.node if weights & set(n.input)}
+
+    assert int8_weights_of(tmp_path / "conv.onnx") == {"Conv"}
+    assert int8_weights_of(tmp_path / "all.onnx") > {"Conv"}  # the linear layer too
 
 
 def test_missing_checkpoints_exit_with_one_line(tmp_path):
