@@ -44,6 +44,14 @@ def test_scores_count_exact_numbers_digit_counts_and_digits(digits):
     assert got == {"exact": 0.5, "count": 0.75, "digits": pytest.approx(5 / 6)}
 
 
+def test_a_missing_model_file_is_one_line(tmp_path):
+    from training.digit_photos import onnx_model
+    from vision.errors import InputError
+
+    with pytest.raises(InputError, match=r"missing\.onnx: no such model file"):
+        onnx_model(tmp_path / "missing.onnx")
+
+
 def test_a_bad_count_is_refused_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         number_photos.main(["--count", "0"])

@@ -151,6 +151,8 @@ def validation_digits(mnist: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
 def onnx_model(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file (the shipped ones are in models/)")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"image": x})[0]
 
