@@ -52,8 +52,8 @@ def onnx_models() -> dict:
 
 
 def create_app(backend: str) -> Flask:
-    from service.images import decode, decode_for_faces
-    from vision.digits import to_mnist, to_model_input
+    from service.images import FACE_DETAIL_SIDE, decode_reduced
+    from vision.digits import WORK_SIDE, to_mnist, to_model_input
     from vision.errors import InputError
     from vision.faces import YuNetDetector, find_faces
     from vision.manifest import verified_model
@@ -70,7 +70,7 @@ def create_app(backend: str) -> Flask:
     @app.post("/digit")
     def digit():
         model = request.form.get("model", "cnn")
-        mnist = to_mnist(decode(request.files["image"].read(), max_bytes, max_pixels))
+        mnist = to_mnist(decode_reduced(request.files["image"].read(), WORK_SIDE, max_bytes, max_pixels)[0])
         probabilities = softmax(models[f"digits_{model}"](to_model_input(mnist[None]))[0])[0]
         return jsonify(
             digit=int(probabilities.argmax()),
@@ -82,7 +82,9 @@ def create_app(backend: str) -> Flask:
 
     @app.post("/faces")
     def faces():
-        picture, factor, (width, height) = decode_for_faces(request.files["image"].read(), max_bytes, max_pixels)
+        picture, factor, (width, height) = decode_reduced(
+            request.files["image"].read(), FACE_DETAIL_SIDE, max_bytes, max_pixels
+        )
         found = find_faces(picture, detector, models["keypoints"])
         return jsonify(width=width, height=height, faces=[face.scaled(factor).as_dict() for face in found])
 

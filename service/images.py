@@ -17,9 +17,11 @@ HEIF or AVIF cut short is refused before decoding, in one message for both: liba
 the header of an AVIF cut short (it would be "not an image"), and libheif reads a HEIC whose
 EXIF, stored after the pixels, is cut without a word.
 
-`decode_for_faces` may let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (its DCT scaling:
-several times faster than decoding every pixel) while the longer side stays at least
-`FACE_DETAIL_SIDE` pixels, which keeps faces in a group photo at crop resolution.
+`decode_reduced` may let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (its DCT scaling:
+several times faster than decoding every pixel) while the longer side stays at least the pixels
+the endpoint works at: `FACE_DETAIL_SIDE` for faces, which keeps faces in a group photo at crop
+resolution, and the digits' working sides (`vision.digits.WORK_SIDE`, `NUMBER_WORK_SIDE`), which a
+12-megapixel phone photo of a digit would otherwise be decoded in full only to be shrunk to.
 """
 
 import io
@@ -79,20 +81,22 @@ def decode(
     return _decode(data, header(data, max_bytes, max_pixel_count), 1)
 
 
-def decode_for_faces(
+def decode_reduced(
     data: bytes,
+    keep_side: int,
     max_bytes: int = Settings.max_upload_bytes,
     max_pixel_count: int = Settings.max_pixels,
     gray: bool = False,
 ) -> tuple[np.ndarray, int, tuple[int, int]]:
     """Upload bytes -> (BGR image, reduction factor f, the full (width, height)): image pixel p is
-    full-resolution pixel (p + 0.5) * f - 0.5. Large JPEGs come back reduced (see the module).
-    Both decoders turn the photo upright by its EXIF orientation, so the size is the upright one.
-    `gray`: a gray image instead, all that cutting given boxes needs (a third faster for a JPEG)."""
+    full-resolution pixel (p + 0.5) * f - 0.5. A large JPEG comes back reduced, its longer side
+    still at least `keep_side` (see the module). Both decoders turn the photo upright by its EXIF
+    orientation, so the size is the upright one. `gray`: a gray image instead, all that cutting
+    given boxes needs (a third faster for a JPEG)."""
     image = header(data, max_bytes, max_pixel_count)
     factor = 1
     if image.format == "JPEG":
-        while factor < 8 and max(image.size) // (factor * 2) >= FACE_DETAIL_SIDE:
+        while factor < 8 and max(image.size) // (factor * 2) >= keep_side:
             factor *= 2
     return _decode(data, image, factor, gray), factor, upright_size(image)
 

@@ -162,14 +162,18 @@ class Vision:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    def _decode(self, image: Upload, endpoint: str, for_faces: bool = False, gray: bool = False):
-        """The upload -> a BGR image (for faces: and the reduction factor and full size; `gray`: a
-        gray image), or InputError; the time it took goes to the metrics."""
-        from service.images import decode, decode_for_faces
+    def _decode(self, image: Upload, endpoint: str, keep_side: int | None = None, gray: bool = False):
+        """The upload -> a BGR image, or with `keep_side` (the side the endpoint works at) the
+        image maybe reduced, its reduction factor and full size (`gray`: a gray image); or
+        InputError. The time it took goes to the metrics."""
+        from service.images import decode, decode_reduced
 
         started = time.perf_counter()
         limits = (self.settings.max_upload_bytes, self.settings.max_pixels)
-        picture = decode_for_faces(image, *limits, gray=gray) if for_faces else decode(image, *limits)
+        if keep_side is None:
+            picture = decode(image, *limits)
+        else:
+            picture = decode_reduced(image, keep_side, *limits, gray=gray)
         preprocess_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return picture
 
@@ -177,10 +181,10 @@ class Vision:
     def digit(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> DigitAnswer:
         """One handwritten digit: a photo or scan of ink on paper, or white on black, any size ->
         the digit. An image with no ink is a 422. `debug=true` adds the 28x28 image the model saw."""
-        from vision.digits import to_mnist, to_model_input
+        from vision.digits import WORK_SIDE, to_mnist, to_model_input
 
         try:
-            mnist = to_mnist(self._decode(image, "digit"))
+            mnist = to_mnist(self._decode(image, "digit", keep_side=WORK_SIDE)[0])
         except InputError as e:
             return refuse(e, "digit")
         probabilities = softmax(self.models[f"digits_{model}"](to_model_input(mnist[None])))[0]
@@ -197,17 +201,18 @@ class Vision:
         """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
         with its confidence and box; all of them in one model call. Touching digits are cut apart
         where the model reads the pieces best. `debug=true` adds each digit's 28x28 model input."""
-        from vision.digits import read_number
+        from vision.digits import NUMBER_WORK_SIDE, read_number
 
         try:
-            read = read_number(self._decode(image, "number"), self.models[f"digits_{model}"])
+            picture, factor, _ = self._decode(image, "number", keep_side=NUMBER_WORK_SIDE)
+            read = read_number(picture, self.models[f"digits_{model}"])
         except InputError as e:
             return refuse(e, "number")
         digits = [
             {
                 "digit": int(p.argmax()),
                 "confidence": round(float(p.max()), 6),
-                "box": d.box.as_dict(),
+                "box": d.box.scaled(factor).as_dict(),
                 "input_png": png_base64(d.image) if debug else None,
             }
             for d, p in zip(read.digits, read.probabilities, strict=True)
@@ -237,12 +242,15 @@ class Vision:
         cascade), with its box, the detector's score and 15 keypoints in photo pixels. With `boxes`
         (a tracker's, e.g. the boxes /faces answered for the previous frame) nothing is detected:
         each box is cut and predicted as a YuNet box would be, and answered with detector "given"."""
+        from service.images import FACE_DETAIL_SIDE
         from vision.faces import GivenBoxes, check_given_boxes, find_faces
 
         try:
             given = None if boxes is None else given_boxes(boxes, detector)
             # Given boxes are only cut, never detected in: the gray image is all they need.
-            picture, factor, (width, height) = self._decode(image, "faces", for_faces=True, gray=given is not None)
+            picture, factor, (width, height) = self._decode(
+                image, "faces", keep_side=FACE_DETAIL_SIDE, gray=given is not None
+            )
             if given is not None:
                 check_given_boxes(given, width, height)
         except InputError as e:

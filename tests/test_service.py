@@ -211,6 +211,37 @@ def test_a_photo_of_a_digit_and_what_the_model_saw(http, fixtures):
     assert post_image(http, "/digit", jpeg(photo), "photo.jpg").json()["input_png"] is None
 
 
+def test_a_phone_sized_photo_of_a_digit_is_decoded_reduced_and_read_the_same(http, fixtures):
+    """A 12-megapixel JPEG is decoded at 1/8 (still over the 256 pixels a digit is read at): what the
+    model sees is what the reduced decode gives, and next to what the full decode would give."""
+    from service.images import decode_reduced
+    from training.digit_photos import render
+    from vision.digits import WORK_SIDE
+
+    photo = render(mnist_samples(fixtures, 1)[0][0], "mixed", 3)
+    data = jpeg(cv2.resize(photo, (4032, 3024), interpolation=cv2.INTER_CUBIC))
+    body = post_image(http, "/digit", data, "phone.jpg", debug="true").json()
+    seen = cv2.imdecode(np.frombuffer(base64.b64decode(body["input_png"]), np.uint8), cv2.IMREAD_GRAYSCALE)
+    reduced, factor, _ = decode_reduced(data, WORK_SIDE)
+    assert factor == 8 and max(reduced.shape) >= WORK_SIDE
+    np.testing.assert_array_equal(seen, to_mnist(reduced))
+    full = to_mnist(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    assert np.corrcoef(seen.ravel(), full.ravel())[0, 1] > 0.95
+
+
+def test_a_large_photo_of_a_number_answers_boxes_in_its_own_pixels(http, local, fixtures):
+    from vision.digits import read_number
+
+    images, _ = mnist_samples(fixtures, 4)
+    photo = written_number(list(images), [30, 12, 45])
+    data = jpeg(cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC))  # 2,7xx pixels wide
+    body = post_image(http, "/number", data, "big.jpg", model="mlp").json()
+    full = read_number(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), lambda x: local("digits_mlp", x))
+    assert len(body["digits"]) == len(full.digits) == 4
+    for got, want in zip(body["digits"], full.digits, strict=True):
+        assert abs(got["box"]["x"] - want.box.x) < 12 and abs(got["box"]["width"] - want.box.width) < 24
+
+
 @pytest.mark.parametrize("gaps", [[30, 12, 45, 20], [30, -50, 45, -50]], ids=["apart", "touching"])
 def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, fixtures, gaps):
     from vision.digits import read_number
@@ -327,7 +358,7 @@ def test_the_group_photo_gets_exactly_one_box_per_face(http):
 
 
 def test_a_large_photo_answers_in_its_own_pixels(http, local):
-    """A 3000x2000 JPEG is decoded at half size for the faces (service.images.decode_for_faces):
+    """A 3000x2000 JPEG is decoded at half size for the faces (service.images.decode_reduced):
     the answer is still in the photo's own pixels, close to the full-resolution pipeline's."""
     picture = cv2.imdecode(np.frombuffer(grace_hopper(), np.uint8), cv2.IMREAD_COLOR)
     big = cv2.copyMakeBorder(cv2.resize(picture, (1707, 2000)), 0, 0, 646, 647, cv2.BORDER_CONSTANT, value=(90, 90, 90))

@@ -12,7 +12,7 @@ from photos import png_header
 from PIL import ExifTags, Image
 
 from service.arrays import batch_of
-from service.images import FORMATS, TooLarge, decode, decode_for_faces, header, upright_size
+from service.images import FACE_DETAIL_SIDE, FORMATS, TooLarge, decode, decode_reduced, header, upright_size
 from service.limits import MULTIPART_SLACK, BodyLimit
 from vision.errors import InputError
 
@@ -200,20 +200,18 @@ def test_body_limit_refuses_a_bad_content_length():
 
 
 def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
-    from service.images import FACE_DETAIL_SIDE, decode_for_faces
-
     big = cv2.resize(rgb, (3000, 2000), interpolation=cv2.INTER_CUBIC)
     data = encoded(big, "JPEG")
-    picture, factor, size = decode_for_faces(data)
+    picture, factor, size = decode_reduced(data, FACE_DETAIL_SIDE)
     assert size == (3000, 2000) and factor == 2 and picture.shape == (1000, 1500, 3)
     assert max(picture.shape) >= FACE_DETAIL_SIDE
     full = cv2.resize(decode(data), (1500, 1000), interpolation=cv2.INTER_AREA)
     assert np.abs(full.astype(int) - picture).mean() < 3  # the same picture, at half size
-    small, factor, _ = decode_for_faces(encoded(rgb, "JPEG"))
+    small, factor, _ = decode_reduced(encoded(rgb, "JPEG"), FACE_DETAIL_SIDE)
     assert factor == 1 and small.shape == (37, 53, 3)
-    png, factor, _ = decode_for_faces(encoded(big, "PNG"))
+    png, factor, _ = decode_reduced(encoded(big, "PNG"), FACE_DETAIL_SIDE)
     assert factor == 1 and png.shape == (2000, 3000, 3)  # only JPEG decodes reduced
-    gray, factor, _ = decode_for_faces(data, gray=True)
+    gray, factor, _ = decode_reduced(data, FACE_DETAIL_SIDE, gray=True)
     assert factor == 2 and gray.shape == (1000, 1500)
     assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
 
@@ -222,17 +220,15 @@ def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
 def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orientation):
     """Phones store an upright photo sideways with EXIF orientation 6; both decoders turn it, so
     the size /faces reports must be the turned one, as the boxes are."""
-    from service.images import decode_for_faces
-
     stored = Image.fromarray(cv2.resize(rgb, (3000, 2000))[:, :, ::-1])
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = orientation
     out = io.BytesIO()
     stored.save(out, "JPEG", exif=exif.tobytes())
-    picture, factor, size = decode_for_faces(out.getvalue())
+    picture, factor, size = decode_reduced(out.getvalue(), FACE_DETAIL_SIDE)
     assert size == (picture.shape[1] * factor, picture.shape[0] * factor)
     assert size == ((2000, 3000) if orientation in (6, 8) else (3000, 2000))
-    gray, _, _ = decode_for_faces(out.getvalue(), gray=True)  # for given boxes: turned alike, in gray
+    gray, _, _ = decode_reduced(out.getvalue(), FACE_DETAIL_SIDE, gray=True)  # for given boxes: turned alike, in gray
     assert gray.shape == picture.shape[:2]
     assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
 
@@ -244,10 +240,10 @@ def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orie
 def test_a_phone_photo_decodes_upright_like_the_jpeg_it_was_made_from(name):
     """The sideways files are turned once: not at all would swap width and height, twice would
     leave the face upside down, far from the JPEG's pixels."""
-    picture, factor, size = decode_for_faces(phone_photo(name))
+    picture, factor, size = decode_reduced(phone_photo(name), FACE_DETAIL_SIDE)
     assert factor == 1 and size == UPRIGHT_SIZE and picture.shape == (600, 512, 3)
     assert np.abs(picture.astype(int) - cv2.imread(str(SOURCE))).mean() < 8  # lossy encoding, nothing more
-    gray, _, _ = decode_for_faces(phone_photo(name), gray=True)  # Pillow's decode, then gray
+    gray, _, _ = decode_reduced(phone_photo(name), FACE_DETAIL_SIDE, gray=True)  # Pillow's decode, then gray
     assert np.array_equal(gray, cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY))
 
 

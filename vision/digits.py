@@ -30,6 +30,8 @@ MNIST_CENTER = 14.0
 INK_THRESHOLD = 0.1
 # Photos are read at this working size (longer side), large enough for thin pen strokes.
 WORK_SIDE = 256
+# The paper under the ink is estimated at this size at most (the digit's working size).
+PAPER_SIDE = WORK_SIDE
 # Ink must stand out from the paper by this many grey levels, or the image holds no digit.
 MIN_CONTRAST = 40
 # A straight run across this share of the image's width (height) is a ruled (grid) line, not ink.
@@ -84,23 +86,24 @@ def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
     return _soft_ink(ink, _digit_components(mask))
 
 
+def _shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
+    """(the image with its longer side at most `longest`, the scale it was shrunk by)."""
+    scale = min(1.0, longest / max(image.shape))
+    if scale == 1:
+        return image, scale
+    if min(round(side * scale) for side in image.shape) >= 1:
+        return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+    # A strip (1x20000): OpenCV cannot resize to a side of 0 pixels.
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+
+
 def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(ink, its mask without ruled lines, the scale of both): the paper's lighting flattened away,
     at a working size whose longer side is at most `work_side`."""
-    scale = min(1.0, work_side / max(gray.shape))
-    if scale < 1:
-        if min(round(side * scale) for side in gray.shape) >= 1:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        else:  # a strip (1x20000): OpenCV cannot resize to a side of 0 pixels
-            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    gray, scale = _shrunk(gray, work_side)
     inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
-    # The paper, lighting and shadows included: what an opening wider than any stroke leaves.
-    side = max(15, (max(gray.shape) // 4) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    paper = cv2.morphologyEx(inverted, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
-    paper = cv2.GaussianBlur(paper, (0, 0), side / 4)  # the opening is blocky; lighting is smooth
-    ink = cv2.subtract(inverted, paper)
+    ink = cv2.subtract(inverted, _paper(inverted))
     if int(ink.max()) < MIN_CONTRAST:
         raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -110,6 +113,20 @@ def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray
 
 
 SOFT_EDGE = 9  # the strokes and this wide a neighbourhood of them: their soft, anti-aliased edges
+
+
+def _paper(inverted: np.ndarray) -> np.ndarray:
+    """The paper of an inverted photo, lighting and shadows included: what an opening wider than
+    any stroke leaves. Lighting is smooth, so a larger photo's paper is found at PAPER_SIDE and
+    enlarged (at 768 pixels the opening alone took 83 ms)."""
+    small, scale = _shrunk(inverted, PAPER_SIDE)
+    side = max(15, (max(small.shape) // 4) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    paper = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_REPLICATE)
+    paper = cv2.GaussianBlur(paper, (0, 0), side / 4)  # the opening is blocky; lighting is smooth
+    if scale == 1:
+        return paper
+    return cv2.resize(paper, (inverted.shape[1], inverted.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:

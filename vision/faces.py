@@ -41,6 +41,14 @@ class Box:
     def center(self) -> tuple[float, float]:
         return self.x + self.width / 2, self.y + self.height / 2
 
+    def scaled(self, factor: float) -> "Box":
+        """This box in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        if factor == 1:
+            return self
+        return Box(
+            (self.x + 0.5) * factor - 0.5, (self.y + 0.5) * factor - 0.5, self.width * factor, self.height * factor
+        )
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -68,9 +76,8 @@ class Detection:
         def up(v: float) -> float:
             return (v + 0.5) * factor - 0.5
 
-        box = Box(up(self.box.x), up(self.box.y), self.box.width * factor, self.box.height * factor)
         eyes = None if self.eyes is None else tuple((up(x), up(y)) for x, y in self.eyes)
-        return replace(self, box=box, eyes=eyes)
+        return replace(self, box=self.box.scaled(factor), eyes=eyes)
 
 
 # --- the crop --------------------------------------------------------------------------------
