@@ -306,16 +306,15 @@ def read_number(image: np.ndarray, model: DigitModel, max_digits: int = MAX_DIGI
     log of each piece's top probability), each piece a digit's width; every piece of every group
     goes to the model in one call."""
     page = _number_page(image)
-    _too_many(len(page.groups), max_digits)
+    _too_many(len(page.groups), max_digits)  # before any cutting: the groups bound its cost
     # A digit's height: the groups' median (touching digits make a wider group, not a taller one).
-    height = float(np.median([page.bounds(g)[3] - page.bounds(g)[1] for g in page.groups]))
-    options = [(g, span) for g, group in enumerate(page.groups) for span in _spans(page, group, height)]
-    pieces = [page.digit(page.groups[g], *span) for g, span in options]
+    height = float(np.median([y1 - y0 for _, y0, _, y1 in map(page.bounds, page.groups)]))
+    spans = [_spans(page, group, height) for group in page.groups]
+    pieces = [page.digit(group, *span) for group, own in zip(page.groups, spans) for span in own]
     probabilities = softmax(model(to_model_input(np.stack([p.image for p in pieces]))))
     surety = np.log(probabilities.max(axis=1))
-    chosen = []
-    for g in range(len(page.groups)):
-        chosen += _surest({span: (surety[i], i) for i, (group, span) in enumerate(options) if group == g})
+    starts = np.cumsum([0, *map(len, spans)])  # where each group's pieces begin
+    chosen = [start + i for own, start in zip(spans, starts) for i in _surest(own, surety[start : start + len(own)])]
     _too_many(len(chosen), max_digits)
     return ReadNumber([pieces[i] for i in chosen], probabilities[chosen])
 
@@ -344,14 +343,16 @@ def _spans(page: _Page, group: list[int], height: float) -> list[tuple[int, int]
     ]
 
 
-def _surest(options: dict[tuple[int, int], tuple[float, int]]) -> list[int]:
-    """Of a group's spans {(x0, x1): (surety, index)}, the indices of those that tile it from its
-    left edge to its right with the largest total surety (the best path over the cut points)."""
-    start, end = min(a for a, _ in options), max(b for _, b in options)
+def _surest(spans: list[tuple[int, int]], surety: np.ndarray) -> list[int]:
+    """Of a group's spans (x0, x1) and each one's surety, the positions of those that tile the
+    group from its left edge to its right with the largest total surety (the best path over the
+    cut points)."""
+    start, end = min(a for a, _ in spans), max(b for _, b in spans)
     best: dict[int, tuple[float, list[int]]] = {start: (0.0, [])}
-    for (a, b), (surety, index) in sorted(options.items()):
-        if a in best and (b not in best or best[a][0] + surety > best[b][0]):
-            best[b] = (best[a][0] + surety, [*best[a][1], index])
+    for i in sorted(range(len(spans)), key=spans.__getitem__):
+        (a, b), sure = spans[i], float(surety[i])
+        if a in best and (b not in best or best[a][0] + sure > best[b][0]):
+            best[b] = (best[a][0] + sure, [*best[a][1], i])
     return best[end][1]
 
 

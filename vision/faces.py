@@ -25,6 +25,12 @@ from vision.signatures import CROP_SIZE, GIVEN_DETECTOR, model_pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
 
+def scaled_pixel(v, factor: float):
+    """Pixel coordinate v (a number or an array) in an image `factor` times larger: pixel centers
+    map to pixel centers, so p there is (p + 0.5) * factor - 0.5."""
+    return (v + 0.5) * factor - 0.5
+
+
 @dataclass(frozen=True)
 class Box:
     """An axis-aligned box in image pixels."""
@@ -42,11 +48,11 @@ class Box:
         return self.x + self.width / 2, self.y + self.height / 2
 
     def scaled(self, factor: float) -> "Box":
-        """This box in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        """This box in an image `factor` times larger (`scaled_pixel`)."""
         if factor == 1:
             return self
         return Box(
-            (self.x + 0.5) * factor - 0.5, (self.y + 0.5) * factor - 0.5, self.width * factor, self.height * factor
+            scaled_pixel(self.x, factor), scaled_pixel(self.y, factor), self.width * factor, self.height * factor
         )
 
 
@@ -69,14 +75,14 @@ class Detection:
         return math.degrees(math.atan2(ly - ry, lx - rx))
 
     def scaled(self, factor: float) -> "Detection":
-        """This detection in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        """This detection in an image `factor` times larger (`scaled_pixel`)."""
         if factor == 1:
             return self
-
-        def up(v: float) -> float:
-            return (v + 0.5) * factor - 0.5
-
-        eyes = None if self.eyes is None else tuple((up(x), up(y)) for x, y in self.eyes)
+        eyes = (
+            None
+            if self.eyes is None
+            else tuple((scaled_pixel(x, factor), scaled_pixel(y, factor)) for x, y in self.eyes)
+        )
         return replace(self, box=self.box.scaled(factor), eyes=eyes)
 
 
@@ -521,15 +527,16 @@ class Face:
     confidence: np.ndarray | None = None  # (15,) in [0, 1], vision.keypoints.CONFIDENCE_RADIUS_PX; None: not given
 
     def scaled(self, factor: float) -> "Face":
-        """This face in an image `factor` times larger (pixel p there is (p + 0.5) * factor - 0.5)."""
+        """This face in an image `factor` times larger (`scaled_pixel`)."""
         if factor == 1:
             return self
-
-        def up(v: float) -> float:
-            return (v + 0.5) * factor - 0.5
-
-        crop = FaceCrop(up(self.crop.cx), up(self.crop.cy), self.crop.side * factor, self.crop.angle)
-        return Face(self.detection.scaled(factor), crop, (self.keypoints + 0.5) * factor - 0.5, self.confidence)
+        crop = FaceCrop(
+            scaled_pixel(self.crop.cx, factor),
+            scaled_pixel(self.crop.cy, factor),
+            self.crop.side * factor,
+            self.crop.angle,
+        )
+        return Face(self.detection.scaled(factor), crop, scaled_pixel(self.keypoints, factor), self.confidence)
 
     def as_dict(self) -> dict:
         from vision.keypoints import as_records
