@@ -8,10 +8,23 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --disable-pip-version-check
 
-.PHONY: serve test lint bench clean image image-test kube-test
+TEACHERS_VENV := .venv-teachers
+TEACHERS_STAMP := $(TEACHERS_VENV)/.installed
+TEACHERS_REQUIREMENTS := training/teachers-requirements.txt
+
+.PHONY: serve test lint bench clean image image-test kube-test teachers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+# The teachers' own environment (training.teacher_labels, the MediaPipe peer): MediaPipe's wheel
+# pulls protobuf < 5 and OpenCV 5, which .venv cannot hold. Training-time only; never in the image.
+teachers: $(TEACHERS_STAMP)
+$(TEACHERS_STAMP): $(TEACHERS_REQUIREMENTS)
+	@echo "make: installing the teachers (MediaPipe, dlib) into $(TEACHERS_VENV): a minute or two, once"
+	$(PYTHON) -m venv $(TEACHERS_VENV)
+	$(TEACHERS_VENV)/bin/python -m pip install --progress-bar on --disable-pip-version-check -r $(TEACHERS_REQUIREMENTS)
+	touch $@
 
 # The runtime: service and clients, onnxruntime on the CPU, no torch.
 $(RUNTIME_STAMP): pyproject.toml | $(BIN)/python
@@ -66,4 +79,4 @@ kube-test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m buildah tests/test_kube_play.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(TEACHERS_VENV) build *.egg-info .pytest_cache

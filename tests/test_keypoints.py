@@ -488,3 +488,54 @@ def test_the_spread_fit_leaves_out_the_points_a_face_has_no_label_for():
     assert gaussian_nll(log_sigma, errors).item() == pytest.approx(
         gaussian_nll(log_sigma[~torch.isnan(errors)], labelled[~torch.isnan(errors)]).item()
     )
+
+
+def test_a_teachers_point_keeps_its_weight_when_the_crop_is_mirrored():
+    """batches() moves the human and the teacher points together: a point only a teacher labels
+    weighs --teacher-weight wherever the flip puts it, a human's 1."""
+    config = kp_training.Config(flip_p=1.0, batch_size=1, teacher_weight=0.25).resolved()
+    context = np.random.default_rng(0).integers(0, 255, (144, 144), np.uint8)
+    human = np.zeros((1, keypoints.NUM_KEYPOINTS, 2), np.float32)
+    left_eye = keypoints.KEYPOINT_NAMES.index("left_eye_center")
+    human[0, left_eye] = np.nan
+    taught = np.full_like(human, np.nan)
+    taught[0, left_eye] = (0.3, -0.2)
+    _, y, weight = next(kp_training.batches(context[None], human, config, np.random.default_rng(0), True, [0], taught))
+    right_eye = keypoints.KEYPOINT_NAMES.index("right_eye_center")  # the mirror puts the left eye here
+    weights = weight.reshape(keypoints.NUM_KEYPOINTS, 2)
+    assert weights[right_eye].tolist() == [0.25, 0.25]
+    assert (np.delete(weights.numpy(), right_eye, axis=0) == 1).all()
+    assert torch.isfinite(y).all()
+
+
+def test_the_loss_weighs_each_coordinate():
+    pred, target = torch.zeros(1, 4), torch.tensor([[1.0, 1.0, 3.0, float("nan")]])
+    weight = torch.tensor([[1.0, 1.0, 0.5, 1.0]])
+    assert kp_training.keypoint_loss("mse", pred, target, weight).item() == pytest.approx((1 + 1 + 0.5 * 9) / 2.5)
+
+
+def test_teacher_labels_train_the_celeba_faces_and_fill_mtfls_points(fixtures, tmp_path, capsys):
+    """prepare_faces --celeba adds unlabelled faces; the trainer fills them (and MTFL's missing
+    points) from a teacher-labels file and says how many it filled."""
+    from training import teachers
+
+    arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, 0.4, 0, False)
+    celeba = prepare_faces.prepare_celeba(fixtures / "faces" / "images", progress=False)
+    assert len(celeba["names"]) > 0 and np.isnan(celeba["keypoints"]).all() and not celeba["validation"].any()
+    joined = prepare_faces.joined(arrays, celeba)
+    npz = prepare_faces.save(joined, tmp_path / "data")
+    truth = joined["keypoints"].copy()
+    truth[joined["sources"] == "celeba"] = np.nanmean(arrays["keypoints"], axis=0)  # stand-in teachers' answer
+    zero = np.zeros((keypoints.NUM_KEYPOINTS, 2)).tolist()
+    offsets = {t: {teachers.FILL_FAMILY: zero} for t in teachers.TEACHERS}
+    labels = tmp_path / "teachers.npz"
+    np.savez(labels, mediapipe=truth, dlib=truth, names=joined["names"], offsets=json.dumps(offsets))
+    out = tmp_path / "out"
+    argv = ["--data", str(npz), "--out", str(out), "--epochs", "1", *TINY_MODEL]
+    with pytest.raises(SystemExit):
+        kp_training.main([*argv, "--celeba-per-epoch", "2"])
+    assert "needs --teachers" in capsys.readouterr().err
+    kp_training.main([*argv, "--celeba-per-epoch", "2", "--teachers", str(labels)])
+    metrics = json.loads((out / "keypoints.json").read_text())
+    assert metrics["teacher_labels"]["points_filled"] == len(celeba["names"]) * keypoints.NUM_KEYPOINTS
+    assert np.isfinite(metrics["history"][0]["train_loss"])

@@ -5,6 +5,8 @@
         --mtfl ../shared/data/mtfl5                                             # the shipped model
     python -m training.evaluate_faces ... --model old.onnx --detector haar      # a model as once served
     python -m training.evaluate_faces ... --peer dlib                           # dlib's 68-point predictor
+    .venv-teachers/bin/python -m training.evaluate_faces ... --peer mediapipe \\
+        --peer-offsets data/faces/teachers.npz                                  # MediaPipe, offset-corrected
 
 Each held-out frame (the split's validation frames, per source) goes through the steps of
 `vision.faces.find_faces`: detect, crop, predict, map back. The detection that best overlaps the
@@ -32,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 from tqdm import tqdm
 
-from training import prepare_faces
+from training import prepare_faces, teacher_labels, teachers
 from training.faces_data import LABEL_PIXEL_CENTER, MTFL_PIXEL_CENTER, load_landmarks68, load_mtfl5, read_image
 from vision import faces
 from vision.errors import InputError
@@ -93,7 +95,8 @@ class Photo5:
 
     def groups(self) -> dict[str, str]:
         origin = "lfw" if self.path.name.startswith("lfw_") else "web"
-        return {"pose": str(self.pose), "glasses": "yes" if self.glasses else "no", "origin": origin}
+        head = {3: "frontal", 2: "turned", 4: "turned"}.get(self.pose, "profile")
+        return {"pose": str(self.pose), "head": head, "glasses": "yes" if self.glasses else "no", "origin": origin}
 
     def match(self, detector) -> faces.Detection | None:
         return prepare_faces.detection_holding(detector, self.image, self.points5)
@@ -189,18 +192,7 @@ def pipeline_predictor(model, style: faces.CropStyle | None):
 
 def dlib_predictor():
     """dlib's 68-point shape predictor (face_recognition_models' file) on the same detection box."""
-    import importlib.util
-
-    package = importlib.util.find_spec("face_recognition_models")
-    try:
-        import dlib
-    except ImportError:
-        package = None
-    if package is None:
-        raise InputError("--peer dlib needs `pip install dlib-bin face-recognition-models`")
-    # The package's own locator needs pkg_resources, which new setuptools no longer has: find the file.
-    weights = Path(package.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    shape = dlib.shape_predictor(str(weights))
+    dlib, shape = teachers.dlib_shape_predictor()
 
     def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray, None]:
         b = detection.box
@@ -209,6 +201,43 @@ def dlib_predictor():
         return from_ibug68(np.array([[p.x, p.y] for p in found.parts()], dtype=np.float64)), None  # dlib has none
 
     return predict
+
+
+def mediapipe_predictor():
+    """MediaPipe's face mesh on the view around the pipeline's crop of the detection (the view its
+    teacher labels come from, `training.teachers.View`); a face it does not find is a miss."""
+    mesh = teachers.MediaPipeTeacher()
+
+    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray | None, None]:
+        crop = faces.FaceCrop.around(detection)
+        found = mesh.points(teachers.View.of(frame.image, crop))
+        return (None if found is None else crop.to_image(found)), None
+
+    return predict
+
+
+PEERS = {"dlib": dlib_predictor, "mediapipe": mediapipe_predictor}
+
+
+def offset_corrected(predict, offsets: dict[str, np.ndarray]):
+    """A peer's points moved by its per-point offset to each source's annotation family
+    (`training.teachers.face_frame_offsets`, measured on training faces by `training.teacher_labels`)."""
+
+    def corrected(frame: Frame | Photo5, detection: faces.Detection):
+        points, confidence = predict(frame, detection)
+        if points is None:
+            return None, confidence
+        return teachers.corrected(points[None], offsets[teacher_labels.FAMILIES[frame.source]])[0], confidence
+
+    return corrected
+
+
+def peer_offsets(path: Path, peer: str) -> dict[str, np.ndarray]:
+    """A peer's offsets per annotation family from a teacher-labels file; a family's points that
+    its humans do not label (MTFL's ten) are left where the peer put them."""
+    with np.load(path) as data:
+        offsets = json.loads(str(data["offsets"]))[peer]
+    return {family: np.nan_to_num(np.array(o)) for family, o in offsets.items()}
 
 
 def evaluate(frames: list[Frame | Photo5], detector, predict, progress: bool = True) -> dict:
@@ -330,7 +359,14 @@ def main(argv: list[str] | None = None) -> None:
         help="dlib: dlib's HOG detector, for the dlib peer",
     )
     parser.add_argument("--yunet", type=Path, default=faces.YUNET_MODEL)
-    parser.add_argument("--peer", choices=["dlib"], help="evaluate a peer instead of --model")
+    parser.add_argument(
+        "--peer", choices=sorted(PEERS), help="evaluate a peer instead of --model (mediapipe: in .venv-teachers)"
+    )
+    parser.add_argument(
+        "--peer-offsets",
+        type=Path,
+        help="correct the peer by its per-point offsets to each source's annotators (from training.teacher_labels)",
+    )
     parser.add_argument(
         "--label-pixel-center",
         type=float,
@@ -355,12 +391,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         frames = held_out_frames(args.split, folders, args.label_pixel_center) if folders else []
         frames += mtfl_photos(args.mtfl, pixel_center=args.mtfl_pixel_center) if args.mtfl else []
-        predict = dlib_predictor() if args.peer else pipeline_predictor(onnx_model(args.model, args.threads), None)
+        predict = PEERS[args.peer]() if args.peer else pipeline_predictor(onnx_model(args.model, args.threads), None)
+        if args.peer and args.peer_offsets:
+            predict = offset_corrected(predict, peer_offsets(args.peer_offsets, args.peer))
         detector = detector_named(args.detector, args.yunet, args.threads)
         report = evaluate(frames, detector, predict, progress=not args.no_progress)
     except (InputError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
-    label = f"{args.peer or args.model} with {args.detector}"
+    label = f"{args.peer or args.model} with {args.detector}" + (" (offset-corrected)" if args.peer_offsets else "")
     print(table(label, report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training import common, models
+from training import teachers as teachers_module
 from training.common import option
 from training.faces_data import load_training
 from vision import draw, faces, keypoints
@@ -80,6 +81,17 @@ class Config:
     mtfl_per_epoch: int = option(
         0, "data: MTFL faces (five points labelled; faces.npz from prepare_faces --mtfl) drawn afresh each epoch"
     )
+    celeba_per_epoch: int = option(
+        0, "data: CelebA faces (prepare_faces --celeba; teacher labels only, needs --teachers) drawn afresh each epoch"
+    )
+    teachers: str | None = option(
+        None, "teacher labels (python -m training.teacher_labels) that fill the points humans did not label"
+    )
+    teacher: str = option("both", "data: which teacher fills them", choices=teachers_module.CHOICES)
+    teacher_agree: float = option(
+        teachers_module.AGREE, "data: with both, fill a point only where they agree within this (outer-eye distances)"
+    )
+    teacher_weight: float = option(0.5, "loss weight of a teacher's coordinate (a human's weighs 1)")
 
     def resolved(self) -> "Config":
         """A checked copy: what `train` runs and the checkpoint records."""
@@ -88,8 +100,10 @@ class Config:
             raise InputError(
                 "--epochs, --batch-size, --threads and --repeat-photos must be >= 1, and --widths needs one width"
             )
-        if c.mtfl_per_epoch < 0:
-            raise InputError("--mtfl-per-epoch must be >= 0")
+        if min(c.mtfl_per_epoch, c.celeba_per_epoch, c.teacher_weight, c.teacher_agree) < 0:
+            raise InputError("--mtfl-per-epoch, --celeba-per-epoch, --teacher-weight and --teacher-agree must be >= 0")
+        if c.celeba_per_epoch and not c.teachers:
+            raise InputError("--celeba-per-epoch needs --teachers: CelebA's faces have no human labels")
         if min(c.lr, c.weight_decay) < 0:
             raise InputError("--lr and --weight-decay must be >= 0")
         if c.loss not in LOSSES:
@@ -115,29 +129,33 @@ class Config:
 # --- loss --------------------------------------------------------------------------------------
 
 
-def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The loss over the labelled coordinates: a NaN target (a point MTFL does not label) is left out."""
+def keypoint_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
+    """The weighted mean loss over the labelled coordinates: a NaN target (a point nobody labelled)
+    is left out; `weight` (default 1) weighs each coordinate (a teacher's less than a human's)."""
     labelled = ~torch.isnan(target)
-    if not labelled.all():
-        pred, target = pred[labelled], target[labelled]
+    weight = torch.ones_like(target) if weight is None else weight
+    pred, target, weight = pred[labelled], target[labelled], weight[labelled]
     if kind == "mse":
-        return nn.functional.mse_loss(pred, target)
-    # L1 and wing in crop pixels, where wing's constants (w=4, eps=1) mean something.
-    error = (pred - target).abs() * (SIZE / 2)
-    if kind == "l1":
-        return error.mean()
-    if kind == "wing":
-        w, eps = 4.0, 1.0
-        c = w - w * np.log(1 + w / eps)
-        return torch.where(error < w, w * torch.log1p(error / eps), error - c).mean()
-    raise InputError(f"unknown loss {kind!r} ({', '.join(LOSSES)})")
+        error = (pred - target) ** 2
+    elif kind in ("l1", "wing"):
+        # L1 and wing in crop pixels, where wing's constants (w=4, eps=1) mean something.
+        error = (pred - target).abs() * (SIZE / 2)
+        if kind == "wing":
+            w, eps = 4.0, 1.0
+            c = w - w * np.log(1 + w / eps)
+            error = torch.where(error < w, w * torch.log1p(error / eps), error - c)
+    else:
+        raise InputError(f"unknown loss {kind!r} ({', '.join(LOSSES)})")
+    return (error * weight).sum() / weight.sum()
 
 
 # --- data --------------------------------------------------------------------------------------
 
 
 PHOTO_SOURCES = ("helen", "afw")  # 300-W's photos, all 68 points labelled
-PARTIAL_SOURCE = "mtfl"  # five points labelled (training.prepare_faces --mtfl)
+# Sources drawn afresh each epoch, a given number of faces (Config.mtfl_per_epoch, celeba_per_epoch):
+# MTFL's (five points labelled; prepare_faces --mtfl) and CelebA's (teacher labels only; --celeba).
+DRAWN_SOURCES = ("mtfl", "celeba")
 
 
 def photo_indices(sources: np.ndarray) -> np.ndarray:
@@ -146,28 +164,35 @@ def photo_indices(sources: np.ndarray) -> np.ndarray:
 
 
 def epoch_order(
-    sources: np.ndarray, repeat_photos: int, rng: np.random.Generator, mtfl_per_epoch: int = 0
+    sources: np.ndarray,
+    repeat_photos: int,
+    rng: np.random.Generator,
+    mtfl_per_epoch: int = 0,
+    celeba_per_epoch: int = 0,
 ) -> np.ndarray:
     """One epoch's shuffled indices: every YouTube frame once, every photo `repeat_photos` times and
-    `mtfl_per_epoch` MTFL faces drawn afresh (no face twice in an epoch). 312 people fill 2,664
-    near-duplicate YouTube frames; each photo is a person of its own."""
-    partial = np.flatnonzero(sources == PARTIAL_SOURCE)
-    full = np.flatnonzero(sources != PARTIAL_SOURCE)
+    `mtfl_per_epoch` MTFL and `celeba_per_epoch` CelebA faces drawn afresh (no face twice in an
+    epoch). 312 people fill 2,664 near-duplicate YouTube frames; each photo is a person of its own."""
+    full = np.flatnonzero(~np.isin(sources, DRAWN_SOURCES))
     repeats = [photo_indices(sources)] * (repeat_photos - 1)
-    drawn = rng.choice(partial, size=min(mtfl_per_epoch, len(partial)), replace=False)
-    return rng.permutation(np.concatenate([full, *repeats, drawn]))
+    drawn = [
+        rng.choice(pool, size=min(count, len(pool)), replace=False)
+        for source, count in zip(DRAWN_SOURCES, (mtfl_per_epoch, celeba_per_epoch))
+        if len(pool := np.flatnonzero(sources == source))
+    ]
+    return rng.permutation(np.concatenate([full, *repeats, *drawn]))
 
 
 def flip(image: np.ndarray, points_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror a square crop and its (15, 2) pixel keypoints; left and right points trade places."""
+    """Mirror a square crop and its (..., 15, 2) pixel keypoints; left and right points trade places."""
     mirrored = points_px.copy()
-    mirrored[:, 0] = (image.shape[1] - 1) - mirrored[:, 0]
-    return image[:, ::-1].copy(), mirrored[FLIP]
+    mirrored[..., 0] = (image.shape[1] - 1) - mirrored[..., 0]
+    return image[:, ::-1].copy(), mirrored[..., FLIP, :]
 
 
 def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.random.Generator):
-    """One uint8 context crop and its normalized keypoints -> a float32 [0,1] 96x96 crop and its
-    keypoints, moved the way a detector's box and a camera would move them."""
+    """One uint8 context crop and its normalized keypoints (..., 15, 2; several sets move alike) -> a
+    float32 [0,1] 96x96 crop and its keypoints, moved the way a detector's box and a camera would."""
     border = (len(context) - SIZE) / 2
     px = faces.denormalize(points) + border  # context pixels
     if rng.random() < config.flip_p:
@@ -192,17 +217,27 @@ def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.ran
     return np.clip(x, 0, 1), faces.normalize(px).astype(np.float32)
 
 
-def batches(images, points, config: Config, rng: np.random.Generator, train: bool, order=None):
+def batches(images, points, config: Config, rng: np.random.Generator, train: bool, order=None, taught=None):
+    """(x, target, weight) batches. Training augments each crop, and with `taught` (the teachers'
+    points where humans left one, else NaN) a target is the human's point or else the teacher's,
+    which weighs `config.teacher_weight`."""
     if order is None:
         order = rng.permutation(len(images)) if train else np.arange(len(images))
     for start in range(0, len(order), config.batch_size):
         idx = order[start : start + config.batch_size]
         if train:
-            pairs = [augment(images[i], points[i], config, rng) for i in idx]
+            both = points[idx] if taught is None else np.stack([points[idx], taught[idx]], axis=1)
+            pairs = [augment(images[i], p, config, rng) for i, p in zip(idx, both)]
             x, y = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         else:
             x, y = faces.model_input(images[idx])[:, 0], points[idx]
-        yield torch.from_numpy(x[:, None]), torch.from_numpy(y.reshape(len(idx), -1))
+        weight = np.ones(y.shape[:1] + y.shape[-2:], np.float32)
+        if y.ndim == 4:  # human, teacher
+            human, teacher = y[:, 0], y[:, 1]
+            weight = np.where(np.isnan(human), config.teacher_weight, 1).astype(np.float32)
+            y = np.where(np.isnan(human), teacher, human)
+        flat = (len(idx), -1)
+        yield torch.from_numpy(x[:, None]), torch.from_numpy(y.reshape(flat)), torch.from_numpy(weight.reshape(flat))
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -258,6 +293,25 @@ def start_from(model: nn.Module, checkpoint: str) -> None:
         raise InputError(f"{checkpoint}: its weights do not fit this model ({', '.join((missing + unexpected)[:4])})")
 
 
+def taught_points(config: Config, human: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
+    """The teachers' points for the training faces' points that humans did not label (--teachers),
+    and what was filled and dropped; (None, None) without teachers."""
+    if not config.teachers:
+        return None, None
+    with np.load(config.data) as data:
+        names, validation = data["names"], data["validation"]
+    labels = teachers_module.read_labels(config.teachers, names)
+    train_rows = {key: labels[key][~validation] for key in teachers_module.TEACHERS}
+    taught, counts = teachers_module.targets(human, {**labels, **train_rows}, config.teacher, config.teacher_agree)
+    print(
+        f"teacher labels ({config.teacher}): {counts['points_filled']:,} of the {counts['points_humans_left']:,} "
+        f"points humans left filled; faces a teacher failed on: {counts['faces_failed']}; "
+        f"points the teachers disagree on: {counts['points_teachers_disagree']:,}",
+        flush=True,
+    )
+    return taught, counts
+
+
 def train(config: Config, command: str = "") -> dict:
     """One full run; writes the checkpoint, metrics JSON, curves and validation grid into `out`."""
     config = config.resolved()
@@ -271,6 +325,7 @@ def train(config: Config, command: str = "") -> dict:
         split.val_images,
         split.val_points,
     )
+    taught, teacher_counts = taught_points(config, split.train_points)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -290,9 +345,8 @@ def train(config: Config, command: str = "") -> dict:
         start_from(model, config.init)
     params = common.count_params(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    epoch_size = len(
-        epoch_order(split.train_sources, config.repeat_photos, np.random.default_rng(0), config.mtfl_per_epoch)
-    )
+    drawn = (config.mtfl_per_epoch, config.celeba_per_epoch)
+    epoch_size = len(epoch_order(split.train_sources, config.repeat_photos, np.random.default_rng(0), *drawn))
     steps = -(-epoch_size // config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.lr, total_steps=config.epochs * steps, pct_start=0.15
@@ -314,7 +368,8 @@ def train(config: Config, command: str = "") -> dict:
                 config,
                 rng,
                 True,
-                epoch_order(split.train_sources, config.repeat_photos, rng, config.mtfl_per_epoch),
+                epoch_order(split.train_sources, config.repeat_photos, rng, *drawn),
+                taught,
             ),
             total=steps,
             desc=f"epoch {epoch}/{config.epochs}",
@@ -322,8 +377,8 @@ def train(config: Config, command: str = "") -> dict:
             file=sys.stderr,
             mininterval=1 if sys.stderr.isatty() else 30,
         )
-        for x, y in bar:
-            loss = keypoint_loss(config.loss, model(x), y)
+        for x, y, weight in bar:
+            loss = keypoint_loss(config.loss, model(x), y, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -369,6 +424,7 @@ def train(config: Config, command: str = "") -> dict:
         "threads": config.threads,
         "epochs": config.epochs,
         "command": command,
+        "teacher_labels": teacher_counts,
         "history": history,
     }
     model.eval()

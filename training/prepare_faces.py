@@ -17,8 +17,13 @@ the people/photos is held out whole for validation. Writes faces.npz and contact
 With `--mtfl`, MTFL's training part joins them as source "mtfl", for training only: its held-out
 identities (`training.faces_data.mtfl_held_out`) are `training.evaluate_faces`'s fourth source and
 never come here. Its faces carry five labelled points (eye centres, nose tip, mouth corners); the
-other ten keypoints are NaN, which the trainer's loss leaves out. Each is cut from the YuNet
-detection whose box holds its five points; a face YuNet does not find is left out.
+other ten keypoints are NaN, which the trainer's loss leaves out (or teacher labels fill:
+`training.teacher_labels`). Each is cut from the YuNet detection whose box holds its five points; a
+face YuNet does not find is left out.
+
+With `--celeba`, the unlabelled CelebA photos join as source "celeba", for training only: every
+keypoint NaN until `training.teacher_labels` labels them. Each is cut from YuNet's most confident
+detection on the photo padded by half its size (CelebA's aligned crops leave the face no margin).
 """
 
 import argparse
@@ -30,7 +35,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.faces_data import identity, load_landmarks68, load_mtfl5, mtfl_identity
+from training.faces_data import identity, load_landmarks68, load_mtfl5, mtfl_identity, read_image
 from vision import draw, faces, keypoints
 from vision.errors import InputError
 from vision.signatures import CROP_SIZE
@@ -198,6 +203,52 @@ def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
     }
 
 
+def shifted(detection: faces.Detection, dx: float, dy: float) -> faces.Detection:
+    """The same detection in an image whose origin is at (dx, dy) of this one."""
+    box = detection.box
+    eyes = None if detection.eyes is None else tuple((x - dx, y - dy) for x, y in detection.eyes)
+    return faces.Detection(faces.Box(box.x - dx, box.y - dy, box.width, box.height), detection.score, "yunet", eyes)
+
+
+# CelebA's aligned crops end at the face: YuNet sees the face only with room around it.
+CELEBA_PAD = 0.5
+
+
+def prepare_celeba(folder: Path, progress: bool = True) -> dict:
+    """Unlabelled CelebA photos as faces.npz's arrays, every keypoint NaN, none for validation."""
+    paths = sorted(Path(folder).glob("*.jpg"))
+    if not paths:
+        raise InputError(f"{folder}: no .jpg photos")
+    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    columns = {key: [] for key in ("images", "context", "crops", "names")}
+    for path in tqdm(paths, desc="cropping CelebA faces", unit="photo", disable=not progress):
+        image = read_image(path)
+        pad = round(CELEBA_PAD * max(image.shape[:2]))
+        found = detector.detect(cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT))
+        if not found:
+            continue
+        crop = faces.FaceCrop.around(shifted(max(found, key=lambda d: d.score), pad, pad))
+        gray = faces.to_gray(image)
+        columns["images"].append(crop.cut(gray))
+        columns["context"].append(crop.cut(gray, border=CONTEXT_BORDER))
+        columns["crops"].append((crop.cx, crop.cy, crop.side, crop.angle))
+        columns["names"].append(path.name)
+    count = len(columns["names"])
+    unlabelled = np.full((count, keypoints.NUM_KEYPOINTS, 2), np.nan, np.float32)
+    return {
+        "images": np.array(columns["images"], np.uint8).reshape(-1, CROP_SIZE, CROP_SIZE),
+        "context": np.array(columns["context"], np.uint8).reshape(-1, CONTEXT_SIZE, CONTEXT_SIZE),
+        "keypoints": unlabelled,
+        "points": unlabelled.copy(),
+        "crops": np.array(columns["crops"], np.float32).reshape(-1, 4),
+        "detected": np.ones(count, bool),
+        "names": np.array(columns["names"], dtype=str),
+        "sources": np.array(["celeba"] * count, dtype=str),
+        "identities": np.array([f"celeba/{name}" for name in columns["names"]], dtype=str),
+        "validation": np.zeros(count, bool),
+    }
+
+
 def joined(arrays: dict, more: dict) -> dict:
     """Two sets of faces.npz arrays as one (same keys)."""
     return {key: np.concatenate([arrays[key], more[key]]) for key in arrays}
@@ -244,7 +295,7 @@ def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0)
 
 def layout(arrays: dict) -> str:
     """How the keypoints sit in the crops: their mean center and outer-eye-corner distance."""
-    kp = arrays["keypoints"][arrays["sources"] != "mtfl"]  # the faces with all 15 points
+    kp = arrays["keypoints"][~np.isin(arrays["sources"], ["mtfl", "celeba"])]  # the faces with all 15 points
     left, right = keypoints.OUTER_EYE_CORNERS
     ocular = np.linalg.norm(kp[:, left] - kp[:, right], axis=-1).mean()
     cx, cy = kp.reshape(-1, 2).mean(axis=0)
@@ -260,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faces", type=Path, help="the YouTube frames: keypoints68.csv and images/")
     parser.add_argument("--faces300w", type=Path, help="the Helen/AFW photos: keypoints68.csv and images/")
     parser.add_argument("--mtfl", type=Path, help="MTFL (points5.csv and images/): its training part, for training")
+    parser.add_argument("--celeba", type=Path, help="unlabelled CelebA photos (*.jpg), for teacher labels")
     parser.add_argument("--out", type=Path, default=Path("data/faces"), help="where faces.npz goes")
     parser.add_argument("--validation-share", type=float, default=0.15, help="share of identities held out, per source")
     parser.add_argument("--seed", type=int, default=0)
@@ -273,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
         arrays = prepare(folders, args.validation_share, args.seed)
         if args.mtfl:
             arrays = joined(arrays, prepare_mtfl(args.mtfl))
+        if args.celeba:
+            arrays = joined(arrays, prepare_celeba(args.celeba))
     except InputError as e:
         sys.exit(f"error: {e}")
     target = save(arrays, args.out)
