@@ -9,7 +9,7 @@ from conftest import FIXTURES
 from service_models import keypoints_model
 
 from training import evaluate_faces, prepare_faces
-from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, OUTER_EYE_CORNERS, from_ibug68
+from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, KEYPOINT_NAMES, OUTER_EYE_CORNERS, from_ibug68
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,24 @@ def test_the_command_evaluates_mtfls_held_out_part_alone(fixtures, tmp_path, cap
     assert set(report) == {"model", "mtfl", "seconds_per_frame"}
     assert report["mtfl"]["frames"] == 2 and report["mtfl"]["detected"] == 1.0  # the held-out photo's two faces
     assert 0 < report["mtfl"]["nme"] < 1 and set(report["mtfl"]["by_pose"]) == {"2", "4"}
+
+
+def test_our_models_offsets_are_fitted_on_the_training_crops_by_the_peers_rule(split):
+    """--fit-offsets: a model that puts every nose a tenth of the eye distance too high gets that
+    tenth back, measured on the split's training crops only."""
+    npz, _ = split
+    nose = KEYPOINT_NAMES.index("nose_tip")
+    with np.load(npz) as arrays:
+        by_image = {a.tobytes(): k for a, k in zip(arrays["images"], arrays["keypoints"])}
+
+    def high_noses(x: np.ndarray) -> list:
+        crops = (x[:, 0] * 255).round().astype(np.uint8)
+        points = np.stack([by_image[c.tobytes()] for c in crops]).astype(np.float64)
+        eyes = np.linalg.norm(points[:, 0] - points[:, 1], axis=-1)
+        points[:, nose, 1] -= 0.1 * eyes
+        return [points.reshape(len(x), -1)]
+
+    offsets = evaluate_faces.model_offsets(high_noses, npz)
+    assert set(offsets) == {"youtube"}
+    np.testing.assert_allclose(offsets["youtube"][nose], [0, 0.1], atol=0.01)
+    assert np.abs(np.delete(offsets["youtube"], nose, axis=0)).max() < 1e-6

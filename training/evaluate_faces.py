@@ -232,6 +232,21 @@ def offset_corrected(predict, offsets: dict[str, np.ndarray]):
     return corrected
 
 
+def model_offsets(model, split: Path, batch: int = 256) -> dict[str, np.ndarray]:
+    """Our model's own per-point offsets to each annotation family, by the peers' rule: its points
+    on the split's human-labelled training crops against their labels (`face_frame_offsets`)."""
+    with np.load(split) as data:
+        train = ~data["validation"] & np.isin(data["sources"], list(teacher_labels.FAMILIES))
+        images, human, sources = data["images"][train], data["keypoints"][train], data["sources"][train]
+    out = [model(faces.model_input(images[i : i + batch]))[0] for i in range(0, len(images), batch)]
+    points = np.concatenate(out).reshape(human.shape)  # the keypoints, normalized in the crop
+    families = np.array([teacher_labels.FAMILIES[s] for s in sources])
+    return {
+        family: np.nan_to_num(teachers.face_frame_offsets(points[families == family], human[families == family]))
+        for family in sorted(set(families))
+    }
+
+
 def peer_offsets(path: Path, peer: str) -> dict[str, np.ndarray]:
     """A peer's offsets per annotation family from a teacher-labels file; a family's points that
     its humans do not label (MTFL's ten) are left where the peer put them."""
@@ -363,6 +378,11 @@ def main(argv: list[str] | None = None) -> None:
         "--peer", choices=sorted(PEERS), help="evaluate a peer instead of --model (mediapipe: in .venv-teachers)"
     )
     parser.add_argument(
+        "--fit-offsets",
+        action="store_true",
+        help="correct our model as the peers are: by its offsets to each source's annotators on the training crops",
+    )
+    parser.add_argument(
         "--peer-offsets",
         type=Path,
         help="correct the peer by its per-point offsets to each source's annotators (from training.teacher_labels)",
@@ -391,14 +411,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         frames = held_out_frames(args.split, folders, args.label_pixel_center) if folders else []
         frames += mtfl_photos(args.mtfl, pixel_center=args.mtfl_pixel_center) if args.mtfl else []
-        predict = PEERS[args.peer]() if args.peer else pipeline_predictor(onnx_model(args.model, args.threads), None)
+        model = None if args.peer else onnx_model(args.model, args.threads)
+        predict = PEERS[args.peer]() if args.peer else pipeline_predictor(model, None)
         if args.peer and args.peer_offsets:
             predict = offset_corrected(predict, peer_offsets(args.peer_offsets, args.peer))
+        elif model and args.fit_offsets:
+            predict = offset_corrected(predict, model_offsets(model, args.split))
         detector = detector_named(args.detector, args.yunet, args.threads)
         report = evaluate(frames, detector, predict, progress=not args.no_progress)
     except (InputError, OSError, KeyError) as e:
         sys.exit(f"error: {e}")
-    label = f"{args.peer or args.model} with {args.detector}" + (" (offset-corrected)" if args.peer_offsets else "")
+    label = f"{args.peer or args.model} with {args.detector}" + (
+        " (offset-corrected)" if args.peer_offsets or args.fit_offsets else ""
+    )
     print(table(label, report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -200,7 +200,9 @@ def face_frame_offsets(teacher: np.ndarray, human: np.ndarray) -> np.ndarray:
     distances, over the faces where both have the point (NaN where none has)."""
     axes, distance = face_frame(teacher)
     delta = np.einsum("nij,nkj->nki", axes, human - teacher) / distance[:, None, None]
-    return np.nanmedian(delta, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a point no human labels: NaN, as said
+        return np.nanmedian(delta, axis=0)
 
 
 def corrected(teacher: np.ndarray, offsets: np.ndarray) -> np.ndarray:
