@@ -50,8 +50,24 @@ KEYPOINTS_FIELD = Field(
 )
 
 
+class Pose(BaseModel):
+    yaw: float = Field(ge=-180, le=180, description="degrees; > 0: the subject turns to their own left (image right)")
+    pitch: float = Field(ge=-180, le=180, description="degrees; > 0: the subject looks up")
+    roll: float = Field(
+        ge=-180, le=180, description="degrees; > 0: the head tilts toward the subject's left shoulder (clockwise)"
+    )
+
+
+POSE_FIELD = Field(
+    description="the head's pose from the 15 keypoints (a 3D mean face fitted by solvePnP, the camera from the "
+    "image's size); null where the points do not support one: fewer than 3 confident points, degenerate points, "
+    "or points no turned face fits"
+)
+
+
 class KeypointsAnswer(BaseModel):
     keypoints: Keypoints = KEYPOINTS_FIELD
+    pose: Pose | None = POSE_FIELD
 
 
 class FaceBox(BaseModel):
@@ -72,6 +88,7 @@ class Face(BaseModel):
         description='the detector that found this face; "given" for a box sent in `boxes`'
     )
     keypoints: Keypoints = KEYPOINTS_FIELD
+    pose: Pose | None = POSE_FIELD
 
 
 class FacesAnswer(BaseModel):

@@ -28,7 +28,8 @@ onnxruntime.
 
 - `POST /digit`: one handwritten digit (multipart field `image`) -> the digit and its probabilities.
 - `POST /number`: a photo of a handwritten number -> its digits, left to right.
-- `POST /faces`: a photo -> every face with its box and 15 keypoints in photo pixels.
+- `POST /faces`: a photo -> every face with its box, 15 keypoints in photo pixels and its head pose
+  (yaw, pitch, roll in degrees).
 - `POST /keypoints`: a face crop -> 15 keypoints in its pixels.
 - `POST /digits_array`, `/digits_array/mlp`, `/keypoints_array`: float32 arrays in [0, 1], batched
   across concurrent requests.

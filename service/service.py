@@ -222,10 +222,11 @@ class Vision:
     @bentoml.api
     def keypoints(self, image: Upload) -> KeypointsAnswer:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
-        padded to the square around its center, exactly as the face crops are)."""
+        padded to the square around its center, exactly as the face crops are), and the head's pose."""
         from service.images import check_square
         from vision.faces import FaceCrop, predict_keypoints, to_gray
         from vision.keypoints import as_records
+        from vision.pose import head_pose
 
         try:
             gray = to_gray(self._decode(image, "keypoints"))
@@ -234,12 +235,16 @@ class Vision:
             return refuse(e, "keypoints")
         whole = FaceCrop.whole(gray.shape[1], gray.shape[0])
         points, confidence = predict_keypoints(self.models["keypoints"].outputs, gray, [whole])
-        return KeypointsAnswer(keypoints=as_records(points[0], confidence[0]))
+        pose = head_pose(points[0], gray.shape[1], gray.shape[0], confidence[0])
+        return KeypointsAnswer(
+            keypoints=as_records(points[0], confidence[0]), pose=None if pose is None else pose.as_dict()
+        )
 
     @bentoml.api
     def faces(self, image: Upload, detector: Detector | None = None, boxes: GivenBoxesField = None) -> FacesAnswer:
         """A photo -> every face found (YuNet by default; `detector=haar` for the course's Haar
-        cascade), with its box, the detector's score and 15 keypoints in photo pixels. With `boxes`
+        cascade), with its box, the detector's score, 15 keypoints in photo pixels and the head's
+        pose (yaw, pitch, roll in degrees; null where the points do not support one). With `boxes`
         (a tracker's, e.g. the boxes /faces answered for the previous frame) nothing is detected:
         each box is cut and predicted as a YuNet box would be, and answered with detector "given"."""
         from service.images import FACE_DETAIL_SIDE

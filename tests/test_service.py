@@ -38,6 +38,7 @@ from vision.faces import (
 )
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
+from vision.pose import head_pose
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 
@@ -142,7 +143,8 @@ def test_probes_and_openapi(http):
         assert {"200", "400", "413"} <= set(responses)
         assert responses["400"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/Error"
     schemas = document["components"]["schemas"]
-    assert set(schemas["Face"]["properties"]) == {"box", "score", "detector", "keypoints"}
+    assert set(schemas["Face"]["properties"]) == {"box", "score", "detector", "keypoints", "pose"}
+    assert set(schemas["Pose"]["properties"]) == {"yaw", "pitch", "roll"}
     assert schemas["Face"]["properties"]["detector"]["enum"] == ["yunet", "haar", "given"]
     form = paths["/faces"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert form["boxes"]["type"] == "string" and "JSON list of boxes" in form["boxes"]["description"]
@@ -285,6 +287,8 @@ def test_keypoints_on_a_square_crop(http, local, fixtures):
     got = np.array([[p["x"], p["y"]] for p in points])
     np.testing.assert_allclose(got, expected[0], atol=0.006)
     np.testing.assert_allclose([p["confidence"] for p in points], confidence[0], atol=0.0006)  # rounded to 3 places
+    pose = head_pose(expected[0], side, side, confidence[0])
+    assert r.json()["pose"] == (None if pose is None else pose.as_dict())
 
 
 def test_keypoints_on_a_non_square_upload_match_its_centered_square(http):
@@ -327,6 +331,7 @@ def test_faces_on_a_real_photo_answer_what_the_shared_pipeline_says(http, local,
     confidence = [p["confidence"] for p in face["keypoints"]]
     np.testing.assert_allclose(confidence, want.confidence, atol=0.0006)
     assert min(confidence) < 0.5 < max(confidence)  # the stand-in's: some points unsure, some sure
+    assert face["pose"] == (None if want.pose is None else want.pose.as_dict())
 
 
 def test_an_unknown_detector_is_400(http):

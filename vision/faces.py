@@ -20,6 +20,7 @@ import numpy as np
 
 from vision.errors import InputError
 from vision.keypoints import NUM_KEYPOINTS
+from vision.pose import HeadPose, head_pose
 from vision.signatures import CROP_SIZE, GIVEN_DETECTOR, model_pixels
 
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -525,6 +526,7 @@ class Face:
     crop: FaceCrop
     keypoints: np.ndarray  # (15, 2) image pixels, course order
     confidence: np.ndarray | None = None  # (15,) in [0, 1], vision.keypoints.CONFIDENCE_RADIUS_PX; None: not given
+    pose: HeadPose | None = None  # from the keypoints (vision.pose); None: they do not support one
 
     def scaled(self, factor: float) -> "Face":
         """This face in an image `factor` times larger (`scaled_pixel`)."""
@@ -536,7 +538,8 @@ class Face:
             self.crop.side * factor,
             self.crop.angle,
         )
-        return Face(self.detection.scaled(factor), crop, scaled_pixel(self.keypoints, factor), self.confidence)
+        points = scaled_pixel(self.keypoints, factor)  # the pose is the same at any scale
+        return Face(self.detection.scaled(factor), crop, points, self.confidence, self.pose)
 
     def as_dict(self) -> dict:
         from vision.keypoints import as_records
@@ -546,6 +549,7 @@ class Face:
             "score": None if self.detection.score is None else round(self.detection.score, 4),
             "detector": self.detection.detector,
             "keypoints": as_records(self.keypoints, self.confidence),
+            "pose": None if self.pose is None else self.pose.as_dict(),
         }
 
 
@@ -564,12 +568,15 @@ def predict_keypoints(
 
 
 def find_faces(image: np.ndarray, detector, model: KeypointModel) -> list[Face]:
-    """Detect -> crop -> predict -> map back: a decoded image to every face with its keypoints."""
+    """Detect -> crop -> predict -> map back: a decoded image to every face with its keypoints and
+    the head's pose from them."""
     detections = detector.detect(image)
     crops = [FaceCrop.around(d) for d in detections]
     points, confidence = predict_keypoints(model, to_gray(image), crops)
     confidence = [None] * len(crops) if confidence is None else confidence
-    return [Face(*face) for face in zip(detections, crops, points, confidence, strict=True)]
+    height, width = image.shape[:2]
+    poses = [head_pose(p, width, height, c) for p, c in zip(points, confidence, strict=True)]
+    return [Face(*face) for face in zip(detections, crops, points, confidence, poses, strict=True)]
 
 
 def iou(a: Box, b: Box) -> float:
