@@ -8,6 +8,10 @@ import numpy as np
 from clients.api import keypoint_array, keypoint_confidence
 from vision import draw
 from vision.faces import Box
+from vision.keypoints import KEYPOINT_NAMES
+from vision.pose import HeadPose
+
+NOSE_TIP = KEYPOINT_NAMES.index("nose_tip")
 
 # A digit image is often tiny (MNIST's are 28x28): it is enlarged to at least this many pixels on
 # its longer side, in whole-pixel steps, so that the label above it is readable.
@@ -15,15 +19,18 @@ DIGIT_MIN_SIDE = 280
 
 
 def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
-    """Draw every face box and its keypoints from a /faces answer onto a BGR image, in place, with
-    its label: the face's id (`#3`, on video, where the tracker gives one) and the detector's
-    score. Marks are sized by the face and the image (vision.draw.mark_sizes)."""
+    """Draw every face box, its keypoints and its head pose (an arrow from the nose, where the face
+    has one) from a /faces answer onto a BGR image, in place, with its label: the face's id (`#3`,
+    on video, where the tracker gives one) and the detector's score. Marks are sized by the face
+    and the image (vision.draw.mark_sizes)."""
     for face in answer["faces"]:
         box = face["box"]
         sizes = draw.mark_sizes(box["width"], image.shape)
         draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), thickness=sizes.line)
         points, confidence = keypoint_array(face["keypoints"]), keypoint_confidence(face["keypoints"])
         draw.draw_keypoints(image, points, radius=sizes.radius, confidence=confidence)
+        if face.get("pose") is not None:
+            draw.draw_pose(image, points[NOSE_TIP], HeadPose(**face["pose"]), box["width"], sizes.line)
         parts = ([f"#{face['id']}"] if face.get("id") is not None else []) + (
             [f"{face['score']:.2f}"] if face.get("score") is not None else []  # Haar gives no score
         )

@@ -1,4 +1,5 @@
-"""Steadier keypoints on video: a One Euro filter per face, faces followed from frame to frame.
+"""Steadier keypoints and head poses on video: a One Euro filter per face, faces followed from
+frame to frame.
 
 A face with an `id` (the webcam client's tracker gives each one: clients/tracking.py) keeps the
 filter of that id, and a new id, such as a new person after a cut, starts afresh; faces without
@@ -8,7 +9,9 @@ A still face's raw keypoints jitter by a pixel or two from frame to frame (senso
 detection box, and the crop with it). The One Euro filter (Casiez, Roussel and Vogel, CHI 2012)
 is a low-pass filter whose cutoff rises with speed: heavy smoothing while the face holds still,
 little lag once it moves. Speeds are measured in face widths per second, so one setting suits a
-small face far from the camera and a large one close to it.
+small face far from the camera and a large one close to it. A face's head pose (yaw, pitch,
+roll) has a filter of its own, its speeds in DEGREES_PER_FACE_WIDTH per second; a face whose
+pose is null passes null on, and its pose filter starts afresh when it has one again.
 
 The demo page's JavaScript (service/page/smoothing.js) is a line-by-line twin of this file, with
 the same defaults.
@@ -26,6 +29,9 @@ from vision.faces import Box, iou
 MIN_CUTOFF_HZ = 1.0  # the cutoff while still: lower is steadier and slower to follow
 BETA = 4.0  # how fast the cutoff rises with speed (per face width per second): higher lags less
 DERIVATIVE_CUTOFF_HZ = 1.0  # smoothing of the speed estimate itself
+# A head turning this many degrees moves its keypoints about one face width (the nose from the
+# middle of the face to its edge at 45 degrees, half a width): the pose's unit of speed.
+DEGREES_PER_FACE_WIDTH = 90.0
 
 # A face is the same face in the next frame when their boxes overlap at least this much, and is
 # forgotten after this long unseen (so that a face that comes back starts afresh, not from afar).
@@ -85,6 +91,7 @@ class Track:
     last_seen: float
     filter: OneEuroFilter = field(default_factory=OneEuroFilter)
     id: int | None = None  # the tracker's id of the face, when it has one
+    pose_filter: OneEuroFilter = field(default_factory=OneEuroFilter)
 
 
 class FaceSmoother:
@@ -109,15 +116,20 @@ class FaceSmoother:
                 track = max(free, key=lambda tr: iou(tr.box, box), default=None)
                 track = track if track is not None and iou(track.box, box) >= MATCH_IOU else None
             if track is None:
-                track = Track(box, t, OneEuroFilter(self.min_cutoff, self.beta), face.get("id"))
+                track = Track(
+                    box,
+                    t,
+                    OneEuroFilter(self.min_cutoff, self.beta),
+                    face.get("id"),
+                    OneEuroFilter(self.min_cutoff, self.beta),
+                )
                 self.tracks.append(track)
             else:
                 free.remove(track)
             smoothed.append(self._smooth(track, face, t))
         return smoothed
 
-    @staticmethod
-    def _smooth(track: Track, face: dict, t: float) -> dict:
+    def _smooth(self, track: Track, face: dict, t: float) -> dict:
         points = np.array([[k["x"], k["y"]] for k in face["keypoints"]])
         values = track.filter(np.vstack([_box_corners(face["box"]), points]), t, scale=max(face["box"]["width"], 1.0))
         track.box, track.last_seen = _as_box(values[:2]), t
@@ -126,4 +138,14 @@ class FaceSmoother:
             for k, (x, y) in zip(face["keypoints"], values[2:], strict=True)
         ]
         box = {key: round(value, 2) for key, value in track.box.as_dict().items()}
-        return {**face, "box": box, "keypoints": keypoints}
+        smoothed = {**face, "box": box, "keypoints": keypoints}
+        if "pose" in face:
+            smoothed["pose"] = self._smooth_pose(track, face["pose"], t)
+        return smoothed
+
+    def _smooth_pose(self, track: Track, pose: dict | None, t: float) -> dict | None:
+        if pose is None:  # no pose now: the next one starts afresh
+            track.pose_filter = OneEuroFilter(self.min_cutoff, self.beta)
+            return None
+        angles = track.pose_filter(np.array([pose["yaw"], pose["pitch"], pose["roll"]]), t, DEGREES_PER_FACE_WIDTH)
+        return {name: round(float(value), 1) for name, value in zip(("yaw", "pitch", "roll"), angles, strict=True)}

@@ -1,6 +1,7 @@
 """The clients' drawing of /faces answers (clients/overlay.py, sized by vision.draw.mark_sizes)."""
 
 import numpy as np
+import pytest
 
 from clients.overlay import draw_faces
 from vision.keypoints import KEYPOINT_NAMES
@@ -81,3 +82,26 @@ def test_an_unsure_point_on_a_small_face_is_still_a_ring():
     draw_faces(image, found)
     x, y = round(point["x"]), round(point["y"])
     assert not image[y, x].any() and image[y - RING_RADIUS : y + RING_RADIUS + 1, x].any()
+
+
+def test_the_head_pose_is_an_arrow_from_the_nose_where_the_face_points():
+    """yaw > 0 (turned to the subject's left) points to the image's right, < 0 to its left; a face
+    with no pose (null) gets no arrow. The arrow is the only magenta (vision.draw.POSE_COLOR)."""
+    from vision.draw import NOSE_ARROW_PER_FACE, POSE_COLOR
+
+    def magenta_columns(pose: dict | None) -> np.ndarray:
+        image = np.zeros((480, 640, 3), np.uint8)
+        drawn = answer(200, 100, 200)
+        drawn["faces"][0]["pose"] = pose
+        draw_faces(image, drawn)
+        return np.nonzero((image == POSE_COLOR).all(axis=2))[1]
+
+    nose_x = 200 + 200 * (0.2 + 0.04 * KEYPOINT_NAMES.index("nose_tip"))
+    right, left = (
+        magenta_columns({"yaw": 60, "pitch": 0, "roll": 0}),
+        magenta_columns({"yaw": -60, "pitch": 0, "roll": 0}),
+    )
+    reach = 200 * NOSE_ARROW_PER_FACE * np.sin(np.radians(60))
+    assert right.max() == pytest.approx(nose_x + reach, abs=3) and right.min() >= nose_x - 3
+    assert left.min() == pytest.approx(nose_x - reach, abs=3) and left.max() <= nose_x + 3
+    assert len(magenta_columns(None)) == 0

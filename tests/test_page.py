@@ -16,6 +16,7 @@ YuNet is real in both, so faces are found either way (tests/page_browser.py).
 """
 
 import ast
+import contextlib
 import re
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from training.mnist import read_idx
 
 PAGE = ROOT / "service" / "page"
 SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "MATCH_IOU", "FORGET_AFTER_S")
+SMOOTHING_CONSTANTS += ("DEGREES_PER_FACE_WIDTH",)
 TRACKING_CONSTANTS = ("DETECT_EVERY", "PATCH", "SEARCH", "CUT_CORRELATION", "MATCH_IOU", "MATCH_CENTRE")
 TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE", "FOLLOW_MIN_CONFIDENCE")
 
@@ -48,12 +50,14 @@ def browser_test(test):
 
 
 def python_constants(path: Path) -> dict[str, float]:
+    """A module's top-level `NAME = literal` assignments (others, such as `A, B = 1 / 100, 2`, are left out)."""
     tree = ast.parse(path.read_text())
-    return {
-        node.targets[0].id: ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-    }
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            with contextlib.suppress(ValueError):
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
 
 
 def js_constants(path: Path) -> dict[str, float | tuple[float, ...]]:
@@ -67,15 +71,19 @@ def js_constants(path: Path) -> dict[str, float | tuple[float, ...]]:
 
 @pytest.mark.parametrize(
     "python_file, js_file, names",
-    [("smoothing.py", "smoothing.js", SMOOTHING_CONSTANTS), ("tracking.py", "tracking.js", TRACKING_CONSTANTS)],
+    [
+        ("clients/smoothing.py", "smoothing.js", SMOOTHING_CONSTANTS),
+        ("clients/tracking.py", "tracking.js", TRACKING_CONSTANTS),
+        ("vision/draw.py", "draw.js", ("NOSE_ARROW_PER_FACE",)),
+    ],
 )
-def test_the_page_filter_and_tracker_have_the_python_clients_constants(python_file, js_file, names):
-    python = python_constants(ROOT / "clients" / python_file)
+def test_the_page_filter_tracker_and_drawing_have_the_python_constants(python_file, js_file, names):
+    python = python_constants(ROOT / python_file)
     js = js_constants(PAGE / js_file)
     for name in names:
-        assert name in python, f"clients/{python_file} has no {name}"
+        assert name in python, f"{python_file} has no {name}"
         assert name in js, f"service/page/{js_file} has no `export const {name} = ...;`"
-        assert js[name] == python[name], f"{name}: {js_file} {js[name]} != clients/{python_file} {python[name]}"
+        assert js[name] == python[name], f"{name}: {js_file} {js[name]} != {python_file} {python[name]}"
 
 
 def test_every_page_file_that_is_referenced_exists():
@@ -421,7 +429,9 @@ def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
 
     def face(x: float, y: float, width: float, jitter: float) -> dict:
         points = [{"name": f"p{i}", "x": x + 3 * i + jitter, "y": y + 2 * i - jitter} for i in range(15)]
-        return {"box": {"x": x, "y": y, "width": width, "height": width * 1.2}, "score": 0.9, "keypoints": points}
+        pose = None if round(x) % 7 == 0 else {"yaw": x / 10 - 20 + jitter, "pitch": 3 - jitter, "roll": 2 * jitter}
+        box = {"x": x, "y": y, "width": width, "height": width * 1.2}
+        return {"box": box, "score": 0.9, "keypoints": points, "pose": pose}
 
     frames = []
     for i in range(40):
@@ -452,6 +462,10 @@ def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
             assert [k["name"] for k in a["keypoints"]] == [k["name"] for k in b["keypoints"]]
             xy = lambda face: [v for k in face["keypoints"] for v in (k["x"], k["y"])]
             assert xy(a) == pytest.approx(xy(b), abs=0.011)
+            assert (a["pose"] is None) == (b["pose"] is None)
+            if a["pose"] is not None:
+                assert a["pose"] == pytest.approx(b["pose"], abs=0.11)
+    assert sum(f["pose"] is None for faces in python for f in faces) > 0  # some frames without a pose
 
 
 # --- the tracker's twin and the overlay's sizes, in Chromium -----------------------------------------
@@ -599,6 +613,44 @@ def test_the_page_overlay_sizes_marks_as_vision_draw_does(page):
         theirs = mark_sizes(width, shape)
         assert (ours["line"], ours["radius"]) == (theirs.line, theirs.radius), (width, shape)
         assert ours["font"] == pytest.approx(theirs.font_scale), (width, shape)
+
+
+@browser_test
+def test_the_page_draws_the_pose_arrow_as_the_python_overlay_does(page):
+    """draw.js's noseDirection is vision.pose.nose_direction, and drawFaces draws the arrow from
+    the nose tip where the face points (to the image's right for yaw > 0; mirrored on the webcam)."""
+    from vision.pose import HeadPose, nose_direction
+
+    poses = [(0, 0, 0), (60, 0, 0), (-35, 20, 10), (10, -40, -25), (80, 10, 90)]
+    js = page.evaluate(
+        """async (poses) => {
+            const draw = await import(new URL("page/draw.js", location.href));
+            const directions = poses.map(([yaw, pitch, roll]) => draw.noseDirection({ yaw, pitch, roll }));
+            const canvas = document.createElement("canvas");
+            const ratio = window.devicePixelRatio || 1;
+            const magenta = (mirror) => {
+                const context = draw.sizeCanvas(canvas, 400, 400);
+                context.clearRect(0, 0, 400, 400);
+                const face = { box: { x: 100, y: 100, width: 200, height: 200 }, score: null,
+                               keypoints: [{ name: "nose_tip", x: 200, y: 200, confidence: 0.1 }],
+                               pose: { yaw: 60, pitch: 0, roll: 0 } };
+                draw.drawFaces(context, [face], { scale: 1, width: 400, height: 400, mirror }, { labels: false });
+                const columns = [];
+                for (let x = 0; x < 400; x += 2) {
+                    const [r, g, b] = context.getImageData(x * ratio, 200 * ratio, 1, 1).data;
+                    if (r > 200 && g < 60 && b > 200) columns.push(x);
+                }
+                return columns;
+            };
+            return { directions, plain: magenta(false), mirrored: magenta(true) };
+        }""",
+        poses,
+    )
+    for pose, direction in zip(poses, js["directions"], strict=True):
+        assert direction == pytest.approx(nose_direction(HeadPose(*pose)), abs=1e-9)
+    reach = 200 * 0.6 * np.sin(np.radians(60))
+    assert max(js["plain"]) == pytest.approx(200 + reach, abs=4) and min(js["plain"]) >= 196
+    assert min(js["mirrored"]) == pytest.approx(200 - reach, abs=4) and max(js["mirrored"]) <= 204
 
 
 @browser_test

@@ -94,3 +94,19 @@ def test_faces_with_ids_keep_their_own_filter_and_a_new_id_starts_afresh():
     # the old id, still followed, is still smoothed from where it was
     old = smoother([{**face(80), "id": 1}], 11 / FPS)[0]
     assert 60 < old["keypoints"][0]["x"] < 90
+
+
+def test_a_faces_pose_is_smoothed_with_it_and_a_null_pose_passes_and_restarts_the_filter():
+    rng = np.random.default_rng(2)
+    smoother = FaceSmoother()
+    raw, smooth = [], []
+    for i in range(90):
+        pose = {"yaw": 20 + rng.normal(0, 2), "pitch": -5 + rng.normal(0, 2), "roll": rng.normal(0, 2)}
+        raw.append(pose["yaw"])
+        smooth.append(smoother([{**face(50), "id": 1, "pose": pose}], i / FPS)[0]["pose"]["yaw"])
+    assert np.diff(smooth[30:]).std() < np.diff(raw[30:]).std() / 3  # a still head's pose, steadier
+    assert smoother([{**face(50), "id": 1, "pose": None}], 90 / FPS)[0]["pose"] is None
+    turned = {"yaw": -40.0, "pitch": 0.0, "roll": 0.0}
+    after = smoother([{**face(50), "id": 1, "pose": turned}], 91 / FPS)[0]["pose"]
+    assert after == turned  # afresh after the null: not dragged from +20
+    assert "pose" not in smoother([face(50)], 92 / FPS)[0]  # an answer without poses gets none

@@ -93,6 +93,7 @@ def test_every_frame_is_answered_in_order_near_the_true_keypoints(server, fixtur
     assert all(len(r["faces"]) == 1 for r in records)
     errors = [nme(keypoints(r["faces"][0]), truth[r["frame"]]) for r in records]
     assert max(errors) < 0.10, errors  # the served model, through the whole pipeline, on every frame
+    assert all(set(r["faces"][0]["pose"]) == {"yaw", "pitch", "roll"} for r in records)  # the head pose too
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(10)
     capture.release()

@@ -11,7 +11,7 @@
    EYE_DISTANCE_MM apart.
 2. Depth: frontal faces say little about depth and the factorization's is too deep for turned
    ones, so its depth is scaled by the factor (of DEPTH_FACTORS) with which the face fits best (the
-   least mean reprojection error of `vision.pose.head_pose`'s fit) the keypoints that the service's
+   least mean error of `vision.pose.fit`, head_pose's fit) the keypoints that the service's
    pipeline finds on MTFL's training photos labelled turned (poses 1, 2, 4 and 5).
 
 Prints the face as the Python literal that `vision.pose.MEAN_FACE_MM` holds.
@@ -21,14 +21,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from training import prepare_faces
 from training.faces_data import load_landmarks68
 from vision.errors import InputError
 from vision.keypoints import FLIP_PERMUTATION, IBUG68_SOURCES, KEYPOINT_NAMES
-from vision.pose import EYE_DISTANCE_MM, camera_matrix
+from vision.pose import EYE_DISTANCE_MM, fit
 
 DEPTH_FACTORS = np.round(np.arange(0.3, 1.21, 0.05), 2)
 TURNED_POSES = (1, 2, 4, 5)
@@ -101,21 +100,12 @@ def mean_face(points68: np.ndarray) -> np.ndarray:
     return face * EYE_DISTANCE_MM / np.linalg.norm(face[index("left_eye_center")] - face[index("right_eye_center")])
 
 
-def fit_error(face: np.ndarray, points: np.ndarray, width: int, height: int) -> float:
-    """The mean reprojection error of the face's best pose on (15, 2) points, over the eye-centre
-    distance the face would have facing the camera (vision.pose.head_pose's fit)."""
-    camera = camera_matrix(width, height)
-    _, rvec, tvec = cv2.solvePnP(face, points, camera, None, flags=cv2.SOLVEPNP_SQPNP)
-    projected = cv2.projectPoints(face, rvec, tvec, camera, None)[0].reshape(-1, 2)
-    return float(np.linalg.norm(projected - points, axis=1).mean() / (camera[0, 0] * EYE_DISTANCE_MM / tvec[2, 0]))
-
-
 def depth_factor(face: np.ndarray, found: list) -> tuple[float, dict]:
     """The DEPTH_FACTORS entry whose face fits the found faces' points best, and each one's error."""
     errors = {}
     for factor in DEPTH_FACTORS:
         deeper = face * [1, 1, factor]
-        errors[float(factor)] = float(np.mean([fit_error(deeper, f.points, f.width, f.height) for f in found]))
+        errors[float(factor)] = float(np.mean([fit(f.points, f.width, f.height, deeper)[1] for f in found]))
     return min(errors, key=errors.get), errors
 
 

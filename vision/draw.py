@@ -7,6 +7,7 @@ import numpy as np
 
 from vision.faces import Box
 from vision.keypoints import LOW_CONFIDENCE
+from vision.pose import HeadPose, nose_direction
 
 # BGR colors by facial part, in course order: eyes, brows, nose, mouth.
 _PART_COLORS = [(0, 255, 0)] * 6 + [(255, 160, 0)] * 4 + [(0, 200, 255)] + [(0, 0, 255)] * 4
@@ -19,6 +20,10 @@ LINE_PER_FACE, LINE_PER_IMAGE = 1 / 100, 1 / 500  # line width per face width, p
 RADIUS_PER_FACE, RADIUS_PER_IMAGE = 1 / 60, 1 / 400
 RING_RADIUS = 3  # the smallest ring drawn for a point the model is unsure of
 FONT_PER_FACE, FONT_PER_IMAGE = 1 / 250, 1 / 1600  # OpenCV font scale (1.0: about 22 px tall)
+# The head's pose is an arrow from the nose tip where the face points: this many face widths long
+# for a face seen side-on, shorter the more it faces the camera (a dot when it looks straight at it).
+NOSE_ARROW_PER_FACE = 0.6
+POSE_COLOR = (255, 0, 255)  # BGR magenta: no part of the face is drawn in it
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,21 @@ def draw_keypoints(
                 cv2.circle(image, center, max(radius, RING_RADIUS), colour, max(1, radius // 3), cv2.LINE_AA)
             else:
                 cv2.circle(image, center, radius, colour, -1, cv2.LINE_AA)
+    return image
+
+
+def nose_arrow(nose: tuple[float, float], pose: HeadPose, face_width: float) -> tuple[float, float]:
+    """Where the pose arrow from the nose tip ends, image pixels."""
+    dx, dy = nose_direction(pose)
+    length = face_width * NOSE_ARROW_PER_FACE
+    return nose[0] + dx * length, nose[1] + dy * length
+
+
+def draw_pose(image: np.ndarray, nose, pose: HeadPose, face_width: float, thickness: int = 2) -> np.ndarray:
+    """Draw the head's pose as an arrow from the nose tip (`nose_arrow`) on a BGR image, in place."""
+    end = nose_arrow(nose, pose, face_width)
+    start, end = (int(round(nose[0])), int(round(nose[1]))), (int(round(end[0])), int(round(end[1])))
+    cv2.arrowedLine(image, start, end, POSE_COLOR, thickness, cv2.LINE_AA, tipLength=0.3)
     return image
 
 

@@ -59,8 +59,9 @@ MEAN_FACE_MM = np.array(
 #   faces 3 have fewer than 3, and even half-hidden profiles with 4 to 7 still get their yaw's side right);
 # - the points are degenerate (all in one place) or the mean face fits them only behind the camera;
 # - the mean face, turned and placed as well as it can be, misses the points by more than
-#   MAX_FIT_ERROR of its eye-centre distance on average: points that are no face seen from anywhere
-#   (on MTFL's training faces the miss is 0.042 at the median, 0.10 at the 99.9th percentile, 0.15 at most).
+#   MAX_FIT_ERROR of its eye-centre distance (root mean square): points that are no face seen from
+#   anywhere (on MTFL's training faces the miss is 0.035 at the median, 0.087 at the 99.9th
+#   percentile, 0.12 at most).
 MIN_POSE_POINTS = 3
 MAX_FIT_ERROR = 0.25
 
@@ -89,6 +90,23 @@ def angles(rotation: np.ndarray) -> HeadPose:
     return HeadPose(-math.degrees(beta), -math.degrees(alpha), math.degrees(gamma))
 
 
+def fit(
+    points: np.ndarray, width: int, height: int, face: np.ndarray = MEAN_FACE_MM
+) -> tuple[np.ndarray, float] | None:
+    """The face (15, 3 mm) turned and placed to fit (15, 2) points in a width x height image's
+    camera: its rotation vector, and how far it misses them (root mean square per coordinate) over
+    the eye-centre distance it would have facing the camera (a profile's own is near 0). None where
+    no pose fits: degenerate points (all in one place), or a face behind the camera."""
+    camera = camera_matrix(width, height)
+    try:
+        found, rvecs, tvecs, error = cv2.solvePnPGeneric(face, points, camera, None, flags=cv2.SOLVEPNP_SQPNP)
+    except cv2.error:  # SQPnP refuses points with no spread
+        return None
+    if not found or not tvecs[0][2, 0] > 0:
+        return None
+    return rvecs[0], float(error[0, 0] * tvecs[0][2, 0] / (camera[0, 0] * EYE_DISTANCE_MM))
+
+
 def head_pose(points: np.ndarray, width: int, height: int, confidence: np.ndarray | None = None) -> HeadPose | None:
     """(15, 2) keypoints in the pixels of a width x height image (and their (15,) confidences, if
     the model gives them) -> the head's pose, or None where the points do not support one."""
@@ -97,23 +115,10 @@ def head_pose(points: np.ndarray, width: int, height: int, confidence: np.ndarra
         return None
     if confidence is not None and np.sum(np.asarray(confidence, dtype=np.float64) >= LOW_CONFIDENCE) < MIN_POSE_POINTS:
         return None
-    camera = camera_matrix(width, height)
-    try:
-        found, rvec, tvec = cv2.solvePnP(MEAN_FACE_MM, points, camera, None, flags=cv2.SOLVEPNP_SQPNP)
-    except cv2.error:  # degenerate points (all in one place): SQPnP refuses them
+    fitted = fit(points, width, height)
+    if fitted is None or not fitted[1] <= MAX_FIT_ERROR:
         return None
-    if not found or not np.isfinite(rvec).all() or not np.isfinite(tvec).all():
-        return None
-    rotation = cv2.Rodrigues(rvec)[0]
-    placed = MEAN_FACE_MM @ rotation.T + tvec[:, 0]  # the mean face in the camera's frame, mm
-    if placed[:, 2].min() <= 0:  # behind the camera: no face seen from anywhere
-        return None
-    projected = placed[:, :2] / placed[:, 2:] * camera[0, 0] + camera[:2, 2]
-    # Over the eye-centre distance the face would have facing the camera (a profile's own is near 0).
-    eye_distance = camera[0, 0] * EYE_DISTANCE_MM / tvec[2, 0]
-    if np.linalg.norm(projected - points, axis=1).mean() > MAX_FIT_ERROR * eye_distance:
-        return None
-    return angles(rotation)
+    return angles(cv2.Rodrigues(fitted[0])[0])
 
 
 def nose_direction(pose: HeadPose) -> tuple[float, float]:

@@ -18,6 +18,26 @@ export const LOW_CONFIDENCE = 0.5;
 export const isUnsure = (point) => point.confidence != null && point.confidence < LOW_CONFIDENCE;
 const RING_RADIUS = 3; // vision.draw.RING_RADIUS: a smaller ring is a dot to the eye (CSS pixels here)
 
+// vision.draw.NOSE_ARROW_PER_FACE: the head's pose is an arrow from the nose tip where the face
+// points, this many face widths long for a face seen side-on (a dot for one facing the camera).
+export const NOSE_ARROW_PER_FACE = 0.6;
+const POSE_COLOUR = "#ff00ff"; // vision.draw.POSE_COLOR: no part of the face is drawn in it
+
+// vision.pose.nose_direction: where a face with this {yaw, pitch, roll} (degrees) points in the
+// image, [x, y], of length the sine of its angle off the camera's axis.
+export function noseDirection(pose) {
+  const [yaw, pitch, roll] = [pose.yaw, pose.pitch, pose.roll].map((a) => (a * Math.PI) / 180);
+  const [x, y] = [Math.sin(yaw) * Math.cos(pitch), -Math.sin(pitch)];
+  return [Math.cos(roll) * x - Math.sin(roll) * y, Math.sin(roll) * x + Math.cos(roll) * y];
+}
+
+// A face's pose in words, for the page's tips: "yaw +12°, pitch -3°, roll +2°"; "" without one.
+export function poseWords(pose) {
+  if (pose == null) return "";
+  const signed = (a) => `${a > 0 ? "+" : ""}${Math.round(a)}°`;
+  return `yaw ${signed(pose.yaw)}, pitch ${signed(pose.pitch)}, roll ${signed(pose.roll)}`;
+}
+
 // A canvas sized to `width` x `height` CSS pixels, sharp on high-density screens; its 2D context
 // draws in CSS pixels.
 export function sizeCanvas(canvas, width, height) {
@@ -115,8 +135,39 @@ export function drawFaces(context, faces, view, { labels = true, highlight = nul
       context.stroke();
       drawn.push({ x, y, name: point.name, confidence: point.confidence, face: index });
     }
+    const nose = face.keypoints.find((point) => point.name === "nose_tip");
+    if (face.pose != null && nose) {
+      const [dx, dy] = noseDirection(face.pose).map((d) => d * box.width * NOSE_ARROW_PER_FACE * scale);
+      arrow(context, px(nose.x), nose.y * scale, mirror ? -dx : dx, dy, line);
+    }
   });
   return drawn;
+}
+
+// An arrow from (x, y) by (dx, dy) CSS pixels, `line` wide, its head 0.3 of its length (as
+// OpenCV's arrowedLine draws it in the Python overlays).
+function arrow(context, x, y, dx, dy, line) {
+  const length = Math.hypot(dx, dy);
+  if (length < 1) return;
+  const [ux, uy] = [dx / length, dy / length];
+  const head = 0.3 * length;
+  const [ex, ey] = [x + dx, y + dy];
+  context.beginPath();
+  context.moveTo(x, y);
+  context.lineTo(ex, ey);
+  for (const side of [1, -1]) {
+    const angle = (side * Math.PI) / 4;
+    const [hx, hy] = [ux * Math.cos(angle) - uy * Math.sin(angle), ux * Math.sin(angle) + uy * Math.cos(angle)];
+    context.moveTo(ex, ey);
+    context.lineTo(ex - hx * head, ey - hy * head);
+  }
+  context.lineCap = "round";
+  context.strokeStyle = "rgba(0, 0, 0, 0.45)";
+  context.lineWidth = line + 2;
+  context.stroke();
+  context.strokeStyle = POSE_COLOUR;
+  context.lineWidth = line;
+  context.stroke();
 }
 
 // A label `size` CSS pixels tall (the text a little smaller) on the box's top edge, above it where

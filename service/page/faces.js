@@ -1,7 +1,7 @@
 // Faces: a photo (chosen or dropped) -> POST /faces -> the photo with every face drawn on it.
 
 import { clearError, postImage, showError } from "./api.js";
-import { drawFaces, nearestPoint, sizeCanvas, wordsOf } from "./draw.js";
+import { drawFaces, nearestPoint, poseWords, sizeCanvas, wordsOf } from "./draw.js";
 
 const MAX_HEIGHT_VH = 0.72; // the photo fits the window's height too
 
@@ -67,7 +67,8 @@ export function setupFaces() {
     if (point) {
       const sure = point.confidence == null ? "" : ` · ${Math.round(point.confidence * 100)}% sure`;
       const face = shown.answer.faces.length > 1 ? ` · face ${point.face + 1}` : "";
-      tip.textContent = `${wordsOf(point.name)}${sure}${face}`;
+      const pose = poseWords(shown.answer.faces[point.face].pose);
+      tip.textContent = `${wordsOf(point.name)}${sure}${face}${pose ? ` · ${pose}` : ""}`;
       tip.style.left = `${canvas.offsetLeft + point.x}px`;
       tip.style.top = `${canvas.offsetTop + point.y}px`;
       tip.hidden = false;

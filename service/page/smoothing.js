@@ -1,4 +1,6 @@
-// Steadier keypoints on video: a One Euro filter per face, faces followed from frame to frame.
+// Steadier keypoints and head poses on video: a One Euro filter per face, faces followed from
+// frame to frame. A face's head pose has a filter of its own, its speeds in DEGREES_PER_FACE_WIDTH
+// per second; a null pose passes on, and the pose filter starts afresh when there is one again.
 // A face with an `id` (the webcam view's tracker gives each one: tracking.js) keeps the filter of
 // that id, and a new id, such as a new person after a cut, starts afresh; faces without ids are
 // matched to the previous frame's by box overlap.
@@ -12,6 +14,8 @@
 export const MIN_CUTOFF_HZ = 1.0; // the cutoff while still: lower is steadier and slower to follow
 export const BETA = 4.0; // how fast the cutoff rises with speed (per face width per second)
 export const DERIVATIVE_CUTOFF_HZ = 1.0; // smoothing of the speed estimate itself
+// A head turning this many degrees moves its keypoints about one face width: the pose's unit of speed.
+export const DEGREES_PER_FACE_WIDTH = 90.0;
 
 // A face is the same face in the next frame when their boxes overlap at least this much, and is
 // forgotten after this long unseen (so that a face that comes back starts afresh).
@@ -90,11 +94,12 @@ const round2 = (v) => Math.round(v * 100) / 100;
 
 // One face followed across frames: its filter and where it was last seen.
 class Track {
-  constructor(box, lastSeen, filter, id = null) {
+  constructor(box, lastSeen, filter, id = null, poseFilter = new OneEuroFilter()) {
     this.box = box;
     this.lastSeen = lastSeen;
     this.filter = filter;
     this.id = id; // the tracker's id of the face, when it has one
+    this.poseFilter = poseFilter;
   }
 }
 
@@ -127,17 +132,18 @@ export class FaceSmoother {
         if (track !== null && iou(track.box, box) < MATCH_IOU) track = null;
       }
       if (track === null) {
-        track = new Track(box, t, new OneEuroFilter(this.minCutoff, this.beta), face.id ?? null);
+        const [filter, poseFilter] = [0, 1].map(() => new OneEuroFilter(this.minCutoff, this.beta));
+        track = new Track(box, t, filter, face.id ?? null, poseFilter);
         this.tracks.push(track);
       } else {
         free.splice(free.indexOf(track), 1);
       }
-      smoothed.push(FaceSmoother.smoothFace(track, face, t));
+      smoothed.push(this.smoothFace(track, face, t));
     }
     return smoothed;
   }
 
-  static smoothFace(track, face, t) {
+  smoothFace(track, face, t) {
     const points = face.keypoints.flatMap((k) => [k.x, k.y]);
     const values = track.filter.filter([...boxCorners(face.box), ...points], t, Math.max(face.box.width, 1.0));
     track.box = asBox(values.slice(0, 4));
@@ -148,6 +154,19 @@ export class FaceSmoother {
       y: round2(values[5 + 2 * i]),
     }));
     const box = Object.fromEntries(Object.entries(boxAsDict(track.box)).map(([key, value]) => [key, round2(value)]));
-    return { ...face, box, keypoints };
+    const smoothed = { ...face, box, keypoints };
+    if ("pose" in face) smoothed.pose = this.smoothPose(track, face.pose, t);
+    return smoothed;
+  }
+
+  smoothPose(track, pose, t) {
+    if (pose == null) {
+      // no pose now: the next one starts afresh
+      track.poseFilter = new OneEuroFilter(this.minCutoff, this.beta);
+      return null;
+    }
+    const angles = track.poseFilter.filter([pose.yaw, pose.pitch, pose.roll], t, DEGREES_PER_FACE_WIDTH);
+    const round1 = (v) => Math.round(v * 10) / 10;
+    return { yaw: round1(angles[0]), pitch: round1(angles[1]), roll: round1(angles[2]) };
   }
 }
