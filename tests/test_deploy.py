@@ -13,85 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deployment import BASE, GPU, K8S, by_kind, load_all, merge, render
 from service_models import ROOT
 
 from service.settings import Settings, SettingsError
 
-K8S = ROOT / "deploy" / "k8s"
-BASE, GPU = K8S / "base", K8S / "gpu"
-
-
-def load_all(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-# --- a small kustomize: resources, images, strategic-merge patches ---------------------------------
-
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "ports": "containerPort"}
-MERGE_KEYS |= {"volumes": "name", "volumeMounts": "mountPath"}
-SUPPORTED = {"apiVersion", "kind", "resources", "images", "patches"}
-
-
-def merge(base, patch, key: str = ""):
-    """Strategic merge as kustomize does it for these fields: maps merge, lists with a merge key merge
-    by that key, other lists are replaced."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = dict(base)
-        for k, v in patch.items():
-            out[k] = merge(base[k], v, k) if k in base else copy.deepcopy(v)
-        return out
-    if isinstance(base, list) and isinstance(patch, list) and key in MERGE_KEYS:
-        name = MERGE_KEYS[key]
-        out = [copy.deepcopy(item) for item in base]
-        for item in patch:
-            at = [i for i, old in enumerate(out) if old.get(name) == item.get(name)]
-            if at:
-                out[at[0]] = merge(out[at[0]], item)
-            else:
-                out.append(copy.deepcopy(item))
-        return out
-    return copy.deepcopy(patch)
-
-
-def set_images(resource: dict, images: list[dict]) -> None:
-    pod = resource.get("spec", {}).get("template", {}).get("spec", {})
-    for container in pod.get("containers", []) + pod.get("initContainers", []):
-        name, _, tag = container["image"].partition(":")
-        for rule in images:
-            if rule["name"] == name:
-                name, tag = rule.get("newName", name), rule.get("newTag", tag)
-        container["image"] = f"{name}:{tag}" if tag else name
-
-
-def render(folder: Path) -> list[dict]:
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    assert set(kustomization) <= SUPPORTED, f"the test's kustomize lacks {set(kustomization) - SUPPORTED}"
-    resources = []
-    for entry in kustomization.get("resources", []):
-        path = (folder / entry).resolve()
-        resources += render(path) if path.is_dir() else load_all(path)
-    for patch_entry in kustomization.get("patches", []):
-        assert set(patch_entry) == {"path"}, patch_entry
-        (patch,) = load_all(folder / patch_entry["path"])
-        at = [
-            i
-            for i, r in enumerate(resources)
-            if (r["kind"], r["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
-        ]
-        assert len(at) == 1, f"{patch_entry['path']} matches {len(at)} resources"
-        resources[at[0]] = merge(resources[at[0]], patch)
-    for resource in resources:
-        set_images(resource, kustomization.get("images", []))
-    return resources
-
-
-def by_kind(resources: list[dict]) -> dict[str, dict]:
-    kinds = [r["kind"] for r in resources]
-    assert len(kinds) == len(set(kinds)), kinds
-    return {r["kind"]: r for r in resources}
-
-
-RENDERED = {"base": render(BASE), "gpu": render(GPU)}
+RENDERED = {"base": render(BASE), "gpu": render(GPU)}  # tests/deployment.py's small kustomize
 
 
 # --- schemas --------------------------------------------------------------------------------------

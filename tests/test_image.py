@@ -11,13 +11,14 @@ start and the container's RSS.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import time
 
 import httpx
 import pytest
+from conftest import EXAMPLES
+from deployment import IMAGE, PODMAN, RUN_OPTIONS, build_image, podman, print_report, wait_ready
 from service_models import ROOT, Server, free_port
 
 pytestmark = [
@@ -27,58 +28,13 @@ pytestmark = [
     ),
 ]
 
-IMAGE = os.environ.get("VISION_IMAGE", "localhost/vision:cpu")
-EXAMPLES = ROOT / "docs" / "examples"
 FACE_PHOTOS = [
     EXAMPLES / "face.jpg",
     EXAMPLES / "group.jpg",
     *sorted((ROOT / "tests" / "fixtures" / "faces" / "images").glob("*.jpg"))[:2],
 ]
 DIGITS = [EXAMPLES / "digit.png", EXAMPLES / "digit_on_paper.jpg"]
-# What this sandbox needs (no CAP_SYS_RESOURCE; crun fails on hybrid cgroups); harmless elsewhere.
-RUN_OPTIONS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
-PODMAN = ["podman", "--runtime", "runc"] if shutil.which("runc") else ["podman"]
-
 REPORT: dict[str, object] = {}
-
-
-def podman(*args: str, timeout: float = 120, check: bool = True) -> str:
-    done = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert done.returncode == 0, f"podman {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    return done.stdout
-
-
-def wait_ready(url: str, timeout: float, alive=lambda: True) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        assert alive(), "the server stopped before it was ready"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url}/readyz did not answer 200 within {timeout:.0f} s")
-
-
-def print_report(request, label: str, report: dict) -> None:
-    """A container test's figures, printed past pytest's capture at the end of its module."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        print()
-        for key, value in report.items():
-            print(f"{label} report: {key}: {value}")
-
-
-def build_image(report: dict) -> None:
-    """Builds IMAGE with deploy/image/build.sh, as `make image` does; its time goes in `report`."""
-    start = time.monotonic()
-    done = subprocess.run(
-        [str(ROOT / "deploy" / "image" / "build.sh"), IMAGE], cwd=ROOT, capture_output=True, text=True, timeout=3600
-    )
-    assert done.returncode == 0, f"build.sh failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    report["build"] = f"{time.monotonic() - start:.0f} s (build.sh: {done.stdout.strip().splitlines()[-1]})"
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,8 +1,8 @@
 """The Kubernetes Deployment, run for real: `make kube-test` (= `pytest -m buildah tests/test_kube_play.py`).
 
 Opt-in (the `buildah` marker, deselected by default). It builds the CPU image as `make image` does
-(deploy/image/build.sh), renders deploy/k8s/base as `kubectl kustomize` would (tests/test_deploy.py's
-kustomize, which that test compares with kubectl's), and plays its Deployment with `podman kube play`:
+(deploy/image/build.sh), renders deploy/k8s/base as `kubectl kustomize` would (tests/deployment.py's
+kustomize, which tests/test_deploy.py compares with kubectl's), and plays its Deployment with `podman kube play`:
 the image's user, the pod and container securityContext (non-root, read-only root filesystem, no
 privilege escalation, no capability, seccomp), the emptyDir on /tmp, BENTOML_HOME and the API keys
 from the Secret, all as written. Then /readyz, a photo to /faces with the key (and without it), and
@@ -32,9 +32,9 @@ import time
 import httpx
 import pytest
 import yaml
+from conftest import EXAMPLES
+from deployment import BASE, IMAGE, build_image, by_kind, print_report, render, wait_ready
 from service_models import free_port
-from test_deploy import BASE, by_kind, render
-from test_image import EXAMPLES, IMAGE, build_image, print_report, wait_ready
 
 pytestmark = [
     pytest.mark.buildah,
