@@ -107,15 +107,22 @@ def fit(
     return rvecs[0], float(error[0, 0] * tvecs[0][2, 0] / (camera[0, 0] * EYE_DISTANCE_MM))
 
 
-def head_pose(points: np.ndarray, width: int, height: int, confidence: np.ndarray | None = None) -> HeadPose | None:
+def head_pose(
+    points: np.ndarray,
+    width: int,
+    height: int,
+    confidence: np.ndarray | None = None,
+    face: np.ndarray = MEAN_FACE_MM,
+) -> HeadPose | None:
     """(15, 2) keypoints in the pixels of a width x height image (and their (15,) confidences, if
-    the model gives them) -> the head's pose, or None where the points do not support one."""
+    the model gives them) -> the head's pose, or None where the points do not support one. `face`:
+    another 3D face to fit (the evaluation's variants)."""
     points = np.asarray(points, dtype=np.float64).reshape(NUM_KEYPOINTS, 2)
     if not np.isfinite(points).all():
         return None
     if confidence is not None and np.sum(np.asarray(confidence, dtype=np.float64) >= LOW_CONFIDENCE) < MIN_POSE_POINTS:
         return None
-    fitted = fit(points, width, height)
+    fitted = fit(points, width, height, face)
     if fitted is None or not fitted[1] <= MAX_FIT_ERROR:
         return None
     return angles(cv2.Rodrigues(fitted[0])[0])
