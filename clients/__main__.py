@@ -34,13 +34,10 @@ from clients.api import (
     ImageError,
     ServiceError,
     ServiceUnauthorized,
-    keypoint_array,
-    keypoint_confidence,
     read_image,
     service_url,
 )
-from clients.overlay import draw_digit, draw_faces, draw_number, with_model_inputs
-from vision import draw
+from clients.overlay import draw_digit, draw_faces, draw_keypoints_answer, draw_number, with_model_inputs
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".heic", ".heif", ".avif", ".tif", ".tiff"}
 CONCURRENCY = 4
@@ -121,8 +118,7 @@ async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, 
             summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
         elif endpoint == "keypoints":
             answer = await client.keypoints(data)
-            points, confidence = keypoint_array(answer["keypoints"]), keypoint_confidence(answer["keypoints"])
-            draw.draw_keypoints(image, points, confidence=confidence)
+            draw_keypoints_answer(image, answer)
             summary = _plural(len(answer["keypoints"]), "keypoint")
         else:
             answer = await client.faces(data)

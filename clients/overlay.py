@@ -44,6 +44,16 @@ def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
     return image
 
 
+def draw_keypoints_answer(image: np.ndarray, answer: dict) -> np.ndarray:
+    """Draw a /keypoints answer (one face crop's points and its pose) onto the crop, in place."""
+    sizes = draw.mark_sizes(image.shape[1], image.shape)
+    points = keypoint_array(answer["keypoints"])
+    draw.draw_keypoints(image, points, radius=sizes.radius, confidence=keypoint_confidence(answer["keypoints"]))
+    if answer.get("pose") is not None:
+        draw.draw_pose(image, points[NOSE_TIP], HeadPose(**answer["pose"]), image.shape[1], sizes.line)
+    return image
+
+
 def draw_number(image: np.ndarray, answer: dict) -> np.ndarray:
     """Draw each digit's box and its reading from a /number answer onto a BGR image, in place."""
     for digit in answer["digits"]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from clients.overlay import draw_faces
+from clients.overlay import draw_faces, draw_keypoints_answer
 from vision.keypoints import KEYPOINT_NAMES
 
 
@@ -105,3 +105,14 @@ def test_the_head_pose_is_an_arrow_from_the_nose_where_the_face_points():
     assert right.max() == pytest.approx(nose_x + reach, abs=3) and right.min() >= nose_x - 3
     assert left.min() == pytest.approx(nose_x - reach, abs=3) and left.max() <= nose_x + 3
     assert len(magenta_columns(None)) == 0
+
+
+def test_a_keypoints_answer_is_drawn_with_its_pose_arrow():
+    from vision.draw import POSE_COLOR
+
+    crop = np.zeros((108, 108, 3), np.uint8)
+    points = answer(10, 10, 88)["faces"][0]["keypoints"]
+    draw_keypoints_answer(crop, {"keypoints": points, "pose": {"yaw": -50, "pitch": 0, "roll": 0}})
+    columns = np.nonzero((crop == POSE_COLOR).all(axis=2))[1]
+    nose_x = 10 + 88 * (0.2 + 0.04 * KEYPOINT_NAMES.index("nose_tip"))
+    assert len(columns) and columns.min() < nose_x - 20  # turned to the subject's right: the image's left
