@@ -20,7 +20,17 @@ import httpx
 import numpy as np
 import pytest
 from phone_photos import PHONE_PHOTOS, SOURCE, UPRIGHT_SIZE, declaring, phone_photo
-from photos import GROUP_PEOPLE, group_photo, no_face_images, png_header, written_number
+from photos import (
+    GROUP_PEOPLE,
+    KEYPOINT_NME_BOUND,
+    group_photo,
+    labelled_faces,
+    mean_face,
+    mean_face_model,
+    no_face_images,
+    png_header,
+    written_number,
+)
 from PIL import Image
 from service_models import ROOT, Server, rss_mib, serving, write_models
 
@@ -38,6 +48,7 @@ from vision.faces import (
 )
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
+from vision.metrics import nme_per_face
 from vision.pose import head_pose
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
@@ -892,8 +903,28 @@ def test_bad_models_or_settings_stop_start_up_with_one_line(models, tmp_path, ho
 # --- the shipped models ----------------------------------------------------------------------------
 
 
+# Fixture digits (rows of the MNIST fixture) that today's /number reads exactly, written apart.
+FIXTURE_NUMBERS = ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])
+
+
+def fixture_faces_nme(answer) -> dict[str, float]:
+    """Each labelled fixture face's NME for `answer(name, image)` -> its one face's (15, 2) points."""
+    errors = {}
+    for name, (image, truth) in labelled_faces().items():
+        errors[name] = float(nme_per_face(answer(name, image)[None], truth[None])[0])
+    return errors
+
+
+def one_face(faces: list[dict]) -> np.ndarray:
+    assert len(faces) == 1, faces
+    return answer_points(faces[0])
+
+
 @pytest.mark.skipif(not DEFAULT_PATH.exists(), reason=f"{DEFAULT_PATH} does not exist yet (run `python -m export`)")
 def test_the_shipped_models(tmp_path, fixtures):
+    """The shipped models answer the fixtures right: digits and numbers exactly, keypoints within
+    KEYPOINT_NME_BOUND of the labels on the fixture faces, which the mean face (computed here,
+    through the same pipeline) does not meet."""
     server = Server({"VISION_MANIFEST": str(DEFAULT_PATH)}, tmp_path / "serve.log")
     try:
         server.wait_ready()
@@ -910,6 +941,13 @@ def test_the_shipped_models(tmp_path, fixtures):
                     for image, label in zip(images, labels)
                 )
                 assert right >= 18, f"{model}: {right}/20 fixture digits right"
+            for rows in FIXTURE_NUMBERS:
+                photo = jpeg(written_number(list(images[rows]), [30, 12, 45]))
+                written = "".join(str(int(labels[row])) for row in rows)
+                assert post_image(client, "/number", photo, "number.jpg").json()["number"] == written
+            served = fixture_faces_nme(
+                lambda name, image: one_face(post_image(client, "/faces", png(image), name).json()["faces"])
+            )
             faces = post_image(client, "/faces", grace_hopper(), "g.jpg").json()["faces"]
             assert len(faces) == 1
             points = {p["name"]: (p["x"], p["y"]) for p in faces[0]["keypoints"]}
@@ -921,6 +959,12 @@ def test_the_shipped_models(tmp_path, fixtures):
                 assert box["y"] - box["height"] * 0.1 <= y <= box["y"] + box["height"] * 1.2
     finally:
         server.stop()
+    detector, model = YuNetDetector(YUNET), mean_face_model(mean_face())
+    mean = fixture_faces_nme(lambda name, image: find_faces(image, detector, model)[0].keypoints)
+    served_nme, mean_face_nme = np.mean(list(served.values())), np.mean(list(mean.values()))
+    print(f"NME on the fixture faces: the shipped model {served_nme:.4f}, the mean face {mean_face_nme:.4f}")
+    assert served_nme < KEYPOINT_NME_BOUND, served
+    assert mean_face_nme > KEYPOINT_NME_BOUND, mean  # the bound tells a model from the mean face
 
 
 # --- provider selection, without a GPU ---------------------------------------------------------------
