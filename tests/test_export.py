@@ -14,10 +14,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export import optimize
+from export import convert, optimize
 from export.__main__ import main as export_main
 from export.__main__ import optimize_command
 from export.convert import describe
+from export.specs import SPECS
 from training import digits, keypoints, prepare_faces
 from training.common import save_checkpoint
 from training.models import build
@@ -93,13 +94,20 @@ def test_check_passes_on_untouched_files(exported, capsys):
     assert "parity gate passed" in capsys.readouterr().out
 
 
-def _perturb(path):
+def _perturb(path, initializer: str | None = None, by: float = 0.5):
+    """Move the first value of one of the ONNX file's weights (default: its largest) by `by`."""
     model = onnx.load(str(path))
-    weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights = model.graph.initializer
+    largest = max(weights, key=lambda t: int(np.prod(t.dims)))
+    weight = next(t for t in weights if t.name == initializer) if initializer else largest
     array = numpy_helper.to_array(weight).copy()
-    array.flat[0] += 0.5
+    array.flat[0] += by
     weight.CopyFrom(numpy_helper.from_array(array, weight.name))
     onnx.save(model, str(path))
+
+
+# The keypoint model's spread layer feeds its confidence output only (training.models.Keypoints).
+CONFIDENCE_ONLY_WEIGHT = "spread.bias"
 
 
 def test_a_perturbed_onnx_file_fails_the_gate(exported, tmp_path, capsys):
@@ -113,6 +121,44 @@ def test_a_perturbed_onnx_file_fails_the_gate(exported, tmp_path, capsys):
     with pytest.raises(SystemExit, match="parity gate failed"):
         export_main([*args[:0], "--models", str(copy), *args[2:], "--check"])
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_an_onnx_file_whose_confidence_drifts_fails_the_gate(exported, tmp_path, capsys):
+    """The keypoints and the score stay as they were; the confidence output alone moves."""
+    models, args = exported
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    _perturb(copy / "keypoints.onnx", CONFIDENCE_ONLY_WEIGHT, by=2.0)  # each sigma x 7.4
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["models"]["keypoints"]["sha256"] = sha256_of(copy / "keypoints.onnx")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="parity gate failed"):
+        export_main(["--models", str(copy), *args[2:], "--only", "keypoints", "--check"])
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("keypoints ")]
+    assert "FAIL: batch 1: max |diff|" in row and "score moved" not in row, row
+
+
+def test_a_failed_export_writes_nothing(exported, tmp_path, monkeypatch, capsys):
+    """The digit models pass and the keypoint model fails the gate: no ONNX file is written, for
+    any of them, and the manifest is left as it was."""
+    models, args = exported
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    for onnx_file in copy.glob("*.onnx"):
+        onnx_file.unlink()
+    before = {path.name: path.read_bytes() for path in copy.iterdir()}
+    to_onnx = convert.to_onnx
+
+    def drifting_keypoints(model, spec, path):
+        to_onnx(model, spec, path)
+        if spec.name == "keypoints":
+            _perturb(path, CONFIDENCE_ONLY_WEIGHT, by=2.0)
+
+    monkeypatch.setattr(convert, "to_onnx", drifting_keypoints)
+    with pytest.raises(SystemExit, match="parity gate failed; models/ left unchanged"):
+        export_main(["--models", str(copy), *args[2:]])
+    assert "keypoints " in capsys.readouterr().out
+    assert {path.name: path.read_bytes() for path in copy.iterdir()} == before
 
 
 def test_a_manifest_whose_sha256_does_not_match_is_detected(exported, tmp_path):
@@ -224,13 +270,19 @@ def test_missing_checkpoints_exit_with_one_line(tmp_path):
         export_main(["--models", str(tmp_path)])
 
 
-def test_shipped_onnx_files_match_their_manifest():
+def test_shipped_onnx_files_match_their_manifest_and_their_checkpoints(exported, capsys):
+    """The shipped ONNX files gated again here, against the shipped checkpoints on the fixture
+    data (`python -m export --check`), not on the manifest's word that they passed once."""
     if not DEFAULT_PATH.exists():
         pytest.skip("no shipped models/manifest.json yet")
+    _, args = exported
+    export_main(["--models", str(DEFAULT_PATH.parent), *args[2:], "--check"])
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("parity gate passed"), out
+    for name in SPECS:
+        (row,) = [line for line in out.splitlines() if line.startswith(f"{name} ")]
+        assert row.endswith(" ok"), row
     manifest = read_manifest(DEFAULT_PATH)
-    for name in ("digits_cnn", "digits_mlp", "keypoints"):
-        entry = verified_model(name, DEFAULT_PATH, manifest)
-        assert entry.info["parity"]["passed"]
     for name, info in manifest["models"].items():  # int8 variants too, where kept
         assert verified_model(name, DEFAULT_PATH, manifest).path.suffix == ".onnx"
         if "variant_of" in info:
