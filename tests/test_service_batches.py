@@ -60,12 +60,17 @@ def test_digits_batch_answers_like_the_json_endpoint(server):
         assert np.allclose(uploaded.json(), as_json.json(), atol=1e-6) and np.array(uploaded.json()).shape == (64, 10)
 
 
-def test_keypoints_batch_takes_raw_bytes_with_a_shape(server):
+def test_keypoints_batch_takes_raw_bytes_with_a_shape_and_answers_like_the_json_endpoint(server):
     crops = np.random.default_rng(2).random((3, 1, 96, 96), dtype=np.float32)
     answer = httpx.post(
         f"{server.url}/keypoints_batch", files={"images": ("c.bin", crops.tobytes())}, data={"shape": "3,1,96,96"}
     )
     assert answer.status_code == 200 and np.array(answer.json()).shape == (3, 30)
+    as_json = httpx.post(f"{server.url}/keypoints_array", json={"images": crops.tolist()}, timeout=30)
+    assert as_json.status_code == 200, as_json.text
+    np.testing.assert_allclose(answer.json(), as_json.json(), atol=1e-6)
+    as_npy = httpx.post(f"{server.url}/keypoints_batch", files={"images": ("c.npy", npy(crops))})
+    np.testing.assert_allclose(as_npy.json(), as_json.json(), atol=1e-6)
 
 
 def test_a_bad_batch_is_a_400_in_one_line(server):

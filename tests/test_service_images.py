@@ -216,18 +216,39 @@ def test_a_large_jpeg_is_decoded_reduced_for_faces_and_maps_back(rgb):
     assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
 
 
-@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-def test_a_phone_photo_stored_sideways_is_answered_in_its_upright_size(rgb, orientation):
+# EXIF orientation -> how the stored pixels turn to show the photo upright (the tag's definition).
+UPRIGHT = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),  # mirrored along the main diagonal
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # mirrored along the other diagonal
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_a_phone_photo_stored_sideways_is_answered_upright(rgb, orientation):
     """Phones store an upright photo sideways with EXIF orientation 6; both decoders turn it, so
-    the size /faces reports must be the turned one, as the boxes are."""
-    stored = Image.fromarray(cv2.resize(rgb, (3000, 2000))[:, :, ::-1])
+    the pixels are the stored ones turned as the tag says (the size alone cannot tell 3 from 1),
+    and the size /faces reports is the turned one, as the boxes are."""
+    stored_bgr = cv2.resize(rgb, (3000, 2000))[:, :, ::-1]
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = orientation
     out = io.BytesIO()
-    stored.save(out, "JPEG", exif=exif.tobytes())
+    Image.fromarray(stored_bgr[:, :, ::-1]).save(out, "JPEG", exif=exif.tobytes())
     picture, factor, size = decode_reduced(out.getvalue(), FACE_DETAIL_SIDE)
     assert size == (picture.shape[1] * factor, picture.shape[0] * factor)
-    assert size == ((2000, 3000) if orientation in (6, 8) else (3000, 2000))
+    assert size == ((2000, 3000) if orientation >= 5 else (3000, 2000))
+    differences = {}
+    for candidate, turn in UPRIGHT.items():
+        turned = np.ascontiguousarray(turn(stored_bgr))
+        if (turned.shape[1], turned.shape[0]) == size:  # those of the same shape
+            reduced = cv2.resize(turned, (picture.shape[1], picture.shape[0]), interpolation=cv2.INTER_AREA)
+            differences[candidate] = np.abs(reduced.astype(int) - picture).mean()
+    assert min(differences, key=differences.get) == orientation and differences[orientation] < 3, differences
     gray, _, _ = decode_reduced(out.getvalue(), FACE_DETAIL_SIDE, gray=True)  # for given boxes: turned alike, in gray
     assert gray.shape == picture.shape[:2]
     assert np.abs(gray.astype(int) - cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY)).mean() < 1
