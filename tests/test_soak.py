@@ -3,7 +3,9 @@
 One `python -m service` on stand-in models in a folder of this module's own (the last test
 changes a model file in it). A few seconds of mixed /faces and /digit load at concurrency 64; a
 worker killed with SIGKILL under load, its requests lost counted and its replacement awaited; a
-model file changed on disk, refused at the next start of the server and of a worker.
+model file changed on disk, refused at the next start of the server and of a worker. What they
+check is that requests are answered and the server lives on; how fast it answers and how its
+memory grows under load are measured by `python -m bench.soak` (docs/benchmarks.md).
 """
 
 import os
@@ -37,18 +39,18 @@ def server(manifest, tmp_path_factory):
 
 def test_a_short_soak_of_mixed_load_at_concurrency_64(server):
     all_workers_initialized(server, starts=len(server.worker_pids()))
-    result = soak.soak(server.url, server.port, seconds=4, concurrency=64, quiet=True, warm_up=3)
-    print(
-        f"soak: {result['answered_per_second']} answered/s, "
-        + ", ".join(f"{e} p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms" for e, v in result["endpoints"].items())
-        + f"; RSS {result['rss_mib_before']} -> {result['rss_mib_after']} MiB"
-    )
+    result = soak.soak(server.url, server.port, seconds=4, concurrency=64, quiet=True, warm_up=0)
     assert result["errors"] == {}, result  # no 5xx, no 4xx, no dropped connection, no timeout
     assert set(result["endpoints"]) == {"/faces", "/digit"} and all(
         e["answered"] > 0 for e in result["endpoints"].values()
     )
-    assert result["rss_growth_mib"] is not None and result["rss_growth_mib"] < 50, result
     assert result["readyz_after"] == 200
+
+
+def test_the_report_judges_a_figure_against_its_bound():
+    assert soak.within(4.6, soak.RSS_GROWTH_BOUND_MIB, "MiB") == "within the 50 MiB bound"
+    assert soak.within(2400.0, soak.SLOW_P99_BOUND_MS, "ms") == "OVER the 2000 ms bound"
+    assert soak.within(None, soak.RSS_GROWTH_BOUND_MIB, "MiB") == "not measured"
 
 
 def test_a_descriptor_that_closes_while_it_is_read_does_not_hide_its_process(monkeypatch):
@@ -73,15 +75,15 @@ def test_a_descriptor_that_closes_while_it_is_read_does_not_hide_its_process(mon
 
 
 def test_a_killed_worker_is_replaced_and_later_requests_succeed(server):
-    """SIGKILL to a worker under load: the requests it held are lost (counted), the others keep
-    being answered, circus starts a new worker (its check runs every 10 s), and the server answers
-    as before."""
-    result = soak.kill(server.url, server.port, seconds=5, concurrency=8, quiet=True)
+    """SIGKILL to a worker under load: the requests it held die (counted; 16 clients' connections
+    all land on the other worker once in 65,536 runs), the others keep being answered, circus
+    starts a new worker (its check runs every 10 s), and the server answers as before."""
+    result = soak.kill(server.url, server.port, seconds=5, concurrency=16, quiet=True)
     print(
         f"kill: {result['lost_requests']} requests lost {result['lost']}, next answer after "
         f"{result['first_answer_after_kill_s']} s, a new worker after {result['new_worker_after_s']} s"
     )
-    assert set(result["lost"]) <= {"dropped"}, result  # only the requests in the dead worker's hands
+    assert result["lost_requests"] >= 1 and set(result["lost"]) == {"dropped"}, result  # those it held, only
     assert result["new_worker_after_s"] is not None, result
     all_workers_initialized(server, starts=result["workers_before"] + 1)  # the new one has loaded its models
     assert result["workers_after"] == result["workers_before"]
