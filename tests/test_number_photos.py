@@ -24,6 +24,33 @@ def test_a_number_renders_as_a_seeded_colour_photo_as_wide_as_its_digits(digits,
     assert photo.shape[1] / photo.shape[0] > shorter.shape[1] / shorter.shape[0]
 
 
+@pytest.mark.parametrize("clutter", number_photos.CLUTTER)
+def test_clutter_renders_seeded_around_a_number(digits, clutter):
+    images, _ = digits
+    photo = number_photos.render_number(list(images[:3]), "spaced", 5, clutter)
+    np.testing.assert_array_equal(photo, number_photos.render_number(list(images[:3]), "spaced", 5, clutter))
+    assert photo.shape[0] == number_photos.render_number(list(images[:3]), "spaced", 5).shape[0]
+
+
+@pytest.mark.parametrize("clutter", [c for c in number_photos.CLUTTER if c != "edge"])
+def test_each_clutter_marks_the_page_outside_the_digits(clutter):
+    """A ruled line, a stop, a tick...: ink or print where the digits are not (the number's row
+    is x 100-300, y 50-130 on a 400x180 page)."""
+    row = number_photos.Row(x0=100, x1=300, top=50, height=80)
+    ink, printed = np.zeros((180, 400), np.float32), np.zeros((180, 400), np.float32)
+    number_photos.CLUTTER_DRAWN[clutter](np.random.default_rng(0), row, ink, printed)
+    outside = np.ones_like(ink, bool)
+    outside[row.top : row.base, row.x0 : row.x1] = False
+    assert (np.maximum(ink, printed)[outside] > 0.3).sum() > 20
+
+
+def test_a_page_edge_is_a_dark_table_at_the_photo_side_with_room():
+    ink = np.zeros((100, 300), np.float32)
+    ink[30:70, 20:150] = 1  # the number: more room on the right
+    page = number_photos.page_edge(np.random.default_rng(0), np.full((100, 300, 3), 220.0), ink)
+    assert page[:, -1].max() < 130 and page[:, 0].min() > 130
+
+
 def test_numbers_take_the_digits_in_turn(digits):
     _, labels = digits
     rows = number_photos.numbers(labels, 20)
@@ -61,5 +88,5 @@ def test_a_bad_count_is_refused_in_one_line(capsys):
 def test_the_command_on_the_full_data(shared_data, capsys):
     number_photos.main(["--mnist", str(shared_data / "mnist"), "--count", "10"])
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["spacing", "read", "exactly", "digit", "count", "digits", "right"]
-    assert [line.split()[0] for line in out.splitlines()[1:]] == list(number_photos.SPACINGS)
+    assert out.splitlines()[0].split() == ["kind", "read", "exactly", "digit", "count", "digits", "right"]
+    assert [line.split()[0] for line in out.splitlines()[1:]] == list(number_photos.KINDS)

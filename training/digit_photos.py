@@ -117,12 +117,21 @@ def render(digit: np.ndarray, kind: str, seed: int) -> np.ndarray:
     return on_paper(page, ink, kind, rng)
 
 
-def on_paper(page: np.ndarray, ink: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+def on_paper(
+    page: np.ndarray,
+    ink: np.ndarray,
+    kind: str,
+    rng: np.random.Generator,
+    past_page: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
     """Ink (H, W) in [0, 1] written on a page (`paper`) and photographed: the lines, pen, light,
-    blur, noise and JPEG of `kind` ("mixed": all of them). BGR uint8."""
+    blur, noise and JPEG of `kind` ("mixed": all of them); `past_page` puts what lies beyond the
+    paper's edge into the printed page. BGR uint8."""
     every = kind == "mixed"
     if every or kind in ("ruled", "squared"):
         page = lines(rng, page, squared=kind == "squared" or (every and rng.random() < 0.4))
+    if past_page is not None:
+        page = past_page(page)
     pen = (
         np.array([rng.uniform(90, 160), rng.uniform(20, 70), rng.uniform(10, 50)])  # BGR: blue ballpoint
         if (every or kind == "pen") and rng.random() < 0.6

@@ -15,6 +15,7 @@ digits, and digits right among those.
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,9 @@ from vision.errors import InputError
 
 SPACINGS = {"spaced": (0.15, 0.5), "close": (-0.08, 0.08)}  # gap between neighbours' ink, in digit heights
 DIGITS_PER_NUMBER = (2, 6)
+# What is not a digit, each kind drawn around `spaced` numbers on its own.
+CLUTTER = ("ruled", "squared", "underline", "stop", "dash", "table", "edge", "tick", "crossed")
+KINDS = (*SPACINGS, *CLUTTER)
 
 
 def ink_of(digit: np.ndarray, height: int) -> np.ndarray:
@@ -37,8 +41,9 @@ def ink_of(digit: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
 
 
-def render_number(digits: list[np.ndarray], spacing: str, seed: int) -> np.ndarray:
-    """MNIST digits (28x28, white on black) -> a BGR uint8 photo of them written as one number."""
+def render_number(digits: list[np.ndarray], spacing: str, seed: int, clutter: str | None = None) -> np.ndarray:
+    """MNIST digits (28x28, white on black) -> a BGR uint8 photo of them written as one number,
+    with what is not a digit around it when `clutter` names one of CLUTTER."""
     rng = np.random.default_rng(seed)
     height = int(rng.integers(50, 140))
     inks = [ink_of(d, max(8, round(height * rng.uniform(0.9, 1.1)))) for d in digits]
@@ -47,17 +52,192 @@ def render_number(digits: list[np.ndarray], spacing: str, seed: int) -> np.ndarr
     margin = round(height * rng.uniform(0.4, 1.0))
     page_height = round(height * rng.uniform(1.8, 2.6))
     page_width = 2 * margin + sum(ink.shape[1] for ink in inks) + sum(gaps)
-    ink = np.zeros((page_height, page_width), np.float32)
-    x = margin
+    # Clutter draws from its own generator, so the digits sit where they sit in the clean photo.
+    marks = rng if clutter is None else np.random.default_rng([seed, 1 + CLUTTER.index(clutter)])
+    left, right = _room(clutter, height, marks)
+    ink = np.zeros((page_height, left + page_width + right), np.float32)
+    x = left + margin
     for piece, gap in zip(inks, gaps, strict=True):
         y = (page_height - height) // 2 + round(height * rng.uniform(-0.06, 0.06))
         y = min(max(y, 0), page_height - piece.shape[0])
         region = ink[y : y + piece.shape[0], x : x + piece.shape[1]]
         np.maximum(region, piece, out=region)
         x += piece.shape[1] + gap
-    turn = cv2.getRotationMatrix2D((page_width / 2, page_height / 2), rng.uniform(-4, 4), 1.0)
-    ink = cv2.warpAffine(ink, turn, (page_width, page_height))
-    return on_paper(paper(rng, page_height, page_width), np.clip(ink, 0, 1), "mixed", rng)
+    row = Row(left + margin, x - gaps[-1], (page_height - height) // 2, height)
+    printed = np.zeros_like(ink)
+    if clutter is not None:
+        CLUTTER_DRAWN[clutter](marks, row, ink, printed)
+    size = (ink.shape[1], ink.shape[0])
+    turn = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), rng.uniform(-4, 4), 1.0)
+    ink, printed = cv2.warpAffine(ink, turn, size), cv2.warpAffine(printed, turn, size)
+    page = paper(rng, *ink.shape)
+    if printed.any():  # ruled lines, a grid, a table's rules: printed on the paper, in grey or blue
+        colour = marks.uniform(30, 110) + np.array([marks.uniform(20, 90), marks.uniform(0, 40), 0])
+        page = page * (1 - printed[:, :, None]) + colour[None, None, :] * printed[:, :, None]
+    past_page = (lambda page: page_edge(marks, page, ink)) if clutter == "edge" else None
+    return on_paper(page, np.clip(ink, 0, 1), "mixed", rng, past_page)
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where the digits were written, before the row is turned: their ink from x0 to x1, a digit's
+    height from the top y."""
+
+    x0: int
+    x1: int
+    top: int
+    height: int
+
+    @property
+    def base(self) -> int:
+        return self.top + self.height
+
+
+def _room(clutter: str | None, height: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Extra paper (left, right) for a mark beside the number, or for the table past the page."""
+    if clutter in ("stop", "dash", "tick", "crossed"):
+        room = round(height * (2.0 if clutter == "crossed" else 1.0))
+        return (room, 0) if rng.random() < 0.3 else (0, room)
+    if clutter in ("table", "edge"):
+        return round(height * rng.uniform(0.2, 0.6)), round(height * rng.uniform(0.2, 0.6))
+    return 0, 0
+
+
+def _pen(height: int, rng: np.random.Generator) -> int:
+    """A pen stroke's width in pixels, as thick as an MNIST digit's strokes at this height."""
+    return max(2, round(height * rng.uniform(0.07, 0.13)))
+
+
+def _stroke(ink: np.ndarray, points: np.ndarray, width: int) -> None:
+    cv2.polylines(ink, [np.round(points).astype(np.int32)], False, 1.0, width, cv2.LINE_AA)
+
+
+def _beside(rng: np.random.Generator, row: Row, ink: np.ndarray, width: float) -> float:
+    """The x where a mark `width` wide starts: after the number, or before it (where the room is)."""
+    gap = row.height * rng.uniform(0.15, 0.5)
+    return row.x1 + gap if ink.shape[1] - row.x1 > row.x0 else row.x0 - gap - width
+
+
+def ruled(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """Ruled paper: a line under the digits or through their feet, and the others a line apart."""
+    gap = row.height * rng.uniform(0.9, 1.5)
+    first = row.base + row.height * rng.uniform(-0.2, 0.1)
+    strength, width = rng.uniform(0.35, 0.8), int(rng.integers(1, 4))
+    for y in np.arange(first % gap, printed.shape[0], gap):
+        cv2.line(printed, (0, round(y)), (printed.shape[1] - 1, round(y)), strength, width, cv2.LINE_AA)
+
+
+def squared(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """Squared paper: a grid of squares a third to two thirds of a digit high."""
+    gap = row.height * rng.uniform(0.33, 0.66)
+    strength, width = rng.uniform(0.3, 0.6), int(rng.integers(1, 3))
+    h, w = printed.shape
+    for y in np.arange(rng.uniform(0, gap), h, gap):
+        cv2.line(printed, (0, round(y)), (w - 1, round(y)), strength, width, cv2.LINE_AA)
+    for x in np.arange(rng.uniform(0, gap), w, gap):
+        cv2.line(printed, (round(x), 0), (round(x), h - 1), strength, width, cv2.LINE_AA)
+
+
+def underline(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """The writer's underline: a pen stroke under the number, a little curved, touching it or not."""
+    x = np.linspace(row.x0 - row.height * rng.uniform(0, 0.3), row.x1 + row.height * rng.uniform(0, 0.3), 24)
+    y = row.base + row.height * (rng.uniform(0.0, 0.25) + rng.uniform(-0.06, 0.06) * np.linspace(-1, 1, 24) ** 2)
+    y += np.linspace(0, row.height * rng.uniform(-0.08, 0.08), 24)
+    _stroke(ink, np.stack([x, y], axis=1), _pen(row.height, rng))
+
+
+def stop(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A full stop after the number (or a dot before it), on the baseline."""
+    radius = row.height * rng.uniform(0.04, 0.09)
+    x = _beside(rng, row, ink, 2 * radius) + radius
+    cv2.circle(ink, (round(x), round(row.base - radius)), max(2, round(radius)), 1.0, -1, cv2.LINE_AA)
+
+
+def dash(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A dash after (or before) the number, at mid-height."""
+    length = row.height * rng.uniform(0.3, 0.7)
+    x = _beside(rng, row, ink, length)
+    y = row.top + row.height * rng.uniform(0.4, 0.65)
+    _stroke(ink, np.array([[x, y], [x + length, y + row.height * rng.uniform(-0.08, 0.08)]]), _pen(row.height, rng))
+
+
+def table(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A table's printed rules: a vertical one beside the number (or one each side), top to bottom."""
+    width, strength = int(rng.integers(1, 5)), rng.uniform(0.6, 0.95)
+    sides = [0, 1] if rng.random() < 0.4 else [int(rng.integers(0, 2))]
+    for side in sides:
+        gap = row.height * rng.uniform(0.15, 0.5)
+        x = round(row.x0 - gap if side == 0 else row.x1 + gap)
+        cv2.line(printed, (x, 0), (x, printed.shape[0] - 1), strength, width, cv2.LINE_AA)
+
+
+def tick(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A tick beside the number: a short stroke down and a long one up, half to nine tenths as
+    high as a digit."""
+    high = row.height * rng.uniform(0.5, 0.9)
+    wide = high * rng.uniform(0.6, 1.0)
+    x = _beside(rng, row, ink, wide)
+    bottom = row.base - row.height * rng.uniform(0.0, 0.2)
+    points = [
+        [x, bottom - high * rng.uniform(0.3, 0.5)],
+        [x + wide * rng.uniform(0.25, 0.4), bottom],
+        [x + wide, bottom - high],
+    ]
+    _stroke(ink, np.array(points), _pen(row.height, rng))
+
+
+def crossed(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A crossing-out beside the number: a scribble back and forth over a struck-out word, each
+    stroke 0.07-0.16 of a digit's height on from the last."""
+    wide = row.height * rng.uniform(0.8, 1.8)
+    x = _beside(rng, row, ink, wide)
+    top, high = row.top + row.height * rng.uniform(0.1, 0.3), row.height * rng.uniform(0.5, 0.8)
+    turns = max(5, round(wide / (row.height * rng.uniform(0.07, 0.16))))
+    xs = x + np.linspace(0, wide, turns) + rng.uniform(-0.05, 0.05, turns) * row.height
+    ys = top + np.where(np.arange(turns) % 2, high, 0) + rng.uniform(-0.1, 0.1, turns) * row.height
+    _stroke(ink, np.stack([xs, ys], axis=1), _pen(row.height, rng))
+
+
+def page_edge(rng: np.random.Generator, page: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The paper ends short of the photo's edge (left or right, sometimes top or bottom too): a dark
+    table past it, and the page's shadow on the paper beside it."""
+    h, w = ink.shape
+    ys, xs = np.nonzero(ink > 0.05)
+    room = {"left": xs.min(), "right": w - 1 - xs.max(), "top": ys.min(), "bottom": h - 1 - ys.max()}
+    sides = [max(("left", "right"), key=room.get)] + (
+        ["top" if room["top"] > room["bottom"] else "bottom"] if rng.random() < 0.3 else []
+    )
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    table = np.zeros((h, w), bool)
+    shade = np.ones((h, w), np.float32)
+    for side in sides:
+        across, along, size = {
+            "left": (xx, yy, w),
+            "right": (w - 1 - xx, yy, w),
+            "top": (yy, xx, h),
+            "bottom": (h - 1 - yy, xx, h),
+        }[side]
+        edge = room[side] * rng.uniform(0.3, 0.8) + np.tan(np.radians(rng.uniform(-3, 3))) * (along - along.mean())
+        table |= across < edge
+        shade *= 1 - rng.uniform(0.1, 0.4) * np.exp(-np.clip(across - edge, 0, None) / (size * rng.uniform(0.01, 0.05)))
+    wood = (
+        rng.uniform(20, 90) * np.array([0.7, 0.85, 1.0])
+        + cv2.GaussianBlur(rng.normal(0, 8, (h, w)), (0, 0), 3)[:, :, None]
+    )
+    return np.where(table[:, :, None], wood, page * shade[:, :, None])
+
+
+CLUTTER_DRAWN = {
+    "ruled": ruled,
+    "squared": squared,
+    "underline": underline,
+    "stop": stop,
+    "dash": dash,
+    "table": table,
+    "edge": lambda rng, row, ink, printed: None,  # the table past the page is drawn on the paper
+    "tick": tick,
+    "crossed": crossed,
+}
 
 
 def numbers(labels: np.ndarray, count: int, seed: int = 0) -> list[list[int]]:
@@ -98,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--mnist", type=Path, default=Path("data/mnist"), help="MNIST IDX folder")
-    parser.add_argument("--count", type=int, default=500, help="numbers per spacing")
+    parser.add_argument("--count", type=int, default=500, help="numbers per kind")
+    parser.add_argument("--only", choices=KINDS, nargs="+", help="just these kinds (default: all)")
     parser.add_argument("--model", type=Path, default=Path("models/digits_cnn.onnx"))
     parser.add_argument("--save", type=Path, help="also write the photos here as JPEG (and evaluate nothing)")
     args = parser.parse_args(argv)
@@ -111,20 +292,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     rows = numbers(labels, args.count)
     truths = ["".join(str(int(labels[i])) for i in row) for row in rows]
-    print(f"{'spacing':<9}{'read exactly':>14}{'digit count':>13}{'digits right':>14}")
-    for spacing in SPACINGS:
+    print(f"{'kind':<11}{'read exactly':>14}{'digit count':>13}{'digits right':>14}")
+    for kind in args.only or KINDS:
+        spacing, clutter = (kind, None) if kind in SPACINGS else ("spaced", kind)
         photos = [
-            render_number([images[i] for i in row], spacing, n)
-            for n, row in enumerate(tqdm(rows, desc=spacing, leave=False))
+            render_number([images[i] for i in row], spacing, n, clutter)
+            for n, row in enumerate(tqdm(rows, desc=kind, leave=False))
         ]
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             for n, (photo, truth) in enumerate(zip(photos, truths, strict=True)):
-                cv2.imwrite(str(args.save / f"{spacing}_{n:05d}_{truth}.jpg"), photo)
-            print(f"{spacing:<9}wrote {len(photos)} photos to {args.save}")
+                cv2.imwrite(str(args.save / f"{kind}_{n:05d}_{truth}.jpg"), photo)
+            print(f"{kind:<11}wrote {len(photos)} photos to {args.save}")
             continue
         got = scores(model, photos, truths)
-        print(f"{spacing:<9}{got['exact']:>14.2%}{got['count']:>13.2%}{got['digits']:>14.2%}")
+        print(f"{kind:<11}{got['exact']:>14.2%}{got['count']:>13.2%}{got['digits']:>14.2%}")
 
 
 if __name__ == "__main__":
