@@ -26,9 +26,18 @@ class NumberDigit(BaseModel):
     input_png: str | None = Field(None, description="with debug=true: the 28x28 image the model saw, base64 PNG")
 
 
+class LeftOut(BaseModel):
+    kind: Literal["line", "edge", "mark", "not a digit"] = Field(
+        description="a line (ruled paper, an underline, a table's rule), the page's edge, a mark too small or"
+        " too tall for a digit or a crossing-out, or a stroke the model does not read as a digit"
+    )
+    box: "FaceBox" = Field(description="where it is, photo pixels")
+
+
 class NumberAnswer(BaseModel):
     number: str = Field(description="the digits, left to right")
     digits: list[NumberDigit]
+    left_out: list[LeftOut] = Field(description="ink that was not read as a digit, and why")
     model: Literal["cnn", "mlp"]
 
 
@@ -103,3 +112,4 @@ class Error(BaseModel):
 
 
 NumberDigit.model_rebuild()
+LeftOut.model_rebuild()

@@ -200,12 +200,13 @@ class Vision:
     def number(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> NumberAnswer:
         """A photo of a handwritten number (a row of digits) -> the digits, left to right, each
         with its confidence and box; all of them in one model call. Touching digits are cut apart
-        where the model reads the pieces best. `debug=true` adds each digit's 28x28 model input."""
-        from vision.digits import NUMBER_WORK_SIDE, read_number
+        where the model reads the pieces best; lines, the page's edge and marks that are not digits
+        are left out and listed. `debug=true` adds each digit's 28x28 model input."""
+        from vision.digits import NOT_A_DIGIT, NUMBER_WORK_SIDE, read_number
 
         try:
             picture, factor, _ = self._decode(image, "number", keep_side=NUMBER_WORK_SIDE)
-            read = read_number(picture, self.models[f"digits_{model}"])
+            read = read_number(picture, self.models[f"digits_{model}"], not_a_digit=NOT_A_DIGIT[model])
         except InputError as e:
             return refuse(e, "number")
         digits = [
@@ -217,7 +218,8 @@ class Vision:
             }
             for d, p in zip(read.digits, read.probabilities, strict=True)
         ]
-        return NumberAnswer(number=read.number, digits=digits, model=model)
+        left_out = [{"kind": o.kind, "box": o.box.scaled(factor).as_dict()} for o in read.left_out]
+        return NumberAnswer(number=read.number, digits=digits, left_out=left_out, model=model)
 
     @bentoml.api
     def keypoints(self, image: Upload) -> KeypointsAnswer:

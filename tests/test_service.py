@@ -243,13 +243,17 @@ def test_a_phone_sized_photo_of_a_digit_is_decoded_reduced_and_read_the_same(htt
 
 
 def test_a_large_photo_of_a_number_answers_boxes_in_its_own_pixels(http, local, fixtures):
-    from vision.digits import read_number
+    from vision.digits import NOT_A_DIGIT, read_number
 
     images, _ = mnist_samples(fixtures, 4)
     photo = written_number(list(images), [30, 12, 45])
     data = jpeg(cv2.resize(photo, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC))  # 2,7xx pixels wide
     body = post_image(http, "/number", data, "big.jpg", model="mlp").json()
-    full = read_number(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), lambda x: local("digits_mlp", x))
+    full = read_number(
+        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+        lambda x: local("digits_mlp", x),
+        not_a_digit=NOT_A_DIGIT["mlp"],
+    )
     assert len(body["digits"]) == len(full.digits) == 4
     for got, want in zip(body["digits"], full.digits, strict=True):
         assert abs(got["box"]["x"] - want.box.x) < 12 and abs(got["box"]["width"] - want.box.width) < 24
@@ -257,7 +261,7 @@ def test_a_large_photo_of_a_number_answers_boxes_in_its_own_pixels(http, local, 
 
 @pytest.mark.parametrize("gaps", [[30, 12, 45, 20], [30, -50, 45, -50]], ids=["apart", "touching"])
 def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, fixtures, gaps):
-    from vision.digits import read_number
+    from vision.digits import NOT_A_DIGIT, read_number
 
     images, _ = mnist_samples(fixtures, 5)
     photo = jpeg(written_number(list(images), gaps))
@@ -270,11 +274,28 @@ def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, f
         calls.append(len(x))
         return local("digits_mlp", x)
 
-    read = read_number(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), model)
+    read = read_number(
+        cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), model, not_a_digit=NOT_A_DIGIT["mlp"]
+    )
     assert body["model"] == "mlp" and body["number"] == read.number and len(calls) == 1
     assert [d["box"] for d in body["digits"]] == [d.box.as_dict() for d in read.digits]
     assert [d["confidence"] for d in body["digits"]] == pytest.approx(read.probabilities.max(axis=1), abs=1e-6)
     assert post_image(http, "/number", png(np.full((100, 300), 230, np.uint8))).status_code == 422
+
+
+def test_an_underlined_number_lists_its_underline_as_left_out(http, local, fixtures):
+    from training.number_photos import render_number
+    from vision.digits import read_number
+
+    images, _ = mnist_samples(fixtures, 4)
+    photo = render_number(list(images), "spaced", 1, "underline")
+    data = png(photo)
+    body = post_image(http, "/number", data).json()
+    read = read_number(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), lambda x: local("digits_cnn", x))
+    assert body["number"] == read.number
+    assert body["left_out"] == [{"kind": o.kind, "box": o.box.as_dict()} for o in read.left_out]
+    lines = [o["box"] for o in body["left_out"] if o["kind"] == "line"]
+    assert lines and max(box["width"] for box in lines) > 0.5 * photo.shape[1]
 
 
 @pytest.mark.parametrize("colour", [(235, 235, 235), (40, 160, 220)], ids=["blank-paper", "uniform-colour"])

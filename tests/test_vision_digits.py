@@ -177,3 +177,38 @@ def test_a_tightly_cropped_one_is_not_taken_for_a_ruled_line():
     result = to_mnist(one)
     ys, xs = np.nonzero(result > 64)
     assert ys.max() - ys.min() + 1 >= 18 and xs.max() - xs.min() + 1 <= 6
+
+
+# What each kind of clutter beside a number is left out as (training.number_photos draws them);
+# printed lines are often too faint to be ink at all.
+LEFT_OUT_AS = {
+    "ruled": None,
+    "squared": None,
+    "underline": "line",
+    "stop": "mark",
+    "dash": "mark",
+    "table": "line",
+    "edge": "edge",
+    "tick": "not a digit",
+    "crossed": "mark",
+}
+
+
+@pytest.mark.parametrize("clutter", LEFT_OUT_AS)
+def test_what_is_not_a_digit_beside_a_number_is_left_out_and_listed(fixtures, clutter):
+    """Four numbers of fixture digits, each with a kind of clutter: read exactly (three of four at
+    least), and the clutter listed as left out with its box inside the photo."""
+    from training.number_photos import render_number
+    from vision.digits import read_number
+
+    arrays = load_mnist(fixtures / "mnist")
+    images, labels = arrays["train_images"], arrays["train_labels"]
+    model, exact, kinds = _shipped_cnn(), 0, set()
+    for n, (start, stop) in enumerate([(0, 3), (3, 7), (7, 10), (10, 14)]):
+        photo = render_number(list(images[start:stop]), "spaced", n, clutter)
+        read = read_number(photo, model)
+        exact += read.number == "".join(map(str, labels[start:stop]))
+        kinds |= {o.kind for o in read.left_out}
+        for o in read.left_out:
+            assert 0 <= o.box.x < photo.shape[1] and 0 <= o.box.y < photo.shape[0] and o.box.width > 0
+    assert exact >= 3 and LEFT_OUT_AS[clutter] in kinds | {None}, (exact, kinds)

@@ -34,9 +34,26 @@ WORK_SIDE = 256
 PAPER_SIDE = WORK_SIDE
 # Ink must stand out from the paper by this many grey levels, or the image holds no digit.
 MIN_CONTRAST = 40
-# A straight run across this share of the image's width (height) is a ruled (grid) line, not ink.
+# A straight run across this share of the image's width (height) is a ruled (grid) line, not ink,
+# and so is one this many digit heights long (an underline, a table's rule; a 7's bar is under one).
 LINE_SHARE = 0.85
+LINE_HEIGHTS = 1.3
+# Lines are looked for along the photo's skew, within this many degrees, at this step.
+MAX_SKEW, SKEW_STEP = 6.0, 0.5
 
+
+# What a number's photo holds that is not a digit: a group of its ink shorter than MARK_HEIGHT or
+# taller than TALL digit heights (a stop, a dash; what is left of a line), a component that is under
+# a tenth of the largest but at least MARK_AREA of it (smaller ones are specks), and a component
+# that touches the photo's border along EDGE_SHARE of its side (the page's edge, a dark table).
+MARK_HEIGHT, TALL = 0.4, 1.6
+MARK_AREA = 0.02
+SCRIBBLE, SCRIBBLE_DENSITY, BLOT = 4, 2.5, 0.6
+EDGE_SHARE = 0.5
+
+# A group read whole is not a digit when its logits' log-sum-exp is under this, per model:
+# calibrated on generated ticks and strokes against the digits of clean rows (docs/digits.md).
+NOT_A_DIGIT = {"cnn": 4.5, "mlp": 3.0}
 
 # A number is read at a larger working size: a row of digits is wide.
 NUMBER_WORK_SIDE = 768
@@ -55,7 +72,7 @@ def _ink_on_black(gray: np.ndarray) -> np.ndarray:
     background = _border_median(gray)
     ink = np.clip(gray.astype(np.float32) - background, 0, None)
     peak = float(ink.max())
-    if peak <= 0:
+    if peak < MIN_CONTRAST:  # paper's grain, not ink
         return np.zeros_like(gray, dtype=np.float32)
     return ink * (255.0 / peak)
 
@@ -70,9 +87,9 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
 
 def _dark_ink(gray: np.ndarray) -> bool:
     """Whether the ink is darker than the background: the darkest pixels stray further from the
-    border's median than the brightest do. (A dimly lit page is dark, but its ink is darker.)"""
-    background = _border_median(gray)
-    darkest, brightest = np.percentile(gray, [1, 99])
+    image's median (the paper, or MNIST's black) than the brightest do. (A dimly lit page is dark,
+    but its ink is darker; the median, not the border's, since a dark table may fill the border.)"""
+    darkest, background, brightest = np.percentile(gray, [1, 50, 99])
     return background - darkest > brightest - background
 
 
@@ -82,7 +99,7 @@ def _border_median(gray: np.ndarray) -> float:
 
 def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
     """Dark ink on light paper (a photo or a scan) -> the digit's ink, bright on black, float32."""
-    ink, mask, _ = _paper_ink(gray, WORK_SIDE)
+    ink, mask, _, _ = _paper_ink(gray, WORK_SIDE)
     return _soft_ink(ink, _digit_components(mask))
 
 
@@ -98,18 +115,21 @@ def _shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """(ink, its mask without ruled lines, the scale of both): the paper's lighting flattened away,
-    at a working size whose longer side is at most `work_side`."""
+def _paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(ink, its mask without lines, the lines, the scale of all three): the paper's lighting
+    flattened away, at a working size whose longer side is at most `work_side`."""
     gray, scale = _shrunk(gray, work_side)
     inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
     ink = cv2.subtract(inverted, _paper(inverted))
     if int(ink.max()) < MIN_CONTRAST:
         raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    without_lines = cv2.bitwise_and(mask, cv2.bitwise_not(_long_lines(mask)))
+    lines = cv2.bitwise_and(mask, _long_lines(mask))
+    without_lines = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     # A tightly cropped 1 is a long straight stroke too: if nothing but "lines" was there, keep it.
-    return ink, without_lines if without_lines.any() else mask, scale
+    if not without_lines.any():
+        return ink, mask, np.zeros_like(mask), scale
+    return ink, without_lines, lines, scale
 
 
 SOFT_EDGE = 9  # the strokes and this wide a neighbourhood of them: their soft, anti-aliased edges
@@ -137,11 +157,88 @@ def _soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _long_lines(mask: np.ndarray) -> np.ndarray:
-    """The pixels of straight horizontal and vertical runs longer than LINE_SHARE of the image."""
+    """The pixels of straight lines: runs longer than LINE_SHARE of the image, or than LINE_HEIGHTS
+    digit heights, along the photo's skew (ruled paper, an underline, a table's rules), with the
+    strokes that cross them given back."""
+    upright = np.ascontiguousarray(mask.T)  # upright lines are found as level ones, in the transpose
+    skews = _skew(mask), _skew(upright)
     height, width = mask.shape
-    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, int(width * LINE_SHARE))), np.uint8))
-    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, int(height * LINE_SHARE)), 1), np.uint8))
-    return cv2.dilate(cv2.bitwise_or(horizontal, vertical), np.ones((3, 3), np.uint8))
+    level = _runs(mask, LINE_SHARE * width, skews[0])
+    standing = _runs(upright, LINE_SHARE * height, skews[1]).T
+    lines = _crossed_lines(mask, level, standing)
+    # The digits' height once the lines across the photo are gone: shorter lines are then known.
+    digit = _digit_height(cv2.bitwise_and(mask, cv2.bitwise_not(lines)))
+    if not digit:
+        return lines
+    level |= _runs(mask, LINE_HEIGHTS * digit, skews[0])
+    standing |= _runs(upright, LINE_HEIGHTS * digit, skews[1]).T
+    return _crossed_lines(mask, level, standing)
+
+
+def _crossed_lines(mask: np.ndarray, level: np.ndarray, standing: np.ndarray) -> np.ndarray:
+    """Level and standing lines, a pixel wider (their soft edges), less where a stroke crosses
+    them: line pixels with the stroke's ink on both sides, above and below a level line (left and
+    right of a standing one) within the line's thickness."""
+    grow = np.ones((3, 3), np.uint8)
+    level, standing = cv2.dilate(level, grow), cv2.dilate(standing, grow)
+    lines = cv2.bitwise_or(level, standing)
+    rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
+    across_level = np.ones((_thickness(level) + 3, 1), np.uint8)
+    across_standing = np.ones((1, _thickness(standing.T) + 3), np.uint8)
+    crossings = cv2.bitwise_or(
+        cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, across_level), level),
+        cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, across_standing), standing),
+    )
+    return cv2.bitwise_and(lines, cv2.bitwise_not(crossings))
+
+
+def _thickness(level: np.ndarray) -> int:
+    """Level lines' thickness in pixels: their pixels over the runs they make down the columns."""
+    on = level > 0
+    starts = int(on[0].sum()) + int((on[1:] & ~on[:-1]).sum())
+    return int(round(on.sum() / max(starts, 1)))
+
+
+def _runs(mask: np.ndarray, length: float, skew: float) -> np.ndarray:
+    """The pixels of straight runs at least `length` long at `skew` degrees from horizontal: the
+    mask sheared level, opened with a row, sheared back."""
+    height, width = mask.shape
+    if length >= width:
+        return np.zeros_like(mask)
+    slope = np.tan(np.radians(skew))
+    shear = np.float32([[1, 0, 0], [-slope, 1, max(0.0, width * slope)]])
+    size = (width, height + int(np.ceil(abs(slope) * width)))
+    level = cv2.warpAffine(mask, shear, size, flags=cv2.INTER_NEAREST)
+    runs = cv2.morphologyEx(level, cv2.MORPH_OPEN, np.ones((1, max(3, int(length))), np.uint8))
+    return cv2.warpAffine(runs, shear, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+
+
+def _skew(mask: np.ndarray) -> float:
+    """The angle (degrees, within MAX_SKEW) at which the ink's rows are sharpest: where a ruled
+    line, an underline or the writing's baseline lies level. Found at 256 pixels."""
+    small, _ = _shrunk(mask, 256)
+    ys, xs = np.nonzero(small)
+    if len(ys) == 0:
+        return 0.0
+    angles = np.arange(-MAX_SKEW, MAX_SKEW + SKEW_STEP / 2, SKEW_STEP)
+    sharpness = []
+    for angle in angles:
+        rows = np.round(ys - xs * np.tan(np.radians(angle))).astype(np.int64)
+        sharpness.append(float(np.square(np.bincount(rows - rows.min()).astype(np.float64)).sum()))
+    return float(angles[int(np.argmax(sharpness))])
+
+
+def _digit_height(mask: np.ndarray) -> float:
+    """A digit's height in the mask: the median of its taller components (specks, stops and dashes
+    are shorter, a line's remnants lower), away from the photo's border; 0 when there are none."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    stats = stats[1:]
+    x, y, w, h, area = stats.T
+    inside = (x > 0) & (y > 0) & (x + w < mask.shape[1]) & (y + h < mask.shape[0])
+    heights = h[inside & (area >= 0.1 * area.max(initial=0)) & (w < 3 * h)]
+    if len(heights) == 0:
+        return 0.0
+    return float(np.median(heights[heights >= 0.5 * heights.max()]))
 
 
 def _digit_components(mask: np.ndarray) -> np.ndarray:
@@ -196,15 +293,30 @@ class WrittenDigit:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Ink in a photo of a number that is not read as a digit, and what it is: a `line` (ruled
+    paper, an underline, a table's rule), the page's `edge`, a `mark` too small or too tall for
+    a digit (a stop, a dash), or a stroke the model reads as `not a digit`. Box in photo pixels."""
+
+    box: Box
+    kind: str
+
+
+@dataclass(frozen=True)
 class _Page:
     """A photo of a number at its working size: the ink, each component's label, the components
-    grouped into digits (left to right), and the working size's scale."""
+    grouped into digits (left to right), the working size's scale, and what was left out."""
 
     ink: np.ndarray
     labels: np.ndarray
     groups: list[list[int]]
     stats: np.ndarray
     scale: float
+    left_out: list[LeftOut]
+
+    def box(self, x: float, y: float, width: float, height: float) -> Box:
+        """A box in working pixels -> in the photo's."""
+        return Box(*(round(float(v) / self.scale) for v in (x, y, width, height)))
 
     def bounds(self, group: list[int]) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of a group's ink, working pixels."""
@@ -224,37 +336,95 @@ class _Page:
         labels, ink = self.labels[top : gy1 + reach, left:right], self.ink[top : gy1 + reach, left:right]
         only = np.where(np.isin(labels, group), 255, 0).astype(np.uint8)
         ys, xs = np.nonzero(only)
-        box = Box(
-            *(round(float(v) / self.scale) for v in (left + xs.min(), top + ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1))
-        )
+        box = self.box(left + xs.min(), top + ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1)
         return WrittenDigit(box, _mnist_recipe(_soft_ink(ink, only)))
 
 
 def _number_page(image: np.ndarray) -> _Page:
-    """A photo of a written number -> its ink and its components grouped into digits: specks
-    dropped, components that overlap horizontally (the bar of a 5 written apart from its body) one
-    digit."""
+    """A photo of a written number -> its ink and its components grouped into digits: lines, the
+    page's edge, specks and marks that are no digit left out, components that overlap horizontally
+    (the bar of a 5 written apart from its body) one digit."""
     gray = to_gray(image)
     if _dark_ink(gray):
-        ink, mask, scale = _paper_ink(gray, NUMBER_WORK_SIDE)
+        ink, mask, lines, scale = _paper_ink(gray, NUMBER_WORK_SIDE)
     else:
         ink, scale = _ink_on_black(gray), 1.0
         mask = np.where(ink > INK_THRESHOLD * 255, 255, 0).astype(np.uint8)
+        lines = np.zeros_like(mask)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         raise NoDigit("no digit found: the image is blank")
-    largest = stats[1:, cv2.CC_STAT_AREA].max()
+    found = [(i, "edge") for i in range(1, count) if _page_edge(stats[i], mask.shape)]
+    inside = [i for i in range(1, count) if (i, "edge") not in found]
+    largest = stats[inside, cv2.CC_STAT_AREA].max(initial=0)
     parts = sorted(
-        (i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= 0.1 * largest),
+        (i for i in inside if stats[i, cv2.CC_STAT_AREA] >= 0.1 * largest),
         key=lambda i: stats[i, cv2.CC_STAT_LEFT],
     )
+    found += [(i, "mark") for i in inside if MARK_AREA * largest <= stats[i, cv2.CC_STAT_AREA] < 0.1 * largest]
     groups: list[list[int]] = []
     for i in parts:
         if groups and _overlap_x(stats[groups[-1]], stats[i]) >= 0.5:
             groups[-1].append(i)
         else:
             groups.append([i])
-    return _Page(ink, labels, groups, stats, scale)
+    page = _Page(ink, labels, groups, stats, scale, [])
+    heights = np.array([y1 - y0 for _, y0, _, y1 in map(page.bounds, groups)])
+    if len(heights) == 0:
+        raise NoDigit("no digit found: no ink left once the paper's lines and edges are removed")
+    digit = float(np.median(heights[heights >= 0.5 * heights.max()]))
+    marks = [
+        g
+        for g, h in zip(groups, heights, strict=True)
+        if not MARK_HEIGHT * digit <= h <= TALL * digit or _scribbled(page, g, digit)
+    ]
+    left_out = [page.box(*stats[i, :4]) for i, _ in found] + [page.box(*_box(page.bounds(g))) for g in marks]
+    kinds = [kind for _, kind in found] + ["mark"] * len(marks)
+    left_out = [LeftOut(b, k) for b, k in zip(left_out, kinds, strict=True)] + _line_boxes(lines, page)
+    groups = [g for g in groups if g not in marks]
+    if not groups:
+        raise NoDigit("no digit found: only marks that are not digits")
+    return _Page(ink, labels, groups, stats, scale, left_out)
+
+
+def _scribbled(page: _Page, group: list[int], digit: float) -> bool:
+    """Whether a group is a crossing-out: a scribble back and forth, whose middle rows cross more
+    strokes than digits side by side do (at least SCRIBBLE strokes, SCRIBBLE_DENSITY a digit's
+    height: a 0 crosses 2 in about 0.7 heights), or a blot of ink as wide as a digit."""
+    x0, y0, x1, y1 = page.bounds(group)
+    middle = np.isin(page.labels[y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0:x1], group)
+    if middle.size == 0:
+        return False
+    strokes = float(np.median((np.diff(middle.astype(np.int8), axis=1) == 1).sum(axis=1) + middle[:, 0]))
+    wide = (x1 - x0) / digit
+    return (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide) or (wide >= 1 and middle.mean() >= BLOT)
+
+
+def _box(bounds: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = bounds
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _page_edge(stats: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a component is what is left of the page's edge (or the table past it): it touches
+    the photo's border and runs along most of that side."""
+    x, y, w, h = stats[:4]
+    height, width = shape
+    upright = (x == 0 or x + w == width) and h >= EDGE_SHARE * height
+    level = (y == 0 or y + h == height) and w >= EDGE_SHARE * width
+    return bool(upright or level)
+
+
+def _line_boxes(lines: np.ndarray, page: _Page) -> list[LeftOut]:
+    """Each line that was removed, as a box in the photo (the page's edge when it runs along the
+    photo's border)."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(lines, connectivity=8)
+    longest = max(page.ink.shape) * 0.05
+    return [
+        LeftOut(page.box(*stats[i, :4]), "edge" if _page_edge(stats[i], lines.shape) else "line")
+        for i in range(1, count)
+        if stats[i, 2:4].max() >= longest
+    ]
 
 
 def _overlap_x(group_stats: np.ndarray, part: np.ndarray) -> float:
@@ -285,6 +455,7 @@ class ReadNumber:
 
     digits: list[WrittenDigit]
     probabilities: np.ndarray
+    left_out: list[LeftOut]
 
     @property
     def number(self) -> str:
@@ -298,25 +469,38 @@ MIN_WIDTH, MAX_WIDTH = 0.1, 1.2
 MAX_CUTS = 8  # cut candidates per group: the lowest valleys of its ink's column profile
 
 
-def read_number(image: np.ndarray, model: DigitModel, max_digits: int = MAX_DIGITS) -> ReadNumber:
+def read_number(
+    image: np.ndarray, model: DigitModel, max_digits: int = MAX_DIGITS, not_a_digit: float = NOT_A_DIGIT["cnn"]
+) -> ReadNumber:
     """A photo of a written number -> its digits, left to right, and the model's reading of each.
 
     Digits that touch are one component. A group wide enough to hold several is cut at valleys of
     its ink's column profile into the pieces the model reads most surely (the largest sum of the
     log of each piece's top probability), each piece a digit's width; every piece of every group
-    goes to the model in one call."""
+    goes to the model in one call. A group read whole whose logits' log-sum-exp (how much the
+    model sees a digit at all) is under `not_a_digit` is left out: a tick, a stroke."""
     page = _number_page(image)
     _too_many(len(page.groups), max_digits)  # before any cutting: the groups bound its cost
     # A digit's height: the groups' median (touching digits make a wider group, not a taller one).
     height = float(np.median([y1 - y0 for _, y0, _, y1 in map(page.bounds, page.groups)]))
     spans = [_spans(page, group, height) for group in page.groups]
     pieces = [page.digit(group, *span) for group, own in zip(page.groups, spans) for span in own]
-    probabilities = softmax(model(to_model_input(np.stack([p.image for p in pieces]))))
+    logits = model(to_model_input(np.stack([p.image for p in pieces])))
+    probabilities = softmax(logits)
     surety = np.log(probabilities.max(axis=1))
+    seen = logits.max(axis=1) + np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
     starts = np.cumsum([0, *map(len, spans)])  # where each group's pieces begin
-    chosen = [start + i for own, start in zip(spans, starts) for i in _surest(own, surety[start : start + len(own)])]
+    chosen, left_out = [], list(page.left_out)
+    for own, start in zip(spans, starts):
+        best = [start + i for i in _surest(own, surety[start : start + len(own)])]
+        if len(best) == 1 and seen[best[0]] < not_a_digit:
+            left_out.append(LeftOut(pieces[best[0]].box, "not a digit"))
+        else:
+            chosen += best
+    if not chosen:
+        raise NoDigit("no digit found: the model reads none of the ink as a digit")
     _too_many(len(chosen), max_digits)
-    return ReadNumber([pieces[i] for i in chosen], probabilities[chosen])
+    return ReadNumber([pieces[i] for i in chosen], probabilities[chosen], left_out)
 
 
 def _spans(page: _Page, group: list[int], height: float) -> list[tuple[int, int]]:
