@@ -50,6 +50,7 @@ MARK_HEIGHT, TALL = 0.4, 1.6
 MARK_AREA = 0.02
 SCRIBBLE, SCRIBBLE_DENSITY, BLOT = 4, 2.5, 0.6
 EDGE_SHARE = 0.5
+STEP_WIDTH = 0.3  # a group this many digit heights wide or less may be the rim of the page's edge
 
 # A group read whole is not a digit when its logits' log-sum-exp is under this, per model:
 # calibrated on generated ticks and strokes against the digits of clean rows (docs/digits.md).
@@ -230,12 +231,13 @@ def _skew(mask: np.ndarray) -> float:
 
 def _digit_height(mask: np.ndarray) -> float:
     """A digit's height in the mask: the median of its taller components (specks, stops and dashes
-    are shorter, a line's remnants lower), away from the photo's border; 0 when there are none."""
+    are shorter, a line's remnants lower), away from the photo's border, and not much wider than
+    tall unless all are (digits joined by an underline); 0 when there are none."""
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    stats = stats[1:]
-    x, y, w, h, area = stats.T
+    x, y, w, h, area = stats[1:].T
     inside = (x > 0) & (y > 0) & (x + w < mask.shape[1]) & (y + h < mask.shape[0])
-    heights = h[inside & (area >= 0.1 * area.max(initial=0)) & (w < 3 * h)]
+    large = inside & (area >= 0.1 * area.max(initial=0))
+    heights = h[large & (w < 3 * h)] if (large & (w < 3 * h)).any() else h[large]
     if len(heights) == 0:
         return 0.0
     return float(np.median(heights[heights >= 0.5 * heights.max()]))
@@ -378,8 +380,12 @@ def _number_page(image: np.ndarray) -> _Page:
         for g, h in zip(groups, heights, strict=True)
         if not MARK_HEIGHT * digit <= h <= TALL * digit or _scribbled(page, g, digit)
     ]
+    paper = _shrunk(gray, max(ink.shape))[0] if _dark_ink(gray) else None
+    edges = [g for g in groups if g not in marks and paper is not None and _step(paper, labels, page.bounds(g), digit)]
+    found += [(i, "edge") for g in edges for i in g]
     left_out = [page.box(*stats[i, :4]) for i, _ in found] + [page.box(*_box(page.bounds(g))) for g in marks]
     kinds = [kind for _, kind in found] + ["mark"] * len(marks)
+    marks += edges
     left_out = [LeftOut(b, k) for b, k in zip(left_out, kinds, strict=True)] + _line_boxes(lines, page)
     groups = [g for g in groups if g not in marks]
     if not groups:
@@ -398,6 +404,21 @@ def _scribbled(page: _Page, group: list[int], digit: float) -> bool:
     strokes = float(np.median((np.diff(middle.astype(np.int8), axis=1) == 1).sum(axis=1) + middle[:, 0]))
     wide = (x1 - x0) / digit
     return (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide) or (wide >= 1 and middle.mean() >= BLOT)
+
+
+def _step(gray: np.ndarray, labels: np.ndarray, bounds: tuple[int, int, int, int], digit: float) -> bool:
+    """Whether a thin upright group is the rim of the page's edge, not a stroke: what is not ink
+    beside it is paper on one side and much darker on the other (a table past the page), where a
+    1 has paper on both sides."""
+    x0, y0, x1, y1 = bounds
+    if x1 - x0 > STEP_WIDTH * digit:
+        return False
+    reach = max(2, round(STEP_WIDTH * digit))
+    sides = [(slice(y0, y1), slice(max(0, x0 - reach), x0)), (slice(y0, y1), slice(x1, x1 + reach))]
+    left, right = (gray[side][labels[side] == 0] for side in sides)
+    if left.size == 0 or right.size == 0:
+        return True  # at the photo's border
+    return abs(float(np.median(left)) - float(np.median(right))) >= MIN_CONTRAST
 
 
 def _box(bounds: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
