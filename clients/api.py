@@ -243,8 +243,8 @@ class _Endpoints:
         return self._send(_image_request("/digit", image, model=model, debug=debug))
 
     def number(self, image, model: str = "cnn", debug: bool = False):
-        """{"number", "digits": [{"digit", "confidence", "box", "input_png"}], "model"} for a
-        written number."""
+        """{"number", "digits": [{"digit", "confidence", "box", "input_png"}], "left_out": [{"kind",
+        "box"}], "model"} for a written number."""
         return self._send(_image_request("/number", image, model=model, debug=debug))
 
     def keypoints(self, image):

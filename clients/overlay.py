@@ -55,7 +55,11 @@ def draw_keypoints_answer(image: np.ndarray, answer: dict) -> np.ndarray:
 
 
 def draw_number(image: np.ndarray, answer: dict) -> np.ndarray:
-    """Draw each digit's box and its reading from a /number answer onto a BGR image, in place."""
+    """Draw each digit's box and its reading from a /number answer onto a BGR image, in place, and
+    what was left out as not a digit (lines, the page's edge, marks) in thin grey boxes."""
+    for item in answer.get("left_out", []):
+        box = item["box"]
+        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), color=(160, 160, 160), thickness=1)
     for digit in answer["digits"]:
         box = digit["box"]
         draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]))

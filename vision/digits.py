@@ -48,7 +48,7 @@ MAX_SKEW, SKEW_STEP = 6.0, 0.5
 # that touches the photo's border along EDGE_SHARE of its side (the page's edge, a dark table).
 MARK_HEIGHT, TALL = 0.4, 1.6
 MARK_AREA = 0.02
-SCRIBBLE, SCRIBBLE_DENSITY, BLOT = 4, 2.5, 0.6
+SCRIBBLE_WIDTH, BLOT, SCRIBBLE, SCRIBBLE_DENSITY = 0.85, 0.68, 5, 3.0
 EDGE_SHARE = 0.5
 STEP_WIDTH = 0.3  # a group this many digit heights wide or less may be the rim of the page's edge
 
@@ -394,16 +394,17 @@ def _number_page(image: np.ndarray) -> _Page:
 
 
 def _scribbled(page: _Page, group: list[int], digit: float) -> bool:
-    """Whether a group is a crossing-out: a scribble back and forth, whose middle rows cross more
-    strokes than digits side by side do (at least SCRIBBLE strokes, SCRIBBLE_DENSITY a digit's
-    height: a 0 crosses 2 in about 0.7 heights), or a blot of ink as wide as a digit."""
+    """Whether a group is a crossing-out: about a digit wide or wider, with its middle rows mostly
+    ink (BLOT; a digit's strokes leave room between them) or crossing more strokes than digits side
+    by side do (at least SCRIBBLE strokes, SCRIBBLE_DENSITY a digit's height: a 0 crosses 2 in
+    about 0.7 heights)."""
     x0, y0, x1, y1 = page.bounds(group)
     middle = np.isin(page.labels[y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0:x1], group)
-    if middle.size == 0:
+    wide = (x1 - x0) / digit
+    if middle.size == 0 or wide < SCRIBBLE_WIDTH:
         return False
     strokes = float(np.median((np.diff(middle.astype(np.int8), axis=1) == 1).sum(axis=1) + middle[:, 0]))
-    wide = (x1 - x0) / digit
-    return (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide) or (wide >= 1 and middle.mean() >= BLOT)
+    return bool(middle.mean() >= BLOT or (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide))
 
 
 def _step(gray: np.ndarray, labels: np.ndarray, bounds: tuple[int, int, int, int], digit: float) -> bool:
