@@ -184,13 +184,11 @@ def _crossed_lines(mask: np.ndarray, level: np.ndarray, standing: np.ndarray) ->
     level, standing = cv2.dilate(level, grow), cv2.dilate(standing, grow)
     lines = cv2.bitwise_or(level, standing)
     rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
-    across_level = np.ones((_thickness(level) + 3, 1), np.uint8)
-    across_standing = np.ones((1, _thickness(standing.T) + 3), np.uint8)
-    crossings = cv2.bitwise_or(
-        cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, across_level), level),
-        cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, across_standing), standing),
-    )
-    return cv2.bitwise_and(lines, cv2.bitwise_not(crossings))
+    for found, across in ((level, (_thickness(level) + 3, 1)), (standing, (1, _thickness(standing.T) + 3))):
+        if found.any():  # most photos have no lines: no closing to pay for
+            crossings = cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(across, np.uint8)), found)
+            lines = cv2.bitwise_and(lines, cv2.bitwise_not(crossings))
+    return lines
 
 
 def _thickness(level: np.ndarray) -> int:
@@ -347,7 +345,8 @@ def _number_page(image: np.ndarray) -> _Page:
     page's edge, specks and marks that are no digit left out, components that overlap horizontally
     (the bar of a 5 written apart from its body) one digit."""
     gray = to_gray(image)
-    if _dark_ink(gray):
+    dark = _dark_ink(gray)
+    if dark:
         ink, mask, lines, scale = _paper_ink(gray, NUMBER_WORK_SIDE)
     else:
         ink, scale = _ink_on_black(gray), 1.0
@@ -380,7 +379,7 @@ def _number_page(image: np.ndarray) -> _Page:
         for g, h in zip(groups, heights, strict=True)
         if not MARK_HEIGHT * digit <= h <= TALL * digit or _scribbled(page, g, digit)
     ]
-    paper = _shrunk(gray, max(ink.shape))[0] if _dark_ink(gray) else None
+    paper = _shrunk(gray, max(ink.shape))[0] if dark else None
     edges = [g for g in groups if g not in marks and paper is not None and _step(paper, labels, page.bounds(g), digit)]
     found += [(i, "edge") for g in edges for i in g]
     left_out = [page.box(*stats[i, :4]) for i, _ in found] + [page.box(*_box(page.bounds(g))) for g in marks]
@@ -395,8 +394,8 @@ def _number_page(image: np.ndarray) -> _Page:
 
 def _scribbled(page: _Page, group: list[int], digit: float) -> bool:
     """Whether a group is a crossing-out: about a digit wide or wider, with its middle rows mostly
-    ink (BLOT; a digit's strokes leave room between them) or crossing more strokes than digits side
-    by side do (at least SCRIBBLE strokes, SCRIBBLE_DENSITY a digit's height: a 0 crosses 2 in
+    ink (BLOT; a digit's strokes leave room between them) across several strokes, or crossing more
+    strokes than digits side by side do (at least SCRIBBLE strokes, SCRIBBLE_DENSITY a digit's height: a 0 crosses 2 in
     about 0.7 heights)."""
     x0, y0, x1, y1 = page.bounds(group)
     middle = np.isin(page.labels[y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0:x1], group)
@@ -404,7 +403,10 @@ def _scribbled(page: _Page, group: list[int], digit: float) -> bool:
     if middle.size == 0 or wide < SCRIBBLE_WIDTH:
         return False
     strokes = float(np.median((np.diff(middle.astype(np.int8), axis=1) == 1).sum(axis=1) + middle[:, 0]))
-    return bool(middle.mean() >= BLOT or (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide))
+    # Mostly ink and crossing 3 strokes or more: two thick digits that touch cross 2.
+    return bool(
+        (middle.mean() >= BLOT and strokes >= 3) or (strokes >= SCRIBBLE and strokes >= SCRIBBLE_DENSITY * wide)
+    )
 
 
 def _step(gray: np.ndarray, labels: np.ndarray, bounds: tuple[int, int, int, int], digit: float) -> bool:
