@@ -88,10 +88,11 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
 
 def _dark_ink(gray: np.ndarray) -> bool:
     """Whether the ink is darker than the background: the darkest pixels stray further from the
-    image's median (the paper, or MNIST's black) than the brightest do. (A dimly lit page is dark,
-    but its ink is darker; the median, not the border's, since a dark table may fill the border.)"""
-    darkest, background, brightest = np.percentile(gray, [1, 50, 99])
-    return background - darkest > brightest - background
+    background than the brightest do, the background being the border's median (a dimly lit page
+    is dark, but its ink is darker) or the whole image's (a dark table past the page may fill the
+    border; a white-on-black image has black on both)."""
+    darkest, middle, brightest = np.percentile(gray, [1, 50, 99])
+    return any(background - darkest > brightest - background for background in (_border_median(gray), middle))
 
 
 def _border_median(gray: np.ndarray) -> float:
