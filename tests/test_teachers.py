@@ -156,3 +156,21 @@ def test_a_peer_is_offset_corrected_by_its_sources_family():
     )
     frame.source = "youtube"
     np.testing.assert_allclose(predict(frame, None)[0], human)
+
+
+def test_pooled_conventions_are_measured_on_the_faces_humans_labelled_whole():
+    """--teacher-family pooled: the offsets come from the faces with all 15 human points, and a
+    face without any human point is filled in those conventions."""
+    rng = np.random.default_rng(5)
+    truth = mean_face(rng, 30)
+    human = truth.copy()
+    human[-1] = np.nan  # a CelebA face
+    shift = np.zeros((NUM_KEYPOINTS, 2))
+    shift[KEYPOINT_NAMES.index("left_eyebrow_outer_end")] = (0.0, 0.1)  # the teachers' brow sits lower
+    taught_by = teachers.corrected(truth, shift)
+    labels = labels_for(taught_by, taught_by.copy(), names=[str(i) for i in range(30)])
+    pooled, _ = teachers.targets(human, labels, family=teachers.POOLED)
+    np.testing.assert_allclose(pooled[-1], truth[-1], atol=0.05)
+    as_300w, _ = teachers.targets(human, labels)  # zero offsets to 300-W in labels_for: the brow stays low
+    brow = KEYPOINT_NAMES.index("left_eyebrow_outer_end")
+    assert np.linalg.norm(as_300w[-1, brow] - truth[-1, brow]) > 1

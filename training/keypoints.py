@@ -92,6 +92,11 @@ class Config:
         teachers_module.AGREE, "data: with both, fill a point only where they agree within this (outer-eye distances)"
     )
     teacher_weight: float = option(0.5, "loss weight of a teacher's coordinate (a human's weighs 1)")
+    teacher_family: str = option(
+        teachers_module.FILL_FAMILY,
+        "data: whose conventions teacher points are moved to (pooled: every face humans labelled whole)",
+        choices=teachers_module.FILL_FAMILIES,
+    )
 
     def resolved(self) -> "Config":
         """A checked copy: what `train` runs and the checkpoint records."""
@@ -302,7 +307,8 @@ def taught_points(config: Config, human: np.ndarray) -> tuple[np.ndarray | None,
         names, validation = data["names"], data["validation"]
     labels = teachers_module.read_labels(config.teachers, names)
     train_rows = {key: labels[key][~validation] for key in teachers_module.TEACHERS}
-    taught, counts = teachers_module.targets(human, {**labels, **train_rows}, config.teacher, config.teacher_agree)
+    labels = {**labels, **train_rows}
+    taught, counts = teachers_module.targets(human, labels, config.teacher, config.teacher_agree, config.teacher_family)
     print(
         f"teacher labels ({config.teacher}): {counts['points_filled']:,} of the {counts['points_humans_left']:,} "
         f"points humans left filled; faces a teacher failed on: {counts['faces_failed']}; "

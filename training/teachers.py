@@ -225,7 +225,9 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # --- teacher labels as training targets -----------------------------------------------------------
 
-FILL_FAMILY = "300w"  # teacher labels fill points in 300-W's conventions (Helen and AFW: photos)
+FILL_FAMILY = "300w"  # teacher labels fill points in 300-W's conventions (Helen and AFW: photos) ...
+POOLED = "pooled"  # ... or in those of all the training faces humans labelled whole, pooled
+FILL_FAMILIES = ("300w", "youtube", POOLED)
 GROSS = 0.15  # a teacher this far from a face's human labels (or, with none, from the other teacher) failed on it
 AGREE = 0.08  # "both": a point is filled only where the two teachers agree within this (outer-eye distances)
 CHOICES = ("both", *TEACHERS)
@@ -255,13 +257,28 @@ def read_labels(path: Path, names: np.ndarray) -> dict:
     return labels
 
 
-def targets(human: np.ndarray, labels: dict, teacher: str = "both", agree: float = AGREE) -> tuple[np.ndarray, dict]:
-    """Teacher points for the points humans did not label: (N, 15, 2), NaN where a human label
-    exists, the teacher failed on the face, or ("both") the teachers disagree on the point; and the
-    counts of what was filled and dropped, and why."""
+def offsets_to(family: str, teacher: np.ndarray, human: np.ndarray, measured: dict) -> np.ndarray:
+    """A teacher's offsets to a family's conventions: one measured by `training.teacher_labels`, or
+    POOLED, measured here on every training face that humans labelled whole (the mix of
+    conventions that the human labels teach)."""
+    if family != POOLED:
+        return measured[family]
+    whole = ~np.isnan(human).any(axis=(1, 2)) & ~np.isnan(teacher).any(axis=(1, 2))
+    return face_frame_offsets(teacher[whole], human[whole])
+
+
+def targets(
+    human: np.ndarray, labels: dict, teacher: str = "both", agree: float = AGREE, family: str = FILL_FAMILY
+) -> tuple[np.ndarray, dict]:
+    """Teacher points for the points humans did not label, in `family`'s conventions: (N, 15, 2),
+    NaN where a human label exists, the teacher failed on the face, or ("both") the teachers
+    disagree on the point; and the counts of what was filled and dropped, and why."""
     if teacher not in CHOICES:
         raise InputError(f"unknown teacher {teacher!r} ({', '.join(CHOICES)})")
-    mesh, dlib = (corrected(labels[t].astype(np.float64), labels["offsets"][t][FILL_FAMILY]) for t in TEACHERS)
+    mesh, dlib = (
+        corrected(raw, offsets_to(family, raw, human, labels["offsets"][t]))
+        for t, raw in ((t, labels[t].astype(np.float64)) for t in TEACHERS)
+    )
     apart = disagreement(mesh, dlib)
     labelled = ~np.isnan(human).any(axis=-1).all(axis=-1)  # a face with at least one human point
     failed = {}
