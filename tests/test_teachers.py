@@ -174,3 +174,22 @@ def test_pooled_conventions_are_measured_on_the_faces_humans_labelled_whole():
     as_300w, _ = teachers.targets(human, labels)  # zero offsets to 300-W in labels_for: the brow stays low
     brow = KEYPOINT_NAMES.index("left_eyebrow_outer_end")
     assert np.linalg.norm(as_300w[-1, brow] - truth[-1, brow]) > 1
+
+
+def test_shown_conventions_count_each_face_as_often_as_an_epoch_shows_it():
+    """--teacher-family shown: a photo shown 3x per epoch weighs 3 frames in the median offset."""
+    truth = mean_face(np.random.default_rng(6), 22)
+    human = truth.copy()
+    human[-1] = np.nan  # the face to fill
+    brow = KEYPOINT_NAMES.index("left_eyebrow_outer_end")
+    shift = np.zeros((NUM_KEYPOINTS, 2))
+    shift[brow] = (0.0, 0.1)
+    teacher = truth.copy()
+    teacher[:10] = teachers.corrected(truth[:10], shift)  # on 10 "photos" the teacher's brow sits lower
+    labels = labels_for(teacher, teacher.copy(), names=[str(i) for i in range(22)])
+    shown = np.array([3] * 10 + [1] * 12)
+    pooled, _ = teachers.targets(human, labels, family=teachers.POOLED, shown=shown)
+    weighted, _ = teachers.targets(human, labels, family=teachers.SHOWN, shown=shown)
+    eye_distance = np.linalg.norm(truth[-1, 0] - truth[-1, 1])
+    assert abs(pooled[-1, brow, 1] - truth[-1, brow, 1]) < 0.02 * eye_distance  # 11 frames to 10: unmoved
+    assert weighted[-1, brow, 1] < truth[-1, brow, 1] - 0.08 * eye_distance  # 30 to 11: moved up by the offset

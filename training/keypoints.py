@@ -94,7 +94,8 @@ class Config:
     teacher_weight: float = option(0.5, "loss weight of a teacher's coordinate (a human's weighs 1)")
     teacher_family: str = option(
         teachers_module.FILL_FAMILY,
-        "data: whose conventions teacher points are moved to (pooled: every face humans labelled whole)",
+        "data: whose conventions teacher points are moved to (pooled: every face humans labelled whole;"
+        " shown: the same, each counted as often as an epoch shows it)",
         choices=teachers_module.FILL_FAMILIES,
     )
 
@@ -298,7 +299,7 @@ def start_from(model: nn.Module, checkpoint: str) -> None:
         raise InputError(f"{checkpoint}: its weights do not fit this model ({', '.join((missing + unexpected)[:4])})")
 
 
-def taught_points(config: Config, human: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
+def taught_points(config: Config, human: np.ndarray, sources: np.ndarray) -> tuple[np.ndarray | None, dict | None]:
     """The teachers' points for the training faces' points that humans did not label (--teachers),
     and what was filled and dropped; (None, None) without teachers."""
     if not config.teachers:
@@ -308,7 +309,10 @@ def taught_points(config: Config, human: np.ndarray) -> tuple[np.ndarray | None,
     labels = teachers_module.read_labels(config.teachers, names)
     train_rows = {key: labels[key][~validation] for key in teachers_module.TEACHERS}
     labels = {**labels, **train_rows}
-    taught, counts = teachers_module.targets(human, labels, config.teacher, config.teacher_agree, config.teacher_family)
+    shown = np.where(np.isin(sources, PHOTO_SOURCES), config.repeat_photos, 1)  # times an epoch shows each face
+    taught, counts = teachers_module.targets(
+        human, labels, config.teacher, config.teacher_agree, config.teacher_family, shown
+    )
     print(
         f"teacher labels ({config.teacher}): {counts['points_filled']:,} of the {counts['points_humans_left']:,} "
         f"points humans left filled; faces a teacher failed on: {counts['faces_failed']}; "
@@ -331,7 +335,7 @@ def train(config: Config, command: str = "") -> dict:
         split.val_images,
         split.val_points,
     )
-    taught, teacher_counts = taught_points(config, split.train_points)
+    taught, teacher_counts = taught_points(config, split.train_points, split.train_sources)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -226,8 +226,9 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- teacher labels as training targets -----------------------------------------------------------
 
 FILL_FAMILY = "300w"  # teacher labels fill points in 300-W's conventions (Helen and AFW: photos) ...
-POOLED = "pooled"  # ... or in those of all the training faces humans labelled whole, pooled
-FILL_FAMILIES = ("300w", "youtube", POOLED)
+POOLED = "pooled"  # ... or in those of all the training faces humans labelled whole, pooled ...
+SHOWN = "shown"  # ... each counted as often as an epoch shows it
+FILL_FAMILIES = ("300w", "youtube", POOLED, SHOWN)
 GROSS = 0.15  # a teacher this far from a face's human labels (or, with none, from the other teacher) failed on it
 AGREE = 0.08  # "both": a point is filled only where the two teachers agree within this (outer-eye distances)
 CHOICES = ("both", *TEACHERS)
@@ -257,18 +258,26 @@ def read_labels(path: Path, names: np.ndarray) -> dict:
     return labels
 
 
-def offsets_to(family: str, teacher: np.ndarray, human: np.ndarray, measured: dict) -> np.ndarray:
-    """A teacher's offsets to a family's conventions: one measured by `training.teacher_labels`, or
+def offsets_to(family: str, teacher: np.ndarray, human: np.ndarray, measured: dict, shown=None) -> np.ndarray:
+    """A teacher's offsets to a family's conventions: one measured by `training.teacher_labels`; or
     POOLED, measured here on every training face that humans labelled whole (the mix of
-    conventions that the human labels teach)."""
-    if family != POOLED:
+    conventions that the human labels teach); or SHOWN, the same with each face counted as often
+    as an epoch shows it (`shown`, per face)."""
+    if family not in (POOLED, SHOWN):
         return measured[family]
-    whole = ~np.isnan(human).any(axis=(1, 2)) & ~np.isnan(teacher).any(axis=(1, 2))
+    whole = np.flatnonzero(~np.isnan(human).any(axis=(1, 2)) & ~np.isnan(teacher).any(axis=(1, 2)))
+    if family == SHOWN:
+        whole = np.repeat(whole, np.ones(len(human), int)[whole] if shown is None else shown[whole])
     return face_frame_offsets(teacher[whole], human[whole])
 
 
 def targets(
-    human: np.ndarray, labels: dict, teacher: str = "both", agree: float = AGREE, family: str = FILL_FAMILY
+    human: np.ndarray,
+    labels: dict,
+    teacher: str = "both",
+    agree: float = AGREE,
+    family: str = FILL_FAMILY,
+    shown: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Teacher points for the points humans did not label, in `family`'s conventions: (N, 15, 2),
     NaN where a human label exists, the teacher failed on the face, or ("both") the teachers
@@ -276,7 +285,7 @@ def targets(
     if teacher not in CHOICES:
         raise InputError(f"unknown teacher {teacher!r} ({', '.join(CHOICES)})")
     mesh, dlib = (
-        corrected(raw, offsets_to(family, raw, human, labels["offsets"][t]))
+        corrected(raw, offsets_to(family, raw, human, labels["offsets"][t], shown))
         for t, raw in ((t, labels[t].astype(np.float64)) for t in TEACHERS)
     )
     apart = disagreement(mesh, dlib)
