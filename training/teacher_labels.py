@@ -35,14 +35,16 @@ from vision.keypoints import NUM_KEYPOINTS
 
 # The annotation family of each source: whose conventions a teacher's offset is measured against.
 FAMILIES = {"helen": "300w", "afw": "300w", "youtube": "youtube", "mtfl": "mtfl"}
+FOLDER_FLAGS = {"youtube": "--faces", "300w": "--faces300w", "mtfl": "--mtfl", "celeba": "--celeba"}
 CALIBRATION = 300  # training faces whose dlib HOG boxes place the box for the faces HOG misses
 
 
 def image_path(source: str, name: str, folders: dict[str, Path]) -> Path:
     """Where a training face's whole image is: the folder given for its source."""
-    folder = folders.get("300w" if source in ("helen", "afw") else source)
-    if folder is None:
-        raise InputError(f"the split has {source} faces: give --{source.replace('youtube', 'faces')} for them")
+    key = "300w" if source in ("helen", "afw") else source
+    if key not in folders:
+        raise InputError(f"the split has {source} faces: give {FOLDER_FLAGS[key]} for them")
+    folder = folders[key]
     return folder / name if source == "celeba" else folder / "images" / name
 
 
@@ -62,7 +64,9 @@ def label(split: dict, folders: dict[str, Path], progress: bool = True, limit: i
 
     mesh, dlib = teachers.MediaPipeTeacher(), teachers.DlibTeacher()
     calibration = np.random.default_rng(0).choice(rows, size=min(CALIBRATION, len(rows)), replace=False)
-    boxes = [b for i in tqdm(calibration, desc="dlib's box", disable=not progress) if (b := dlib.own_box(view_of(i)))]
+    boxes = [
+        b for i in tqdm(calibration, desc="dlib's box", disable=not progress) if (b := dlib.own_box(view_of(i).rgb))
+    ]
     if boxes:
         dlib.fallback_box = tuple(np.median(boxes, axis=0).tolist())
     print(f"dlib's HOG box in the view (x, y, w, h): {np.round(dlib.fallback_box, 1).tolist()}, median of {len(boxes)}")
@@ -89,10 +93,15 @@ def offsets(split: dict, labels: dict) -> dict:
     return result
 
 
+def family_rows(split: dict, family: str) -> np.ndarray:
+    """(N,) mask: the split's training faces from the sources of an annotation family."""
+    sources = [s for s, f in FAMILIES.items() if f == family]
+    return np.isin(split["sources"], sources) & ~split["validation"]
+
+
 def usable(split: dict, points: np.ndarray, family: str) -> np.ndarray:
     """Training rows of a family where the teacher found the face and did not fail grossly."""
-    sources = [s for s, f in FAMILIES.items() if f == family]
-    mine = np.isin(split["sources"], sources) & ~split["validation"] & ~np.isnan(points).any(axis=(1, 2))
+    mine = family_rows(split, family) & ~np.isnan(points).any(axis=(1, 2))
     return np.flatnonzero(mine)[teachers.face_errors(points[mine], split["keypoints"][mine]) < teachers.GROSS]
 
 
@@ -101,8 +110,7 @@ def report(split: dict, labels: dict, shifts: dict) -> str:
     lines = [f"{'teacher':<10} {'family':<8} {'faces':>6} {'found':>7} {'failed':>7} {'NME raw':>8} {'corrected':>9}"]
     for teacher in teachers.TEACHERS:
         for family in sorted(set(FAMILIES.values())):
-            sources = [s for s, f in FAMILIES.items() if f == family]
-            mine = np.isin(split["sources"], sources) & ~split["validation"]
+            mine = family_rows(split, family)
             points, human = labels[teacher][mine].astype(np.float64), split["keypoints"][mine].astype(np.float64)
             found = ~np.isnan(points).any(axis=(1, 2))
             if not found.any():

@@ -81,6 +81,11 @@ class View:
         pixels = cv2.warpAffine(image, matrix, (VIEW_SIZE, VIEW_SIZE), flags=flags, borderMode=cv2.BORDER_CONSTANT)
         return cls(pixels, crop)
 
+    @property
+    def rgb(self) -> np.ndarray:
+        """The view in RGB order, contiguous: what both teachers take."""
+        return np.ascontiguousarray(self.image[:, :, ::-1])
+
     def to_crop(self, view_points: np.ndarray) -> np.ndarray:
         """View pixels (..., 2) -> the face crop's pixels."""
         half_view, half_crop = VIEW_SIZE / 2 - 0.5, CROP_SIZE / 2 - 0.5
@@ -118,7 +123,7 @@ class MediaPipeTeacher:
 
     def points(self, view: View) -> np.ndarray | None:
         """The view's middle face's 15 keypoints in the crop's pixels, or None where it finds none."""
-        found = self._mesh.process(cv2.cvtColor(view.image, cv2.COLOR_BGR2RGB)).multi_face_landmarks or []
+        found = self._mesh.process(view.rgb).multi_face_landmarks or []
         meshes = [np.array([(p.x, p.y) for p in face.landmark]) * VIEW_SIZE - 0.5 for face in found]
         return view.to_crop(from_mediapipe(middle(meshes))) if meshes else None
 
@@ -135,17 +140,16 @@ class DlibTeacher:
         self._detector = self._dlib.get_frontal_face_detector()
         self.fallback_box = fallback_box or DLIB_VIEW_BOX
 
-    def own_box(self, view: View) -> tuple | None:
-        """dlib's HOG box of the view's face (x, y, w, h), or None where it finds none there."""
-        rgb = np.ascontiguousarray(view.image[:, :, ::-1])
+    def own_box(self, rgb: np.ndarray) -> tuple | None:
+        """dlib's HOG box of the view's face (x, y, w, h) in its RGB pixels, or None where it finds none there."""
         boxes = [(r.left(), r.top(), r.width(), r.height()) for r in self._detector(rgb, 0)]
         own = [b for b in boxes if faces.iou(faces.Box(*b), faces.Box(*self.fallback_box)) >= 0.3]
         return middle_box(own) if own else None
 
     def points(self, view: View) -> tuple[np.ndarray, bool]:
         """The view's middle face's 15 keypoints in the crop's pixels, and whether HOG found it."""
-        rgb = np.ascontiguousarray(view.image[:, :, ::-1])
-        own = self.own_box(view)
+        rgb = view.rgb
+        own = self.own_box(rgb)
         x, y, w, h = own or self.fallback_box
         rect = self._dlib.rectangle(round(x), round(y), round(x + w), round(y + h))
         shape = self._shape(rgb, rect)
