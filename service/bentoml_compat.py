@@ -16,8 +16,10 @@ replaces one private function whose behaviour the service cannot accept, and say
   typed `Upload` (bytes) is a multipart file field as `Path` is, with the same OpenAPI form, and
   the form is parsed with every part in memory: nothing of an upload is ever written to disk.
 - Refused input: BentoML answers a validation error with a 400 whose `error` says only "1
-  validation error for Input" and logs a full `[ERROR]` traceback for it. Here the `error` names
-  the field and the reason in one line, and the log gets one WARNING line. An image endpoint
+  validation error for Input" and logs a full `[ERROR]` traceback for it, and answers any other
+  exception of an endpoint with a 500. Here the `error` names the field and the reason in one
+  line, an `InputError` an endpoint raises is answered here with its own `status` (400, 413,
+  422...), and the log gets one WARNING line. An image endpoint
   sent anything but a form (JSON, raw image bytes) is a 415 that says to send multipart (BentoML
   read it as JSON: "Invalid JSON" or "Invalid file type"), and BentoML's own 4xx refusals (e.g.
   the pickle media type) keep their status with a one-line `{"error"}` (BentoML's is a list).
@@ -65,6 +67,12 @@ RefusalHook = Callable[[str, int, str], None]
 
 class MissingUpload(InputError):
     """A multipart request without the file field the endpoint takes."""
+
+
+class NotMultipart(InputError):
+    """A body other than a form sent to an endpoint that takes a file."""
+
+    status = 415
 
 
 class Upload(bytes):
@@ -204,8 +212,7 @@ def _one_line_refusals(on_refusal: RefusalHook) -> None:
             files = self.service.apis[name].input_spec.multipart_fields
             media_type = request.headers.get("content-type", "").split(";")[0].strip()
             if files and media_type not in forms:
-                status = 415
-                raise InputError(
+                raise NotMultipart(
                     f"{request.url.path} takes a multipart/form-data upload with the file in the field "
                     f"{files[0]!r}, not {media_type or 'a body without a Content-Type'}; send -F {files[0]}=@FILE"
                 )
@@ -216,8 +223,8 @@ def _one_line_refusals(on_refusal: RefusalHook) -> None:
         except ValidationError as e:
             message = validation_message(e)
             detail = {"detail": e.errors(include_context=False, include_input=False, include_url=False)}
-        except InputError as e:
-            message = str(e)
+        except InputError as e:  # the request's own checks here, or the endpoint's
+            message, status = str(e), e.status
         except (HTTPException, BentoMLException) as e:  # a refusal of Starlette's or BentoML's own
             status = e.status_code if isinstance(e, HTTPException) else e.error_code.value
             if status >= 500:

@@ -49,7 +49,9 @@ ISO_BOXES_BEFORE_PIXELS = 64  # ftyp, meta and mdat in practice; a bound on the 
 
 
 class TooLarge(InputError):
-    """The upload or the image it declares is over a limit (HTTP 413)."""
+    """The upload or the image it declares is over a limit."""
+
+    status = 413
 
 
 # A failed imdecode is answered with our own one-line error; OpenCV's log line would only repeat it.

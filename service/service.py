@@ -4,10 +4,12 @@
 
 Image endpoints take a multipart field `image` and answer JSON; the array endpoints take
 float32 arrays in [0, 1] and are batched by BentoML across concurrent requests. Bad input gets a
-4xx with {"error": ...}. The API, the environment variables and deployment: docs/service.md.
+4xx with {"error": ...}: an endpoint raises InputError, which service/bentoml_compat.py answers
+with the error's status. The API, the environment variables and deployment: docs/service.md.
 Heavy imports (onnxruntime, OpenCV) happen in the worker, not at module import.
 """
 
+import contextlib
 import json
 import logging
 import time
@@ -82,6 +84,14 @@ def png_base64(image: np.ndarray) -> str:
     return base64.b64encode(cv2.imencode(".png", image)[1].tobytes()).decode("ascii")
 
 
+@contextlib.contextmanager
+def timed_preprocess(endpoint: str):
+    """The time an upload took to check and decode goes to the metrics; a refused one's does not."""
+    started = time.perf_counter()
+    yield
+    preprocess_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+
+
 def refused_input(path: str, status: int, reason: str) -> None:
     """Every refusal, whoever makes it: one counter, one log line, no traceback."""
     refused.labels(endpoint=path.strip("/"), status=str(status)).inc()
@@ -101,17 +111,6 @@ def given_boxes(boxes, detector: str | None):
         except ValueError as e:
             raise InputError(f"boxes: not JSON ({e})") from None
     return given_detections(boxes)
-
-
-def refuse(error: InputError, endpoint: str):
-    from starlette.responses import JSONResponse
-
-    from service.images import TooLarge
-    from vision.digits import NoDigit
-
-    status = 413 if isinstance(error, TooLarge) else 422 if isinstance(error, NoDigit) else 400
-    refused_input(f"/{endpoint}", status, str(error))
-    return JSONResponse({"error": str(error)}, status_code=status)
 
 
 bentoml_compat.install(on_refusal=refused_input)
@@ -162,20 +161,23 @@ class Vision:
     def __is_ready__(self) -> bool:
         return self.ready
 
-    def _decode(self, image: Upload, endpoint: str, keep_side: int | None = None, gray: bool = False):
-        """The upload -> a BGR image, or with `keep_side` (the side the endpoint works at) the
-        image maybe reduced, its reduction factor and full size (`gray`: a gray image); or
-        InputError. The time it took goes to the metrics."""
-        from service.images import decode, decode_reduced
+    def _decode(self, image: Upload, endpoint: str) -> np.ndarray:
+        """The upload -> a BGR image at full size, or InputError."""
+        from service.images import decode
 
-        started = time.perf_counter()
-        limits = (self.settings.max_upload_bytes, self.settings.max_pixels)
-        if keep_side is None:
-            picture = decode(image, *limits)
-        else:
-            picture = decode_reduced(image, keep_side, *limits, gray=gray)
-        preprocess_seconds.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        return picture
+        with timed_preprocess(endpoint):
+            return decode(image, self.settings.max_upload_bytes, self.settings.max_pixels)
+
+    def _decode_reduced(
+        self, image: Upload, endpoint: str, keep_side: int, gray: bool = False
+    ) -> tuple[np.ndarray, int, tuple[int, int]]:
+        """The upload -> (the image, maybe reduced to about `keep_side`, the side the endpoint works
+        at; its reduction factor; the full (width, height)), or InputError. `gray`: a gray image."""
+        from service.images import decode_reduced
+
+        with timed_preprocess(endpoint):
+            limits = (self.settings.max_upload_bytes, self.settings.max_pixels)
+            return decode_reduced(image, keep_side, *limits, gray=gray)
 
     @bentoml.api
     def digit(self, image: Upload, model: DigitModel = "cnn", debug: bool = False) -> DigitAnswer:
@@ -183,10 +185,8 @@ class Vision:
         the digit. An image with no ink is a 422. `debug=true` adds the 28x28 image the model saw."""
         from vision.digits import WORK_SIDE, to_mnist, to_model_input
 
-        try:
-            mnist = to_mnist(self._decode(image, "digit", keep_side=WORK_SIDE)[0])
-        except InputError as e:
-            return refuse(e, "digit")
+        picture, _, _ = self._decode_reduced(image, "digit", WORK_SIDE)
+        mnist = to_mnist(picture)
         probabilities = softmax(self.models[f"digits_{model}"](to_model_input(mnist[None])))[0]
         return DigitAnswer(
             digit=int(probabilities.argmax()),
@@ -204,11 +204,8 @@ class Vision:
         are left out and listed. `debug=true` adds each digit's 28x28 model input."""
         from vision.digits import NOT_A_DIGIT, NUMBER_WORK_SIDE, read_number
 
-        try:
-            picture, factor, _ = self._decode(image, "number", keep_side=NUMBER_WORK_SIDE)
-            read = read_number(picture, self.models[f"digits_{model}"], not_a_digit=NOT_A_DIGIT[model])
-        except InputError as e:
-            return refuse(e, "number")
+        picture, factor, _ = self._decode_reduced(image, "number", NUMBER_WORK_SIDE)
+        read = read_number(picture, self.models[f"digits_{model}"], not_a_digit=NOT_A_DIGIT[model])
         digits = [
             {
                 "digit": int(p.argmax()),
@@ -230,11 +227,8 @@ class Vision:
         from vision.keypoints import as_records
         from vision.pose import head_pose
 
-        try:
-            gray = to_gray(self._decode(image, "keypoints"))
-            check_square(gray.shape[1], gray.shape[0], self.settings.max_pixels)
-        except InputError as e:
-            return refuse(e, "keypoints")
+        gray = to_gray(self._decode(image, "keypoints"))
+        check_square(gray.shape[1], gray.shape[0], self.settings.max_pixels)
         whole = FaceCrop.whole(gray.shape[1], gray.shape[0])
         points, confidence = predict_keypoints(self.models["keypoints"].outputs, gray, [whole])
         pose = head_pose(points[0], gray.shape[1], gray.shape[0], confidence[0])
@@ -252,16 +246,13 @@ class Vision:
         from service.images import FACE_DETAIL_SIDE
         from vision.faces import GivenBoxes, check_given_boxes, find_faces
 
-        try:
-            given = None if boxes is None else given_boxes(boxes, detector)
-            # Given boxes are only cut, never detected in: the gray image is all they need.
-            picture, factor, (width, height) = self._decode(
-                image, "faces", keep_side=FACE_DETAIL_SIDE, gray=given is not None
-            )
-            if given is not None:
-                check_given_boxes(given, width, height)
-        except InputError as e:
-            return refuse(e, "faces")
+        given = None if boxes is None else given_boxes(boxes, detector)
+        # Given boxes are only cut, never detected in: the gray image is all they need.
+        picture, factor, (width, height) = self._decode_reduced(
+            image, "faces", FACE_DETAIL_SIDE, gray=given is not None
+        )
+        if given is not None:
+            check_given_boxes(given, width, height)
         if given is None:
             detector = self.detectors[detector or self.settings.detector]
         else:  # into the decoded (maybe reduced) image's pixels; the answer is scaled back
@@ -294,20 +285,14 @@ class Vision:
     def digits_batch(self, images: Upload, model: DigitModel = "cnn", shape: str | None = None) -> np.ndarray:
         """Many digits in one upload: a .npy file of (N, 1, 28, 28) float32 in [0, 1], or the raw
         little-endian float32 bytes with `shape`="N,1,28,28" -> (N, 10) probabilities."""
-        try:
-            batch = uploaded_batch(images, shape, signatures.DIGITS.input)
-        except ValueError as e:
-            return refuse(InputError(str(e)), "digits_batch")
+        batch = uploaded_batch(images, shape, signatures.DIGITS.input)
         return softmax(self.models[f"digits_{model}"](batch)).astype(np.float32)
 
     @bentoml.api(route="/keypoints_batch")
     def keypoints_batch(self, images: Upload, shape: str | None = None) -> np.ndarray:
         """Many face crops in one upload: a .npy file of (N, 1, 96, 96) float32 in [0, 1], or the
         raw float32 bytes with `shape`="N,1,96,96" -> (N, 30) keypoints in [-1, 1]."""
-        try:
-            batch = uploaded_batch(images, shape, signatures.KEYPOINTS.input)
-        except ValueError as e:
-            return refuse(InputError(str(e)), "keypoints_batch")
+        batch = uploaded_batch(images, shape, signatures.KEYPOINTS.input)
         return self.models["keypoints"](batch).astype(np.float32)
 
     @bentoml.api(route="/info")

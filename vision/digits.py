@@ -67,6 +67,8 @@ DigitModel = Callable[[np.ndarray], np.ndarray]
 class NoDigit(InputError):
     """The image holds no ink that could be a digit."""
 
+    status = 422
+
 
 def _ink_on_black(gray: np.ndarray) -> np.ndarray:
     """A white-on-black image, stretched so the background is 0 and the ink up to 255."""
