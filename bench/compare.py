@@ -25,7 +25,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-from bench.processes import free_port, stop_group
+from bench.processes import SERVICE, Server, rss_mib
 from bench.samples import DIGIT, PHOTO, BenchError, framed, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +45,7 @@ MARKERS = (
     "<!-- bench.compare: end -->",
 )
 SERVERS = {
-    "service": ["-m", "service", "--host", "127.0.0.1", "--port"],
+    "service": SERVICE,
     "flask-onnx": ["-m", "bench.alternatives", "--backend", "onnx", "--port"],
     "flask-torch": ["-m", "bench.alternatives", "--backend", "torch", "--port"],
 }
@@ -82,37 +81,11 @@ def batch_workload() -> tuple[str, bytes, dict]:
 # --- servers -----------------------------------------------------------------------------------
 
 
-class Server:
-    """One server process (and its workers) on a free loopback port."""
+class MeasuredServer(Server):
+    """One server of SERVERS, its CPU time and memory measured over its process and workers."""
 
     def __init__(self, name: str, log: Path):
-        self.name, self.port = name, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, *SERVERS[name], str(self.port)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.started = time.perf_counter()
-
-    def wait_ready(self, timeout: float = 180.0) -> float:
-        """Seconds from the process start to the first /readyz 200."""
-        while time.perf_counter() - self.started < timeout:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise BenchError(f"{self.name} exited with {self.process.returncode}: {tail[0]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return time.perf_counter() - self.started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise BenchError(f"{self.name} was not ready within {timeout:.0f} s (log: {self.log})")
+        super().__init__(None, log, timeout=180.0, command=SERVERS[name], name=name)
 
     def processes(self) -> list:
         import psutil
@@ -134,10 +107,7 @@ class Server:
         return total
 
     def rss_mib(self) -> float:
-        return sum(p.memory_info().rss for p in self.processes()) / 2**20
-
-    def stop(self) -> None:
-        stop_group(self.process)
+        return sum(mib for p in self.processes() if (mib := rss_mib(p.pid)) is not None)
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -269,9 +239,9 @@ def run(args) -> dict:
     cells = len(args.servers) * len(requests) * len(args.concurrency)
     with tqdm(total=cells, unit="run", file=sys.stderr) as bar:
         for name in args.servers:
-            server = Server(name, args.logs / f"{name}.log")
+            server = MeasuredServer(name, args.logs / f"{name}.log")
             try:
-                entry = {"ready_s": round(server.wait_ready(), 2)}
+                entry = {"ready_s": round(server.wait_ready(poll=0.05), 2)}
                 for endpoint, request in requests.items():
                     for c in args.concurrency:
                         bar.set_description(f"{name} {endpoint} c={c}")
@@ -291,9 +261,9 @@ def run(args) -> dict:
 def cold_starts(count: int, out: Path) -> dict:
     times = []
     for i in range(count):
-        server = Server("service", out / f"cold-{i}.log")
+        server = MeasuredServer("service", out / f"cold-{i}.log")
         try:
-            times.append(round(server.wait_ready(), 2))
+            times.append(round(server.wait_ready(poll=0.05), 2))
         finally:
             server.stop()
     return {"runs": times, "median": statistics.median(times)}

@@ -42,7 +42,6 @@ import os
 import platform
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -53,7 +52,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.processes import free_port, stop_group
+from bench.processes import Server, rss_mib, server_pids, worker_pids
 from bench.samples import DIGIT, PHOTO, BenchError, framed, sample
 from clients.api import ServiceError, checked_url, unreachable_message
 
@@ -61,7 +60,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "soak.json"
 PHASES = ("soak", "kill", "slow", "overload")
 REQUEST_TIMEOUT = 60.0  # seconds; what a request may take before it counts as a timeout
-WORKER = b"_bentoml_impl.worker.service"
 REPLACE_WAIT = 40.0  # seconds to wait for a killed worker's replacement (circus checks every 10 s)
 MAX_RETRY_AFTER = 10.0  # the longest Retry-After the overload phase's clients wait
 # What the service must hold to (the tests check only that it answers and lives on; these are
@@ -73,124 +71,9 @@ SLOW_P99_BOUND_MS = 2000.0
 # --- the server's processes ------------------------------------------------------------------------
 
 
-def listening_pids(port: int) -> list[int]:
-    """The processes that hold a socket listening on `port` (each worker of the service its own),
-    found through /proc; [] where that cannot be read."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    return sorted(int(proc.name) for proc in Path("/proc").glob("[0-9]*") if holds_any(proc, inodes))
-
-
-def holds_any(proc: Path, targets: set[str]) -> bool:
-    """Whether the process /proc/<pid> has a descriptor open on one of `targets` (readlink form).
-    A worker under load opens and closes connections all the time: a descriptor that is gone by
-    the time it is read is skipped, not taken as the whole process being gone."""
-    try:
-        descriptors = list((proc / "fd").iterdir())
-    except OSError:  # the process has exited, or is not ours to read
-        return False
-    for fd in descriptors:
-        try:
-            if os.readlink(fd) in targets:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def server_pids(port: int) -> list[int]:
-    """The server's processes: those listening on `port`, and their parent where it is the
-    serving process (BentoML's arbiter, which holds no listening socket of its own)."""
-    pids = set(listening_pids(port))
-    for pid in list(pids):
-        try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if b"bentoml" in cmdline(parent) or b"-m\0service" in cmdline(parent):
-            pids.add(parent)
-    return sorted(pids)
-
-
-def worker_pids(port: int) -> list[int]:
-    return [pid for pid in listening_pids(port) if WORKER in cmdline(pid)]
-
-
-def rss_mib(pids: list[int]) -> dict[str, float]:
+def rss_of(pids: list[int]) -> dict[str, float]:
     """{pid: RSS in MiB} of the processes still alive."""
-    out = {}
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out[str(pid)] = round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            continue
-    return out
-
-
-class OwnServer:
-    """`python -m service` on a free port, in a process group of its own, its log in a temp file."""
-
-    def __init__(self, manifest: Path, timeout: float = 180.0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(tempfile.mkstemp(prefix="vision-soak-", suffix=".log")[1])
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        env = {**os.environ, "VISION_MANIFEST": str(manifest), "BENTOML_DO_NOT_TRACK": "true"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                line = self.last_line()
-                self.stop()
-                raise BenchError(f"the server exited with {self.process.returncode}: {line}")
-            try:  # /readyz answers once one worker is up: wait for every worker's models
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 and self.initialized():
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        line = self.last_line()
-        self.stop()
-        raise BenchError(f"the server was not ready within {timeout:.0f} s: {line}")
-
-    def initialized(self) -> bool:
-        workers = worker_pids(self.port)
-        return bool(workers) and self.log_path.read_text(errors="replace").count("Service vision initialized") >= len(
-            workers
-        )
-
-    def last_line(self) -> str:
-        lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        return lines[-1][:300] if lines else "(no log)"
-
-    def stop(self) -> None:
-        stop_group(self.process)
-        self._log.close()
-        self.log_path.unlink(missing_ok=True)
+    return {str(pid): round(mib, 1) for pid in pids if (mib := rss_mib(pid)) is not None}
 
 
 # --- closed-loop load ------------------------------------------------------------------------------
@@ -361,17 +244,17 @@ def soak(
     5 s, and after."""
     requests = mixed_requests()
     pids = server_pids(port) if port else []
-    start = rss_mib(pids)
+    start = rss_of(pids)
     warm_up = min(10.0, seconds / 6) if warm_up is None else warm_up
     run_load(url, requests, warm_up, concurrency, "warm-up", quiet=True)
-    before = rss_mib(pids)
+    before = rss_of(pids)
     samples = []
     every = [
-        (t, lambda t=t: samples.append((t, round(sum(rss_mib(pids).values()), 1)))) for t in range(5, int(seconds), 5)
+        (t, lambda t=t: samples.append((t, round(sum(rss_of(pids).values()), 1)))) for t in range(5, int(seconds), 5)
     ]
     load = run_load(url, requests, seconds, concurrency, "soak", every if pids else [], quiet=quiet)
     time.sleep(1.0)
-    after = rss_mib(pids)
+    after = rss_of(pids)
     total_before, total_after = sum(before.values()), sum(after.values())
     return {
         "concurrency": concurrency,
@@ -749,6 +632,21 @@ def fmt_rss(rss: dict | None) -> str:
     return "+".join(f"{v:.0f}" for v in rss.values()) if rss else "?"
 
 
+def own_server(manifest: Path) -> Server:
+    """`python -m service` on `manifest`, ready when returned with every worker's models loaded,
+    its log in a temporary file."""
+    log_path = Path(tempfile.mkstemp(prefix="vision-soak-", suffix=".log")[1])
+    server = Server({"VISION_MANIFEST": str(manifest), "BENTOML_DO_NOT_TRACK": "true"}, log_path, timeout=180.0)
+    try:
+        server.wait_ready()
+        server.wait_initialized()  # /readyz answers once one worker is up
+    except BaseException:
+        server.stop()
+        log_path.unlink(missing_ok=True)
+        raise
+    return server
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -799,7 +697,7 @@ def main(argv: list[str] | None = None) -> None:
             port = httpx.URL(url).port or 80
         else:
             print(f"starting python -m service on {args.manifest} ...", file=sys.stderr)
-            server = OwnServer(args.manifest)
+            server = own_server(args.manifest)
             url, port = server.url, server.port
         results = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -835,6 +733,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if server is not None:
             server.stop()
+            server.log_path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the deployment tests share (test_deploy, test_image, test_kube_play): a small kustomize
-that renders deploy/k8s as `kubectl kustomize` does, and building, running and waiting for the
-container image with podman."""
+that renders deploy/k8s as `kubectl kustomize` does, and building and running the container image
+with podman (waiting for its /readyz: bench/processes.py's `wait_ready`)."""
 
 import copy
 import os
@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import yaml
 from service_models import ROOT
 
@@ -100,19 +99,6 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> str:
     if check:
         assert done.returncode == 0, f"podman {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done.stdout
-
-
-def wait_ready(url: str, timeout: float, alive=lambda: True) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        assert alive(), "the server stopped before it was ready"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url}/readyz did not answer 200 within {timeout:.0f} s")
 
 
 def print_report(request, label: str, report: dict) -> None:

@@ -18,13 +18,15 @@ import cv2
 import numpy as np
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
+# Run as a script: the test helpers, and bench/ (no installed package) from the checkout.
+sys.path[:0] = [str(TESTS), str(TESTS.parent)]
 
-from service_models import ROOT, Server, write_models  # noqa: E402
+from service_models import ROOT, write_models  # noqa: E402
 
+from bench.processes import Server  # noqa: E402
+from bench.samples import EXAMPLES  # noqa: E402
 from vision.manifest import DEFAULT_PATH  # noqa: E402
 
-EXAMPLES = ROOT / "docs" / "examples"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 VIEWPORT = {"width": 1100, "height": 820}
 # Strokes on the 280x280 pad, in pad pixels: a 1, slightly slanted as a hand writes it, and a 7.

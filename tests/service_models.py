@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.processes import free_port, stop_group
+from bench.processes import Server
 from export.manifest import YUNET
 from vision.manifest import sha256_of
 
@@ -140,88 +140,7 @@ def write_models(folder: Path) -> Path:
     return manifest
 
 
-# --- a real `bentoml serve` in a subprocess ------------------------------------------------------
-
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-
-
-class Server:
-    """`python -m service` (= `bentoml serve service.service:Vision`) on a free port, in its own
-    process group."""
-
-    def __init__(self, env: dict, log_path: Path, timeout: float = 120.0, port: int | None = None):
-        import os
-        import subprocess
-        import sys
-
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed by stop(), the server's whole life)
-        python = str(VENV_PYTHON) if VENV_PYTHON.exists() else sys.executable
-        self.process = subprocess.Popen(
-            [python, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.timeout = timeout
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"/readyz did not answer 200 within {self.timeout:.0f} s:\n{self.log()[-3000:]}")
-
-    def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
-        """The log once `text` is in it (or as it is after `timeout` seconds)."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while text not in self.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.log()
-
-    def worker_pids(self) -> list[int]:
-        """The BentoML worker processes under this server (where the models live)."""
-        pids = []
-        for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if b"_bentoml_impl.worker.service" in cmdline and self.process.pid in (int(stat[1]), int(stat[2])):
-                pids.append(int(proc.name))
-        return pids
-
-    def stop(self) -> None:
-        stop_group(self.process)  # SIGTERM to the group (BentoML drains), then SIGKILL to what is left
-        self._log.close()
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmRSS for {pid}")
+# --- a real `bentoml serve` in a subprocess (bench/processes.py) ---------------------------------
 
 
 def serving(env: dict, log_dir: Path):

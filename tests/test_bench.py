@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from service_models import free_port
+
+from bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,9 +82,8 @@ def test_webcam_bench_says_nothing_answers_in_one_line():
 
 def test_the_flask_alternatives_answer_as_the_service_does(tmp_path):
     """bench.compare is fair only if the hand-written apps do the service's work: same answers."""
-    from service_models import Server
-
     from bench.alternatives import create_app
+    from bench.processes import Server
     from bench.samples import DIGIT, PHOTO, framed
 
     frame = framed(PHOTO, 640, 480)

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 from phone_photos import SOURCE, UPRIGHT_SIZE, phone_photo
-from service_models import free_port, serving, write_models
+from service_models import serving, write_models
 
+from bench.processes import free_port
 from clients.__main__ import main as cli
 from clients.api import (
     AsyncVisionClient,

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 from page_browser import EXAMPLES, manifest, playwright_missing
-from service_models import Server, free_port
+
+from bench.processes import Server, free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 

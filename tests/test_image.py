@@ -17,9 +17,11 @@ import time
 
 import httpx
 import pytest
-from conftest import EXAMPLES
-from deployment import IMAGE, PODMAN, RUN_OPTIONS, build_image, podman, print_report, wait_ready
-from service_models import ROOT, Server, free_port
+from deployment import IMAGE, PODMAN, RUN_OPTIONS, build_image, podman, print_report
+from service_models import ROOT
+
+from bench.processes import Server, ServerFailed, free_port, wait_ready
+from bench.samples import EXAMPLES
 
 pytestmark = [
     pytest.mark.buildah,
@@ -66,7 +68,7 @@ def container(image):
         running = lambda: podman("inspect", "--format", "{{.State.Running}}", cid).strip() == "true"
         try:
             wait_ready(url, 300, alive=running)
-        except AssertionError:
+        except ServerFailed:
             pytest.fail(f"the container did not become ready:\n{podman('logs', cid, check=False)[-4000:]}")
         REPORT["cold start to /readyz"] = f"{time.monotonic() - start:.1f} s (podman run to the first 200)"
         yield url, cid

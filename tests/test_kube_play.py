@@ -32,9 +32,10 @@ import time
 import httpx
 import pytest
 import yaml
-from conftest import EXAMPLES
-from deployment import BASE, IMAGE, build_image, by_kind, print_report, render, wait_ready
-from service_models import free_port
+from deployment import BASE, IMAGE, build_image, by_kind, print_report, render
+
+from bench.processes import ServerFailed, free_port, wait_ready
+from bench.samples import EXAMPLES
 
 pytestmark = [
     pytest.mark.buildah,
@@ -126,7 +127,7 @@ def pod(image, podman_env, tmp_path_factory):
         running = lambda: podman(env, "inspect", "--format", "{{.State.Running}}", cid).strip() == "true"
         try:
             wait_ready(url, 300, alive=running)
-        except AssertionError:
+        except ServerFailed:
             pytest.fail(f"the pod did not become ready:\n{podman(env, 'logs', cid, check=False)[-4000:]}")
         REPORT["kube play to /readyz"] = f"{time.monotonic() - start:.1f} s"
         # The key as the pod got it: Kubernetes decodes `data`; podman 4.3 mounts the base64 text as it is.

@@ -32,8 +32,9 @@ from photos import (
     written_number,
 )
 from PIL import Image
-from service_models import ROOT, Server, rss_mib, serving, write_models
+from service_models import ROOT, serving, write_models
 
+from bench.processes import Server, rss_mib
 from training.mnist import read_idx
 from vision.digits import to_mnist, to_model_input
 from vision.faces import (

@@ -17,8 +17,9 @@ import httpx
 import numpy as np
 import pytest
 from page_browser import EXAMPLES, new_page, playwright_missing
-from service_models import Server, serving, write_models
+from service_models import serving, write_models
 
+from bench.processes import Server
 from clients import webcam
 from clients.__main__ import main as cli
 from clients.api import AsyncVisionClient, ServiceUnauthorized, VisionClient

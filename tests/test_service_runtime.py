@@ -39,7 +39,7 @@ def test_int8_variant_where_kept(manifest_with_int8):
 
 
 def test_the_server_logs_which_models_run_int8(manifest_with_int8, tmp_path):
-    from service_models import Server
+    from bench.processes import Server
 
     server = Server(
         {"VISION_MANIFEST": str(manifest_with_int8), "VISION_INT8": "1", "VISION_PROVIDER": "cpu"},

@@ -10,7 +10,6 @@ while the service is busy, a file has every frame answered. No timing is asserte
 import json
 import re
 import socket
-import sys
 import threading
 from pathlib import Path
 
@@ -18,13 +17,10 @@ import cv2
 import httpx
 import pytest
 from photos import group_photo
-from service_models import ROOT, serving, write_models
+from service_models import serving, write_models
 
+from bench import soak
 from clients import webcam
-
-if str(ROOT) not in sys.path:  # bench/ is no installed package: `pytest` (not `python -m pytest`) needs this
-    sys.path.insert(0, str(ROOT))
-from bench import soak  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 

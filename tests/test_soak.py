@@ -10,19 +10,16 @@ memory grows under load are measured by `python -m bench.soak` (docs/benchmarks.
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from service_models import ROOT, Server, serving, write_models
+from service_models import serving, write_models
 
-if str(ROOT) not in sys.path:  # bench/ is no installed package: `pytest` (not `python -m pytest`) needs this
-    sys.path.insert(0, str(ROOT))
-from bench import soak  # noqa: E402
+from bench import soak
+from bench.processes import Server
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 
@@ -38,7 +35,7 @@ def server(manifest, tmp_path_factory):
 
 
 def test_a_short_soak_of_mixed_load_at_concurrency_64(server):
-    all_workers_initialized(server, starts=len(server.worker_pids()))
+    server.wait_initialized()
     result = soak.soak(server.url, server.port, seconds=4, concurrency=64, quiet=True, warm_up=0)
     assert result["errors"] == {}, result  # no 5xx, no 4xx, no dropped connection, no timeout
     assert set(result["endpoints"]) == {"/faces", "/digit"} and all(
@@ -53,27 +50,6 @@ def test_the_report_judges_a_figure_against_its_bound():
     assert soak.within(None, soak.RSS_GROWTH_BOUND_MIB, "MiB") == "not measured"
 
 
-def test_a_descriptor_that_closes_while_it_is_read_does_not_hide_its_process(monkeypatch):
-    """A worker loading its models or closing connections loses descriptors between the listing of
-    /proc/<pid>/fd and their readlink; the count of workers (the kill phase's "workers_after") must
-    not lose the worker with them. Here this process's first descriptors vanish that way."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        assert os.getpid() in soak.listening_pids(port)
-        readlink, ours = os.readlink, f"/proc/{os.getpid()}/fd/"
-
-        def closing_meanwhile(path, *args, **kwargs):
-            name = str(path)
-            if name.startswith(ours) and int(name[len(ours) :]) < listener.fileno():
-                raise FileNotFoundError(name)
-            return readlink(path, *args, **kwargs)
-
-        monkeypatch.setattr(soak.os, "readlink", closing_meanwhile)
-        assert os.getpid() in soak.listening_pids(port)
-
-
 def test_a_killed_worker_is_replaced_and_later_requests_succeed(server):
     """SIGKILL to a worker under load: the requests it held die (counted; 16 clients' connections
     all land on the other worker once in 65,536 runs), the others keep being answered, circus
@@ -85,7 +61,7 @@ def test_a_killed_worker_is_replaced_and_later_requests_succeed(server):
     )
     assert result["lost_requests"] >= 1 and set(result["lost"]) == {"dropped"}, result  # those it held, only
     assert result["new_worker_after_s"] is not None, result
-    all_workers_initialized(server, starts=result["workers_before"] + 1)  # the new one has loaded its models
+    server.wait_initialized(starts=result["workers_before"] + 1)  # the new one has loaded its models
     assert result["workers_after"] == result["workers_before"]
     assert result["readyz_after"] == 200
     with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -93,15 +69,6 @@ def test_a_killed_worker_is_replaced_and_later_requests_succeed(server):
         for i in range(20):
             endpoint, kwargs = requests[i % 2]
             assert http.post(endpoint, **kwargs).status_code == 200
-
-
-def all_workers_initialized(server: Server, starts: int, timeout: float = 60) -> None:
-    """Wait until `starts` workers in all have loaded their models (a worker process holds the
-    socket, and counts as a worker, seconds before that)."""
-    deadline = time.monotonic() + timeout
-    while server.log().count("Service vision initialized") < starts:
-        assert time.monotonic() < deadline, server.log()[-3000:]
-        time.sleep(0.2)
 
 
 def cannot_start_lines(log: str) -> list[str]:
@@ -112,7 +79,7 @@ def test_a_model_changed_on_disk_is_refused_at_the_next_start(server, manifest, 
     """The running server keeps the models it verified and loaded; a new server, and a new worker
     of the running one, refuse the changed file with one line that names it. (Runs last: the
     running server stops.)"""
-    all_workers_initialized(server, starts=len(server.worker_pids()))  # /readyz answers once one is up
+    server.wait_initialized()  # /readyz answers once one worker is up
     model = manifest.parent / "keypoints.onnx"
     data = bytearray(model.read_bytes())
     data[-1] ^= 0xFF
@@ -130,7 +97,7 @@ def test_a_model_changed_on_disk_is_refused_at_the_next_start(server, manifest, 
     assert f"{model}: sha256" in lines[0] and "does not match the manifest" in lines[0]
 
     before = len(server.log())
-    os.kill(soak.worker_pids(server.port)[0], signal.SIGKILL)
+    os.kill(server.worker_pids()[0], signal.SIGKILL)
     try:
         server.process.wait(timeout=45)  # the replacement refuses, and stops the server
     except subprocess.TimeoutExpired:

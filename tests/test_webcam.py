@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pytest
 from photos import KEYPOINT_NME_BOUND, mean_face, mean_face_model
-from service_models import Server, free_port, serving
+from service_models import serving
 
+from bench.processes import Server, free_port
 from clients import webcam
 from clients.api import VisionClient
 from clients.local import LocalFaces
