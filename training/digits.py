@@ -37,6 +37,7 @@ from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from vision.errors import InputError
 
 ABLATION_LABELS = (100, 300, 1000)
+RECORDS = Path("docs/records")  # the ablation's table: a record of models that do not ship, not in models/
 
 # What a None field of Config means, per model. The CNN trains on every label with milder, more
 # frequent augmentation than the course MLP.
@@ -52,7 +53,10 @@ class Config:
 
     model: str | None = option(None, "which network (default: cnn; mlp with --ablation)", choices=tuple(MODEL_DEFAULTS))
     data: str = option("data/mnist", "folder of the MNIST IDX files")
-    out: str | None = option(None, "checkpoint path (default: models/digits_<model>.pt)")
+    out: str | None = option(
+        None,
+        f"checkpoint path (default: models/digits_<model>.pt); --ablation writes into its folder (default {RECORDS})",
+    )
     epochs: int | None = option(None, "classifier epochs")
     pretrain: bool = option(True, "mlp: pretrain the encoder as an autoencoder on the images first")
     pretrain_epochs: int = option(5, "mlp autoencoder epochs, on images only")
@@ -73,7 +77,7 @@ class Config:
     seed: int = option(0, "seed of the initialization, data order, augmentation and label subset")
     threads: int = option(1, "torch CPU threads")
     val_size: int = option(VALIDATION_SIZE, "the last N training images validate")
-    ablation: bool = option(False, "mlp: the 100/300/1000-label table, into the folder of --out")
+    ablation: bool = option(False, "mlp: the 100/300/1000-label table, into the folder of --out (no checkpoint)")
 
     def resolved(self) -> "Config":
         """Every None filled with the model's default, checked: what `fit` runs and the checkpoint records."""
@@ -83,7 +87,7 @@ class Config:
         if self.ablation and model != "mlp":
             raise InputError("--ablation trains the mlp, not the cnn")
         c = fill_defaults(dataclasses.replace(self, model=model), MODEL_DEFAULTS[model])
-        c.out = c.out or f"models/digits_{model}.pt"
+        c.out = c.out or str((RECORDS if self.ablation else Path("models")) / f"digits_{model}.pt")
         if min(c.epochs, c.batch_size, c.val_size, c.threads, c.blur_radius) < 1 or c.pretrain_epochs < 0:
             raise InputError(
                 "--epochs, --batch-size, --val-size, --threads, --blur-radius must be >= 1, --pretrain-epochs >= 0"
@@ -325,7 +329,7 @@ def run(config: Config, command: str) -> dict:
     return metrics
 
 
-def ablation(config: Config, command: str, out_dir: Path = Path("models")) -> dict:
+def ablation(config: Config, command: str, out_dir: Path = RECORDS) -> dict:
     """Accuracy against labels, pretrained vs from scratch; one autoencoder serves every size."""
     config = config.resolved()
     data = load_split(config)
