@@ -8,7 +8,8 @@
   camera (faces followed with `boxes`, detected now and then, one id), the service's errors and
   readiness as the page shows them, the JS filter smoothing a sequence of answers exactly as
   clients/smoothing.py does, the JS tracker planning frames and giving ids as clients/tracking.py
-  does, and the overlay's marks sized as vision.draw.mark_sizes sizes them; all with the page's
+  does, both replaying the shared vectors (tests/fixtures/face_vectors.json) as the Python modules
+  do, and the overlay's marks sized as vision.draw.mark_sizes sizes them; all with the page's
   Content-Security-Policy on, and any violation of it fails the test.
 
 The server runs the shipped models (models/manifest.json) when they are there, else stand-ins;
@@ -21,6 +22,7 @@ import re
 from pathlib import Path
 
 import cv2
+import face_vectors
 import httpx
 import numpy as np
 import pytest
@@ -466,6 +468,31 @@ def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
             if a["pose"] is not None:
                 assert a["pose"] == pytest.approx(b["pose"], abs=0.11)
     assert sum(f["pose"] is None for faces in python for f in faces) > 0  # some frames without a pose
+
+
+@browser_test
+def test_the_page_tracker_and_filter_replay_the_shared_vectors(page):
+    """tests/fixtures/face_vectors.json (a clip's real /faces answers) through tracking.js and
+    smoothing.js, as tests/test_tracking.py and tests/test_smoothing.py replay it through the Python
+    modules: the same plans, ids and smoothed boxes, points and poses."""
+    vectors = face_vectors.load()
+    replayed = page.evaluate(
+        """async (vectors) => {
+            const { Tracker } = await import(new URL("page/tracking.js", location.href));
+            const { FaceSmoother } = await import(new URL("page/smoothing.js", location.href));
+            const [tracker, smoother] = [new Tracker(vectors.detect_every), new FaceSmoother()];
+            return vectors.frames.map(({ frame, t, answer }) => {
+                const plan = tracker.plan(frame, null);
+                const tracked = tracker.update(plan, null, answer);
+                return { plan, tracked, smoothed: smoother.smooth(tracked, t) };
+            });
+        }""",
+        vectors,
+    )
+    outcomes = [
+        face_vectors.outcome(js["plan"]["boxes"], js["plan"]["ids"], js["tracked"], js["smoothed"]) for js in replayed
+    ]
+    face_vectors.assert_replayed(vectors, outcomes)
 
 
 # --- the tracker's twin and the overlay's sizes, in Chromium -----------------------------------------

@@ -1,5 +1,6 @@
 """The One Euro filter and the face smoother, on synthetic signals."""
 
+import face_vectors
 import numpy as np
 import pytest
 
@@ -110,3 +111,10 @@ def test_a_faces_pose_is_smoothed_with_it_and_a_null_pose_passes_and_restarts_th
     after = smoother([{**face(50), "id": 1, "pose": turned}], 91 / FPS)[0]["pose"]
     assert after == turned  # afresh after the null: not dragged from +20
     assert "pose" not in smoother([face(50)], 92 / FPS)[0]  # an answer without poses gets none
+
+
+def test_the_shared_vectors_are_smoothed_as_frozen():
+    """tests/fixtures/face_vectors.json (a clip's real /faces answers, tracked; service/page/smoothing.js
+    smooths the same file in tests/test_page.py): the same boxes, points and poses."""
+    vectors = face_vectors.load()
+    face_vectors.assert_replayed(vectors, face_vectors.replay(vectors), keys=("smoothed",))

@@ -1,5 +1,6 @@
 """The face tracker (clients/tracking.py) on synthetic answers and frames: no server, no model."""
 
+import face_vectors
 import numpy as np
 import pytest
 
@@ -226,3 +227,14 @@ def test_the_cut_threshold_is_between_a_move_and_a_cut():
 def test_bad_detect_every_is_refused():
     with pytest.raises(ValueError, match="detect_every"):
         Tracker(detect_every=0)
+
+
+def test_the_shared_vectors_are_planned_and_named_as_frozen():
+    """tests/fixtures/face_vectors.json (a clip's real /faces answers; service/page/tracking.js
+    replays the same file in tests/test_page.py): the same frames detected, the same boxes sent,
+    the same ids."""
+    vectors = face_vectors.load()
+    face_vectors.assert_replayed(vectors, face_vectors.replay(vectors), keys=("plan", "ids"))
+    plans = [frame["plan"] for frame in vectors["frames"]]
+    assert [plan["boxes"] is None for plan in plans].count(True) == 3  # detected every DETECT_EVERY frames
+    assert vectors["frames"][-1]["ids"] == [1, 2, 3]  # the face that walked in got the next id
