@@ -26,7 +26,8 @@ import httpx
 import numpy as np
 
 from bench.samples import DIGIT, PHOTO, BenchError, framed, sample
-from clients.api import URL_HELP, ServiceError, box_from_face, checked_url, service_url, unreachable_message
+from clients.answers import Face
+from clients.api import URL_HELP, ServiceError, checked_url, service_url, unreachable_message
 from clients.webcam import encode_jpeg, followed_region
 
 
@@ -60,7 +61,7 @@ def given_box_against_detection(http: httpx.Client, seconds: float) -> None:
     found = response.json()["faces"]
     if len(found) != 1:
         raise BenchError(f"/faces found {len(found)} faces in the 640x480 frame of {PHOTO.name}, not 1")
-    boxes = [box_from_face(found[0])]
+    boxes = [Face.from_json(found[0]).given_box()]
     region, region_boxes, _ = followed_region(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), boxes)
     requests = {  # kind -> (JPEG, form)
         "detected": (photo, {}),

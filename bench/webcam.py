@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clients.answers import Face, box_of
 from clients.api import URL_HELP, ServiceError, VisionClient, service_url, unreachable_message
 from clients.smoothing import FaceSmoother
 from clients.tracking import DETECT_EVERY
@@ -104,25 +105,30 @@ def raw_points(frames: list[np.ndarray]) -> np.ndarray:
     from clients.local import LocalFaces
 
     find = LocalFaces()
-    faces = [find(frame)["faces"] for frame in frames]
+    faces = [find(frame).faces for frame in frames]
     if any(len(f) != 1 for f in faces):
         sys.exit("error: the benchmark video lost its face in some frames")
     return np.stack([face_points(f[0]) for f in faces])
 
 
-def face_points(face: dict) -> np.ndarray:
-    box = face["box"]
-    corners = [[box["x"], box["y"]], [box["x"] + box["width"], box["y"] + box["height"]]]
-    return np.array(corners + [[k["x"], k["y"]] for k in face["keypoints"]], dtype=np.float64)
+def face_points(face: Face) -> np.ndarray:
+    """(17, 2): the face's box corners, then its 15 keypoints."""
+    box = face.box
+    return np.vstack([[[box.x, box.y], [box.x + box.width, box.y + box.height]], face.points])
 
 
 def smoothed(points: np.ndarray) -> np.ndarray:
-    """The same points through the client's smoother, at 30 fps."""
+    """The same points through the client's smoother, at 30 fps (the one face, id 1)."""
     smoother = FaceSmoother()
     out = []
     for i, p in enumerate(points):
-        box = {"x": p[0, 0], "y": p[0, 1], "width": p[1, 0] - p[0, 0], "height": p[1, 1] - p[0, 1]}
-        face = {"box": box, "keypoints": [{"name": str(j), "x": x, "y": y} for j, (x, y) in enumerate(p[2:])]}
+        face = Face.from_json(
+            {
+                "box": {"x": p[0, 0], "y": p[0, 1], "width": p[1, 0] - p[0, 0], "height": p[1, 1] - p[0, 1]},
+                "keypoints": [{"name": str(j), "x": x, "y": y} for j, (x, y) in enumerate(p[2:])],
+                "id": 1,
+            }
+        )
         out.append(face_points(smoother([face], i / FPS)[0]))
     return np.stack(out)
 
@@ -231,7 +237,7 @@ def cut_numbers(records: list[dict], truths: np.ndarray) -> dict:
     """NME (%) over the frames where the face was found, and the share of frames where it was."""
     errors = []
     for record, truth in zip(records, truths, strict=True):
-        faces = record["faces"] or []
+        faces = [Face.from_json(face) for face in record["faces"] or []]
         if faces:
             nearest = min(faces, key=lambda f: np.linalg.norm(face_points(f)[2:].mean(0) - truth.mean(0)))
             errors.append(normalized_error(face_points(nearest)[2:], truth))
@@ -249,12 +255,11 @@ def pan_numbers(records: list[dict], truths: np.ndarray) -> dict:
     last_id, switches, found = {}, 0, 0
     for record, people in zip(records, truths, strict=True):
         for face in record["faces"] or []:
-            box = face["box"]
+            box = box_of(face["box"])
             inside = [
                 p
                 for p, points in enumerate(people)
-                if box["x"] <= points.mean(0)[0] <= box["x"] + box["width"]
-                and box["y"] <= points.mean(0)[1] <= box["y"] + box["height"]
+                if box.x <= points.mean(0)[0] <= box.x + box.width and box.y <= points.mean(0)[1] <= box.y + box.height
             ]
             if len(inside) != 1:
                 continue

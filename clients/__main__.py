@@ -52,7 +52,7 @@ class Done:
     """One image's outcome: the answer and its drawing, or an error."""
 
     path: Path
-    answer: dict | None = None
+    answer: dict | None = None  # as JSON, as the service answered it
     drawn: object = None  # the BGR image with the answer drawn on it, when --out asks for it
     summary: str = ""
     error: str | None = None
@@ -117,13 +117,13 @@ async def ask(client: AsyncVisionClient, endpoint: str, path: Path, model: str, 
                 image = with_model_inputs(draw_number(image, answer), [d["input_png"] for d in answer["digits"]])
             summary = f"number {answer['number'] or '(none)'} ({answer['model']})"
         elif endpoint == "keypoints":
-            answer = await client.keypoints(data)
-            draw_keypoints_answer(image, answer)
-            summary = _plural(len(answer["keypoints"]), "keypoint")
+            record = await client.keypoints(data)
+            draw_keypoints_answer(image, record)
+            answer, summary = record.as_json(), _plural(len(record.keypoints), "keypoint")
         else:
-            answer = await client.faces(data)
-            draw_faces(image, answer)
-            summary = _plural(len(answer["faces"]), "face")
+            record = await client.faces(data)
+            draw_faces(image, record.faces)
+            answer, summary = record.as_json(), _plural(len(record.faces), "face")
     except ServiceUnauthorized:
         raise  # no image will get through without the key: the whole run stops, in one line
     except (ImageError, ServiceError) as e:

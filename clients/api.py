@@ -7,6 +7,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from clients.answers import Face, FacesAnswer, KeypointsAnswer
 from vision.photos import upright_bgr
 
 # Where the clients (`python -m clients`, `clients.webcam`) and `python -m bench` look for the
@@ -155,20 +157,24 @@ MAX_RETRY_AFTER_S = 10.0
 
 
 class Request(NamedTuple):
-    """One call of the API, as both clients send it."""
+    """One call of the API, as both clients send it, and the record its answer is read into
+    (None: the JSON as it is)."""
 
     endpoint: str
     files: dict | None = None
     data: dict | None = None
+    record: Callable[[dict], object] | None = None
 
 
-def _image_request(endpoint: str, image, **fields) -> Request:
+def _image_request(endpoint: str, image, record=None, **fields) -> Request:
     fields = {k: str(v).lower() if isinstance(v, bool) else v for k, v in fields.items() if v is not None}
-    return Request(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None)
+    return Request(endpoint, files={"image": ("image.png", _as_bytes(image))}, data=fields or None, record=record)
 
 
-def _answer(url: str, endpoint: str, response: httpx.Response) -> dict:
-    """The JSON of a 2xx answer; ServiceRefused (4xx) or ServiceError otherwise, in one line."""
+def _answer(url: str, request: Request, response: httpx.Response):
+    """A 2xx answer, read into the request's record; ServiceRefused (4xx) or ServiceError otherwise,
+    in one line."""
+    endpoint = request.endpoint
     if response.status_code == 401:
         raise ServiceUnauthorized(unauthorized_message("authorization" in response.request.headers), 401)
     if response.status_code >= 400:
@@ -185,9 +191,13 @@ def _answer(url: str, endpoint: str, response: httpx.Response) -> dict:
             raise ServiceRefused(error, response.status_code)
         raise ServiceError(error)
     try:
-        return response.json()
+        answer = response.json()
     except ValueError:
         raise ServiceError(f"{endpoint} answered with non-JSON: is {url} the vision service?") from None
+    try:
+        return answer if request.record is None else request.record(answer)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ServiceError(f"{endpoint} answered with JSON of another shape: is {url} the vision service?") from None
 
 
 def _transport_error(url: str, endpoint: str, timeout: float, error: Exception) -> ServiceError:
@@ -248,16 +258,18 @@ class _Endpoints:
         return self._send(_image_request("/number", image, model=model, debug=debug))
 
     def keypoints(self, image):
-        """{"keypoints": 15 named keypoints in the pixel coordinates of a face crop}."""
-        return self._send(_image_request("/keypoints", image))
+        """A KeypointsAnswer (clients.answers): 15 named keypoints in a face crop's pixels, and the pose."""
+        return self._send(_image_request("/keypoints", image, KeypointsAnswer.from_json))
 
-    def faces(self, image, detector: str | None = None, boxes: list[dict] | None = None):
-        """{"width", "height", "faces": [{"box", "score", "detector", "keypoints"}]} for a photo.
-        With `boxes` nothing is detected: each box is cut and predicted as /faces would a detection
-        (detector "given"). A box is {"x", "y", "width", "height"} in the photo's pixels, optionally
-        with "eyes" ([[right x, right y], [left x, left y]]: the crop is turned by them) and a
-        "score"; a face record of an earlier /faces answer is taken as `box_from_face` makes it."""
-        return self._send(_image_request("/faces", image, detector=detector, boxes=boxes_field(boxes)))
+    def faces(self, image, detector: str | None = None, boxes: list | None = None):
+        """A FacesAnswer (clients.answers): the photo's width and height and its faces, each with
+        its box, score, detector, keypoints and pose. With `boxes` nothing is detected: each box is
+        cut and predicted as /faces would a detection (detector "given"). A box is {"x", "y",
+        "width", "height"} in the photo's pixels, optionally with "eyes" ([[right x, right y],
+        [left x, left y]]: the crop is turned by them) and a "score"; a Face of an earlier answer
+        is sent as its `given_box()`."""
+        record = FacesAnswer.from_json
+        return self._send(_image_request("/faces", image, record, detector=detector, boxes=boxes_field(boxes)))
 
 
 class VisionClient(_Endpoints):
@@ -295,7 +307,7 @@ class VisionClient(_Endpoints):
             response = self._http.post(request.endpoint, files=request.files, data=request.data)
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise _transport_error(self.url, request.endpoint, self.timeout, e) from None
-        return _answer(self.url, request.endpoint, response)
+        return _answer(self.url, request, response)
 
     def ready(self) -> bool:
         try:
@@ -336,7 +348,7 @@ class AsyncVisionClient(_Endpoints):
             response = await self._http.post(request.endpoint, files=request.files, data=request.data)
         except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise _transport_error(self.url, request.endpoint, self.timeout, e) from None
-        return _answer(self.url, request.endpoint, response)
+        return _answer(self.url, request, response)
 
     async def ready(self) -> bool:
         try:
@@ -345,31 +357,9 @@ class AsyncVisionClient(_Endpoints):
             return False
 
 
-def box_from_face(face: dict) -> dict:
-    """A face record of a /faces answer -> an entry of /faces's `boxes`: its box and score, and its
-    eyes from the `right_eye_center` and `left_eye_center` keypoints (the subject's right eye first)."""
-    entry = {side: face["box"][side] for side in ("x", "y", "width", "height")}
-    if face.get("score") is not None:
-        entry["score"] = face["score"]
-    points = {k["name"]: [k["x"], k["y"]] for k in face.get("keypoints") or []}
-    if "right_eye_center" in points and "left_eye_center" in points:
-        entry["eyes"] = [points["right_eye_center"], points["left_eye_center"]]
-    return entry
-
-
-def boxes_field(boxes: list[dict] | None) -> str | None:
-    """`boxes` (box entries or /faces face records) -> the JSON text of the form field; None: no field."""
+def boxes_field(boxes: list | None) -> str | None:
+    """`boxes` (box entries, or Faces of earlier answers) -> the JSON text of the form field; None: no field."""
     if boxes is None:
         return None
-    entries = [box_from_face(b) if "box" in b else b for b in boxes]
+    entries = [box.given_box() if isinstance(box, Face) else box for box in boxes]
     return json.dumps(entries, default=lambda value: value.tolist())  # numpy numbers and arrays too
-
-
-def keypoint_array(keypoints: list[dict]) -> np.ndarray:
-    """The API's [{"name", "x", "y", "confidence"}, ...] -> (15, 2) float array."""
-    return np.array([[k["x"], k["y"]] for k in keypoints], dtype=np.float64)
-
-
-def keypoint_confidence(keypoints: list[dict]) -> list[float | None]:
-    """The API's keypoint records -> each point's confidence (None where the service gave none)."""
-    return [k.get("confidence") for k in keypoints]

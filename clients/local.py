@@ -8,6 +8,7 @@ pipeline, so the overlay and the outputs are the same either way. onnxruntime is
 
 import numpy as np
 
+from clients.answers import FacesAnswer
 from clients.api import ServiceError
 
 
@@ -28,11 +29,13 @@ class LocalFaces:
         except ImportError as e:  # no onnxruntime in this environment
             raise ServiceError(f"--local needs onnxruntime ({e}); install the `cpu` extra") from None
 
-    def __call__(self, frame: np.ndarray, boxes: list[dict] | None = None) -> dict:
+    def __call__(self, frame: np.ndarray, boxes: list[dict] | None = None) -> FacesAnswer:
         """The answer for a frame; with `boxes` (/faces' form field, as clients.tracking plans
-        them), no detection: those faces are cut and predicted."""
+        them), no detection: those faces are cut and predicted. Read from the JSON the service
+        would send, as clients.api reads the service's."""
         from vision.faces import GivenBoxes, find_faces, given_detections
 
         detector = self.detector if boxes is None else GivenBoxes(given_detections(boxes))
         faces = find_faces(frame, detector, self.model.outputs)
-        return {"width": frame.shape[1], "height": frame.shape[0], "faces": [face.as_dict() for face in faces]}
+        answer = {"width": frame.shape[1], "height": frame.shape[0], "faces": [face.as_dict() for face in faces]}
+        return FacesAnswer.from_json(answer)

@@ -1,15 +1,14 @@
 """Drawing the service's answers onto images."""
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-from clients.api import keypoint_array, keypoint_confidence
+from clients.answers import Face, KeypointsAnswer, box_of
 from vision import draw
-from vision.faces import Box
 from vision.keypoints import KEYPOINT_NAMES
-from vision.pose import HeadPose
 
 NOSE_TIP = KEYPOINT_NAMES.index("nose_tip")
 
@@ -18,39 +17,39 @@ NOSE_TIP = KEYPOINT_NAMES.index("nose_tip")
 DIGIT_MIN_SIDE = 280
 
 
-def draw_faces(image: np.ndarray, answer: dict) -> np.ndarray:
-    """Draw every face box, its keypoints and its head pose (an arrow from the nose, where the face
-    has one) from a /faces answer onto a BGR image, in place, with its label: the face's id (`#3`,
-    on video, where the tracker gives one) and the detector's score. Marks are sized by the face
-    and the image (vision.draw.mark_sizes)."""
-    for face in answer["faces"]:
-        box = face["box"]
-        sizes = draw.mark_sizes(box["width"], image.shape)
-        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), thickness=sizes.line)
-        points, confidence = keypoint_array(face["keypoints"]), keypoint_confidence(face["keypoints"])
-        draw.draw_keypoints(image, points, radius=sizes.radius, confidence=confidence)
-        if face.get("pose") is not None:
-            draw.draw_pose(image, points[NOSE_TIP], HeadPose(**face["pose"]), box["width"], sizes.line)
-        parts = ([f"#{face['id']}"] if face.get("id") is not None else []) + (
-            [f"{face['score']:.2f}"] if face.get("score") is not None else []  # Haar gives no score
+def draw_faces(image: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+    """Draw every face's box, its keypoints and its head pose (an arrow from the nose, where the
+    face has one) onto a BGR image, in place, with its label: the face's id (`#3`, on video, where
+    the tracker gives one) and the detector's score. Marks are sized by the face and the image
+    (vision.draw.mark_sizes)."""
+    for face in faces:
+        box = face.box
+        sizes = draw.mark_sizes(box.width, image.shape)
+        draw.draw_box(image, box, thickness=sizes.line)
+        points = face.points
+        draw.draw_keypoints(image, points, radius=sizes.radius, confidence=face.confidence)
+        if face.pose is not None:
+            draw.draw_pose(image, points[NOSE_TIP], face.pose, box.width, sizes.line)
+        parts = ([f"#{face.id}"] if face.id is not None else []) + (
+            [f"{face.score:.2f}"] if face.score is not None else []  # Haar gives no score
         )
         if parts:
             label, font = "  ".join(parts), cv2.FONT_HERSHEY_SIMPLEX
             (_, text_height), _ = cv2.getTextSize(label, font, sizes.font_scale, sizes.font_thickness)
-            origin = (int(box["x"]), max(int(box["y"]) - sizes.line - 4, text_height + 2))
+            origin = (int(box.x), max(int(box.y) - sizes.line - 4, text_height + 2))
             outline = sizes.font_thickness + 2
             cv2.putText(image, label, origin, font, sizes.font_scale, (0, 0, 0), outline, cv2.LINE_AA)
             cv2.putText(image, label, origin, font, sizes.font_scale, (255, 255, 0), sizes.font_thickness, cv2.LINE_AA)
     return image
 
 
-def draw_keypoints_answer(image: np.ndarray, answer: dict) -> np.ndarray:
+def draw_keypoints_answer(image: np.ndarray, answer: KeypointsAnswer) -> np.ndarray:
     """Draw a /keypoints answer (one face crop's points and its pose) onto the crop, in place."""
     sizes = draw.mark_sizes(image.shape[1], image.shape)
-    points = keypoint_array(answer["keypoints"])
-    draw.draw_keypoints(image, points, radius=sizes.radius, confidence=keypoint_confidence(answer["keypoints"]))
-    if answer.get("pose") is not None:
-        draw.draw_pose(image, points[NOSE_TIP], HeadPose(**answer["pose"]), image.shape[1], sizes.line)
+    points = answer.points
+    draw.draw_keypoints(image, points, radius=sizes.radius, confidence=answer.confidence)
+    if answer.pose is not None:
+        draw.draw_pose(image, points[NOSE_TIP], answer.pose, image.shape[1], sizes.line)
     return image
 
 
@@ -58,13 +57,12 @@ def draw_number(image: np.ndarray, answer: dict) -> np.ndarray:
     """Draw each digit's box and its reading from a /number answer onto a BGR image, in place, and
     what was left out as not a digit (lines, the page's edge, marks) in thin grey boxes."""
     for item in answer.get("left_out", []):
-        box = item["box"]
-        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]), color=(160, 160, 160), thickness=1)
+        draw.draw_box(image, box_of(item["box"]), color=(160, 160, 160), thickness=1)
     for digit in answer["digits"]:
-        box = digit["box"]
-        draw.draw_box(image, Box(box["x"], box["y"], box["width"], box["height"]))
-        scale = max(0.5, box["height"] / 60)
-        origin = (int(box["x"]), max(int(box["y"]) - 6, 14))
+        box = box_of(digit["box"])
+        draw.draw_box(image, box)
+        scale = max(0.5, box.height / 60)
+        origin = (int(box.x), max(int(box.y) - 6, 14))
         cv2.putText(image, str(digit["digit"]), origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 255), 2, cv2.LINE_AA)
     return image
 

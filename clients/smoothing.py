@@ -1,9 +1,9 @@
 """Steadier keypoints and head poses on video: a One Euro filter per face, faces followed from
-frame to frame.
+frame to frame by their ids.
 
-A face with an `id` (the webcam client's tracker gives each one: clients/tracking.py) keeps the
-filter of that id, and a new id, such as a new person after a cut, starts afresh; faces without
-ids are matched to the previous frame's by box overlap.
+Each face has the `id` the tracker gave it (clients/tracking.py; every caller tracks faces before
+smoothing them) and keeps the filter of that id; a new id, such as a new person after a cut,
+starts afresh, and so does an id unseen for FORGET_AFTER_S.
 
 A still face's raw keypoints jitter by a pixel or two from frame to frame (sensor noise moves the
 detection box, and the crop with it). The One Euro filter (Casiez, Roussel and Vogel, CHI 2012)
@@ -18,11 +18,14 @@ the same defaults.
 """
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vision.faces import Box, iou
+from clients.answers import Face
+from vision.faces import Box
+from vision.pose import HeadPose
 
 # Defaults measured on this project's videos (docs/benchmarks.md, "Webcam client"): still-face jitter down about 6x,
 # under 2 frames of lag at a walking-pace head movement.
@@ -33,9 +36,8 @@ DERIVATIVE_CUTOFF_HZ = 1.0  # smoothing of the speed estimate itself
 # middle of the face to its edge at 45 degrees, half a width): the pose's unit of speed.
 DEGREES_PER_FACE_WIDTH = 90.0
 
-# A face is the same face in the next frame when their boxes overlap at least this much, and is
-# forgotten after this long unseen (so that a face that comes back starts afresh, not from afar).
-MATCH_IOU = 0.3
+# A face's filter is forgotten after this long unseen (so that a face that comes back starts afresh,
+# not from afar).
 FORGET_AFTER_S = 0.5
 
 
@@ -74,78 +76,62 @@ class OneEuroFilter:
         return self.value.copy()
 
 
-def _box_corners(box: dict) -> np.ndarray:
-    return np.array([[box["x"], box["y"]], [box["x"] + box["width"], box["y"] + box["height"]]])
+def _box_corners(box: Box) -> np.ndarray:
+    return np.array([[box.x, box.y], [box.x + box.width, box.y + box.height]], dtype=np.float64)
 
 
-def _as_box(corners: np.ndarray) -> Box:
+def _whole_box(corners: np.ndarray) -> Box:
+    """The box between two corners, in whole pixels (truncated, as Box.as_dict and the answers' boxes)."""
     (x0, y0), (x1, y1) = corners
-    return Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+    return Box(**Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0)).as_dict())
 
 
 @dataclass
 class Track:
-    """One face followed across frames: its filter and where it was last seen."""
+    """One face followed across frames: its filters and when it was last seen."""
 
-    box: Box
     last_seen: float
-    filter: OneEuroFilter = field(default_factory=OneEuroFilter)
-    id: int | None = None  # the tracker's id of the face, when it has one
-    pose_filter: OneEuroFilter = field(default_factory=OneEuroFilter)
+    filter: OneEuroFilter
+    pose_filter: OneEuroFilter
 
 
 class FaceSmoother:
-    """Smooths /faces answers frame after frame: each face is matched to the face it was in the
-    previous frames (by box overlap) and its box and keypoints pass through that face's filter."""
+    """Smooths /faces answers frame after frame: each face's box and keypoints pass through the
+    filter of its id, its pose through a filter of its own."""
 
     def __init__(self, min_cutoff: float = MIN_CUTOFF_HZ, beta: float = BETA):
         OneEuroFilter(min_cutoff, beta)  # refuse bad parameters now, not at the first face
         self.min_cutoff, self.beta = min_cutoff, beta
-        self.tracks: list[Track] = []
+        self.tracks: dict[int, Track] = {}  # by the faces' ids
 
-    def __call__(self, faces: list[dict], t: float) -> list[dict]:
-        """The faces of the frame at time `t` (seconds), as /faces gives them, smoothed."""
-        self.tracks = [track for track in self.tracks if t - track.last_seen <= FORGET_AFTER_S]
-        free = list(self.tracks)
-        smoothed = []
-        for face in sorted(faces, key=lambda f: -f["box"]["width"] * f["box"]["height"]):  # big faces choose first
-            box = _as_box(_box_corners(face["box"]))
-            if face.get("id") is not None:
-                track = next((tr for tr in free if tr.id == face["id"]), None)
-            else:
-                track = max(free, key=lambda tr: iou(tr.box, box), default=None)
-                track = track if track is not None and iou(track.box, box) >= MATCH_IOU else None
-            if track is None:
-                track = Track(
-                    box,
-                    t,
-                    OneEuroFilter(self.min_cutoff, self.beta),
-                    face.get("id"),
-                    OneEuroFilter(self.min_cutoff, self.beta),
-                )
-                self.tracks.append(track)
-            else:
-                free.remove(track)
-            smoothed.append(self._smooth(track, face, t))
-        return smoothed
+    def __call__(self, faces: Sequence[Face], t: float) -> list[Face]:
+        """The faces of the frame at time `t` (seconds), each with its id, smoothed, in their order."""
+        if any(face.id is None for face in faces):
+            raise ValueError("the smoother follows faces by their ids: track them first (clients.tracking)")
+        self.tracks = {i: track for i, track in self.tracks.items() if t - track.last_seen <= FORGET_AFTER_S}
+        return [self._smooth(self._track(face.id, t), face, t) for face in faces]
 
-    def _smooth(self, track: Track, face: dict, t: float) -> dict:
-        points = np.array([[k["x"], k["y"]] for k in face["keypoints"]])
-        values = track.filter(np.vstack([_box_corners(face["box"]), points]), t, scale=max(face["box"]["width"], 1.0))
-        track.box, track.last_seen = _as_box(values[:2]), t
-        keypoints = [
-            {**k, "x": round(float(x), 2), "y": round(float(y), 2)}
-            for k, (x, y) in zip(face["keypoints"], values[2:], strict=True)
-        ]
-        box = {key: round(value, 2) for key, value in track.box.as_dict().items()}
-        smoothed = {**face, "box": box, "keypoints": keypoints}
-        if "pose" in face:
-            smoothed["pose"] = self._smooth_pose(track, face["pose"], t)
-        return smoothed
+    def _track(self, face_id: int, t: float) -> Track:
+        if face_id not in self.tracks:
+            self.tracks[face_id] = Track(t, self._filter(), self._filter())
+        return self.tracks[face_id]
 
-    def _smooth_pose(self, track: Track, pose: dict | None, t: float) -> dict | None:
-        if pose is None:  # no pose now: the next one starts afresh
-            track.pose_filter = OneEuroFilter(self.min_cutoff, self.beta)
+    def _filter(self) -> OneEuroFilter:
+        return OneEuroFilter(self.min_cutoff, self.beta)
+
+    def _smooth(self, track: Track, face: Face, t: float) -> Face:
+        values = track.filter(np.vstack([_box_corners(face.box), face.points]), t, scale=max(face.box.width, 1.0))
+        track.last_seen = t
+        keypoints = tuple(
+            replace(k, x=round(float(x), 2), y=round(float(y), 2))
+            for k, (x, y) in zip(face.keypoints, values[2:], strict=True)
+        )
+        return replace(face, box=_whole_box(values[:2]), keypoints=keypoints, pose=self._smooth_pose(track, face, t))
+
+    def _smooth_pose(self, track: Track, face: Face, t: float) -> HeadPose | None:
+        if face.pose is None:  # no pose now: the next one starts afresh
+            track.pose_filter = self._filter()
             return None
-        angles = track.pose_filter(np.array([pose["yaw"], pose["pitch"], pose["roll"]]), t, DEGREES_PER_FACE_WIDTH)
-        return {name: round(float(value), 1) for name, value in zip(("yaw", "pitch", "roll"), angles, strict=True)}
+        pose = face.pose
+        angles = track.pose_filter(np.array([pose.yaw, pose.pitch, pose.roll]), t, DEGREES_PER_FACE_WIDTH)
+        return HeadPose(*(round(float(value), 1) for value in angles))

@@ -29,12 +29,12 @@ followed from: the face's last believed box, keypoints and region stay. The webc
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-from clients.api import keypoint_array, keypoint_confidence
+from clients.answers import Face, given_box
 from vision.faces import Box, iou
 from vision.keypoints import KEYPOINT_NAMES
 
@@ -60,11 +60,6 @@ EYE_RATIO_RANGE = (0.6, 1.6)  # a followed face's eye distance / box width, rela
 FOLLOW_MIN_CONFIDENCE = 0.55
 
 RIGHT_EYE, LEFT_EYE = KEYPOINT_NAMES.index("right_eye_center"), KEYPOINT_NAMES.index("left_eye_center")
-
-
-def face_box(face: dict) -> Box:
-    box = face["box"]
-    return Box(float(box["x"]), float(box["y"]), float(box["width"]), float(box["height"]))
 
 
 def gray_patch(image: np.ndarray, box: Box, margin: float = 0.0) -> np.ndarray | None:
@@ -167,22 +162,14 @@ class Track:
     def next_box(self, index: int) -> dict:
         """The /faces `boxes` entry to follow this face with in frame `index`."""
         points = self.points + self.ahead(index)
-        box = self.shape.box(points)
-        return {
-            "x": round(box.x, 2),
-            "y": round(box.y, 2),
-            "width": round(box.width, 2),
-            "height": round(box.height, 2),
-            "eyes": [[round(float(v), 2) for v in points[i]] for i in (RIGHT_EYE, LEFT_EYE)],
-            "score": self.score,
-        }
+        return given_box(self.shape.box(points), points[[RIGHT_EYE, LEFT_EYE]], self.score)
 
-    def plausible(self, face: dict) -> bool:
+    def plausible(self, face: Face) -> bool:
         """Do a followed face's points still look like a face in its box, and is the model sure of them?"""
-        confidence = [c for c in keypoint_confidence(face["keypoints"]) if c is not None]
+        confidence = [c for c in face.confidence if c is not None]
         if confidence and sum(confidence) / len(confidence) < FOLLOW_MIN_CONFIDENCE:
             return False
-        points, box = keypoint_array(face["keypoints"]), face_box(face)
+        points, box = face.points, face.box
         eyes = float(np.linalg.norm(points[LEFT_EYE] - points[RIGHT_EYE])) / max(box.width, 1.0)
         low, high = EYE_RATIO_RANGE
         cx, cy = points.mean(axis=0)
@@ -254,17 +241,17 @@ class Tracker:
 
     # --- with the answer ---
 
-    def update(self, plan: Plan, image: np.ndarray | None, faces: list[dict]) -> list[dict]:
+    def update(self, plan: Plan, image: np.ndarray | None, faces: list[Face]) -> list[Face]:
         """The answer's faces, each with its `id`; the tracks move on to them."""
         if plan.detect:
             return self._detected(plan.frame, image, faces)
         return self._followed(plan, image, faces)
 
-    def _detected(self, index: int, image: np.ndarray | None, faces: list[dict]) -> list[dict]:
+    def _detected(self, index: int, image: np.ndarray | None, faces: list[Face]) -> list[Face]:
         self.lost = [t for t in self.lost if index - t.frame <= REMEMBER_FRAMES]
         candidates, out, kept = list(self.tracks), [], []
-        for face in sorted(faces, key=lambda f: -f["box"]["width"] * f["box"]["height"]):  # big faces choose first
-            box, points = face_box(face), keypoint_array(face["keypoints"])
+        for face in sorted(faces, key=lambda f: -f.box.width * f.box.height):  # big faces choose first
+            box, points = face.box, face.points
             track, overlapping = _closest(candidates, box, index)
             if track is None:
                 track, overlapping = _closest(self.lost, box, index)
@@ -276,36 +263,36 @@ class Tracker:
                     (candidates if track in candidates else self.lost).remove(track)
                 track = None
             if track is None:
-                track = Track(self.next_id, box, points, Shape.of(box, points), face.get("score"), None, index)
+                track = Track(self.next_id, box, points, Shape.of(box, points), face.score, None, index)
                 self.next_id += 1
             else:
                 (candidates if track in candidates else self.lost).remove(track)
-                track.shape, track.score, track.cut = Shape.of(box, points), face.get("score"), False
+                track.shape, track.score, track.cut = Shape.of(box, points), face.score, False
             self._moved(track, index, image, box, points)
             track.anchor = track.patch
             kept.append(track)
-            out.append({"id": track.id, **face})
+            out.append(replace(face, id=track.id))
         self.lost += [t for t in candidates if not t.cut]  # missed this time: remembered a while, with their ids
         self.tracks = kept
-        return sorted(out, key=lambda f: f["id"])
+        return sorted(out, key=lambda f: f.id)
 
-    def _followed(self, plan: Plan, image: np.ndarray | None, faces: list[dict]) -> list[dict]:
+    def _followed(self, plan: Plan, image: np.ndarray | None, faces: list[Face]) -> list[Face]:
         out = []
         alive = {t.id: t for t in self.tracks}
         if len(faces) != len(plan.ids):  # not one face per box: match by place instead
-            matched = ((_closest(self.tracks, face_box(f), plan.frame)[0], f) for f in faces)
-            return [{"id": t.id, **f} for t, f in matched if t is not None]
+            matched = ((_closest(self.tracks, f.box, plan.frame)[0], f) for f in faces)
+            return [replace(f, id=t.id) for t, f in matched if t is not None]
         for track_id, face in zip(plan.ids, faces, strict=True):
             track = alive.get(track_id)
             if track is None:  # gone (not found, or a cut) at a detection answered meanwhile
                 continue
             if plan.frame > track.frame:
                 if track.plausible(face):
-                    self._moved(track, plan.frame, image, face_box(face), keypoint_array(face["keypoints"]))
+                    self._moved(track, plan.frame, image, face.box, face.points)
                 else:  # not followed from: the detection it calls for is matched against the last face believed
                     self.stats.implausible += 1
                     self.redetect = True
-            out.append({"id": track.id, **face})
+            out.append(replace(face, id=track.id))
         return out
 
     def _another_face(self, track: Track, image: np.ndarray | None, box: Box) -> bool:

@@ -43,6 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clients.answers import Face
 from clients.api import (
     API_KEY_HELP,
     URL_HELP,
@@ -196,7 +197,7 @@ class Outage:
 @dataclass
 class Answer:
     frame: Frame
-    faces: list[dict] | None  # None: the service could not be asked (an outage), or was busy (shed)
+    faces: list[Face] | None  # None: the service could not be asked (an outage), or was busy (shed)
     round_trip: float | None  # seconds, request sent to answer read
     shed: bool = False  # a camera's frame not asked about: the service was busy (503, Retry-After)
     plan: Plan | None = None  # detect, or follow the tracks with these boxes
@@ -246,7 +247,8 @@ class ServiceFaces:
                 self.busy_until = time.monotonic() + e.retry_after
                 continue
             self._recovered()
-            return Answer(frame, moved_faces(answer["faces"], *corner), time.perf_counter() - started, plan=plan)
+            faces = [face.moved(*corner) for face in answer.faces]  # in the frame's pixels
+            return Answer(frame, faces, time.perf_counter() - started, plan=plan)
         return Answer(frame, None, None, plan=plan)
 
     def _failed(self) -> None:
@@ -278,7 +280,7 @@ class LocalAnswers:
     async def __call__(self, frame: Frame, plan: Plan) -> Answer:
         started = time.perf_counter()
         answer = await asyncio.to_thread(self.faces, frame.image, plan.boxes)
-        return Answer(frame, answer["faces"], time.perf_counter() - started, plan=plan)
+        return Answer(frame, list(answer.faces), time.perf_counter() - started, plan=plan)
 
 
 def followed_region(image: np.ndarray, boxes: list[dict]) -> tuple[np.ndarray, list[dict], tuple[int, int]]:
@@ -299,18 +301,6 @@ def moved_boxes(boxes: list[dict], dx: float, dy: float) -> list[dict]:
             box["eyes"] = [[x + dx, y + dy] for x, y in box["eyes"]]
         out.append(box)
     return out
-
-
-def moved_faces(faces: list[dict], dx: float, dy: float) -> list[dict]:
-    """/faces answer faces (their boxes and keypoints) moved by (dx, dy) pixels."""
-    return [
-        {
-            **face,
-            "box": {**face["box"], "x": face["box"]["x"] + dx, "y": face["box"]["y"] + dy},
-            "keypoints": [{**k, "x": k["x"] + dx, "y": k["y"] + dy} for k in face["keypoints"]],
-        }
-        for face in faces
-    ]
 
 
 def encode_jpeg(image: np.ndarray) -> bytes:
@@ -447,7 +437,8 @@ class Outputs:
 
     def write(self, answer: Answer, image: np.ndarray | None) -> None:
         if self.lines is not None:
-            record = {"frame": answer.frame.index, "t": round(answer.frame.t, 4), "faces": answer.faces}
+            faces = None if answer.faces is None else [face.as_json() for face in answer.faces]
+            record = {"frame": answer.frame.index, "t": round(answer.frame.t, 4), "faces": faces}
             self.lines.write(json.dumps(record) + "\n")
         if image is None:
             return
@@ -581,7 +572,7 @@ def show(
     if outputs.out is not None or outputs.window is not None:
         image = answer.frame.image
         if answer.faces is not None:
-            draw_faces(image, {"faces": answer.faces})
+            draw_faces(image, answer.faces)
         draw_status(image, answer, stats, status)
     outputs.write(answer, image)
 

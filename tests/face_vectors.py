@@ -79,8 +79,9 @@ def outcome(boxes: list[dict] | None, ids: list[int], tracked: list[dict], smoot
 
 def run(answer, detect_every: int = DETECT_EVERY, frames: int = FRAMES) -> list[dict]:
     """Each frame through the tracker and the smoother, as the webcam client runs them (one answer
-    before the next plan), with `answer(index, boxes)` as /faces: per frame, its time, the plan, the
-    answer, the ids and the smoothed faces, as the vectors hold them."""
+    before the next plan), with `answer(index, boxes)` as /faces (its JSON faces): per frame, its
+    time, the plan, the answer, the ids and the smoothed faces, as the vectors hold them."""
+    from clients.answers import Face
     from clients.smoothing import FaceSmoother
     from clients.tracking import Tracker
 
@@ -88,11 +89,10 @@ def run(answer, detect_every: int = DETECT_EVERY, frames: int = FRAMES) -> list[
     for index in range(frames):
         plan = tracker.plan(index, None)
         faces = answer(index, plan.boxes)
-        tracked = tracker.update(plan, None, faces)
+        tracked = tracker.update(plan, None, [Face.from_json(face) for face in faces])
         smoothed = smoother(tracked, index / FPS)
-        out.append(
-            {"frame": index, "t": index / FPS, "answer": faces, **outcome(plan.boxes, plan.ids, tracked, smoothed)}
-        )
+        as_json = [face.as_json() for face in tracked], [face.as_json() for face in smoothed]
+        out.append({"frame": index, "t": index / FPS, "answer": faces, **outcome(plan.boxes, plan.ids, *as_json)})
     return out
 
 
@@ -101,7 +101,8 @@ def record() -> dict:
     from clients.local import LocalFaces
 
     find, images = LocalFaces(), clip()
-    return {"detect_every": DETECT_EVERY, "frames": run(lambda index, boxes: find(images[index], boxes)["faces"])}
+    frames = run(lambda index, boxes: find(images[index], boxes).as_json()["faces"])
+    return {"detect_every": DETECT_EVERY, "frames": frames}
 
 
 def replay(vectors: dict) -> list[dict]:

@@ -17,6 +17,7 @@ from service_models import serving, write_models
 
 from bench.processes import free_port
 from clients.__main__ import main as cli
+from clients.answers import Face, FacesAnswer
 from clients.api import (
     AsyncVisionClient,
     ServiceBusy,
@@ -24,8 +25,6 @@ from clients.api import (
     ServiceRefused,
     ServiceUnreachable,
     VisionClient,
-    box_from_face,
-    keypoint_array,
 )
 from training.mnist import load_mnist
 
@@ -76,8 +75,27 @@ def test_api_answers_each_endpoint(server, fixtures):
         assert answer["model"] == "mlp" and 0 <= answer["digit"] <= 9
         photo = cv2.imread(str(FACE))
         faces = client.faces(photo)
-        assert (faces["width"], faces["height"]) == (photo.shape[1], photo.shape[0]) and len(faces["faces"]) == 1
-        assert keypoint_array(client.keypoints(photo[:200, :200])["keypoints"]).shape == (15, 2)
+        assert (faces.width, faces.height) == (photo.shape[1], photo.shape[0]) and len(faces.faces) == 1
+        assert client.keypoints(photo[:200, :200]).points.shape == (15, 2)
+
+
+def test_the_answer_records_write_back_the_services_json(server):
+    """clients.answers reads /faces and /keypoints into records; as_json gives the service's JSON
+    back, key for key (what `python -m clients` prints and the webcam client writes)."""
+    import httpx
+
+    photo = FACE.read_bytes()
+    with VisionClient(server.url) as client, httpx.Client(base_url=server.url, timeout=30) as http:
+        for endpoint, read in (("faces", client.faces), ("keypoints", client.keypoints)):
+            raw = http.post(f"/{endpoint}", files={"image": ("face.jpg", photo)}).json()
+            assert json.dumps(read(photo).as_json()) == json.dumps(raw), endpoint
+
+
+def test_an_answer_of_another_shape_is_a_one_line_error(busy_service):
+    busy_service["answers"] = [(200, {}, {"faces": [{"box": {}}]})]  # JSON, but not /faces' answer
+    with VisionClient(busy_service["url"]) as client, pytest.raises(ServiceError) as refused:
+        client.faces(FACE.read_bytes())
+    assert "/faces answered with JSON of another shape" in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_api_raises_the_service_error_message(server):
@@ -122,7 +140,7 @@ def test_async_api_answers_like_the_sync_one(server):
     assert all(answer == expected for answer in answers)
 
 
-def test_box_from_face_takes_the_box_the_score_and_the_eyes():
+def test_a_faces_given_box_takes_the_box_the_score_and_the_eyes():
     eyes = {"right_eye_center": (40.5, 60.0), "left_eye_center": (80.0, 58.25), "nose_tip": (60.0, 80.0)}
     face = {
         "box": {"x": 10, "y": 20, "width": 100, "height": 120},
@@ -130,7 +148,7 @@ def test_box_from_face_takes_the_box_the_score_and_the_eyes():
         "detector": "yunet",
         "keypoints": [{"name": name, "x": x, "y": y} for name, (x, y) in eyes.items()],
     }
-    assert box_from_face(face) == {
+    assert Face.from_json(face).given_box() == {
         "x": 10,
         "y": 20,
         "width": 100,
@@ -139,32 +157,33 @@ def test_box_from_face_takes_the_box_the_score_and_the_eyes():
         "eyes": [[40.5, 60.0], [80.0, 58.25]],  # the subject's right eye (the image's left) first
     }
     haar = {**face, "score": None, "keypoints": []}
-    assert box_from_face(haar) == {"x": 10, "y": 20, "width": 100, "height": 120}
+    assert Face.from_json(haar).given_box() == {"x": 10, "y": 20, "width": 100, "height": 120}
 
 
 def test_api_sends_boxes_instead_of_detecting(server):
     photo = FACE.read_bytes()
     with VisionClient(server.url) as client:
-        (detected,) = client.faces(photo)["faces"]
-        (given,) = client.faces(photo, boxes=[detected])["faces"]  # a face record, as box_from_face makes it
-        assert given["detector"] == "given" and given["box"] == detected["box"]
-        assert given["score"] == detected["score"]
-        moved = keypoint_array(given["keypoints"]) - keypoint_array(detected["keypoints"])
-        assert np.abs(moved).max() < 0.04 * detected["box"]["width"]  # the eyes turned the crop as YuNet's did
-        (level,) = client.faces(photo, boxes=[detected["box"]])["faces"]  # a plain box: no eyes, no score
-        assert level["detector"] == "given" and level["score"] is None
-        assert keypoint_array(level["keypoints"]).tolist() != keypoint_array(given["keypoints"]).tolist()
-        box = {k: np.float32(v) for k, v in detected["box"].items()}  # numpy numbers go as numbers
-        assert client.faces(photo, boxes=[box])["faces"][0]["keypoints"] == level["keypoints"]
-        assert client.faces(photo, boxes=[])["faces"] == []
+        (detected,) = client.faces(photo).faces
+        (given,) = client.faces(photo, boxes=[detected]).faces  # a Face, sent as its given_box()
+        assert given.detector == "given" and given.box == detected.box
+        assert given.score == detected.score
+        moved = given.points - detected.points
+        assert np.abs(moved).max() < 0.04 * detected.box.width  # the eyes turned the crop as YuNet's did
+        plain = {"x": detected.box.x, "y": detected.box.y, "width": detected.box.width, "height": detected.box.height}
+        (level,) = client.faces(photo, boxes=[plain]).faces  # a plain box: no eyes, no score
+        assert level.detector == "given" and level.score is None
+        assert level.points.tolist() != given.points.tolist()
+        box = {k: np.float32(v) for k, v in plain.items()}  # numpy numbers go as numbers
+        assert client.faces(photo, boxes=[box]).faces[0].keypoints == level.keypoints
+        assert client.faces(photo, boxes=[]).faces == ()
         with pytest.raises(ServiceRefused, match="400.*boxes\\[0\\]: width must be > 0"):
-            client.faces(photo, boxes=[{**detected["box"], "width": 0}])
+            client.faces(photo, boxes=[{**plain, "width": 0}])
 
     async def ask():
         async with AsyncVisionClient(server.url) as client:
-            return await client.faces(photo, boxes=[box_from_face(detected)])
+            return await client.faces(photo, boxes=[detected.given_box()])
 
-    assert asyncio.run(ask())["faces"] == [given]
+    assert asyncio.run(ask()).faces == (given,)
 
 
 def test_async_api_says_unreachable():
@@ -418,13 +437,14 @@ def test_api_retries_a_busy_service_after_its_retry_after_then_says_busy(busy_se
 
 
 def test_api_answers_once_a_busy_service_takes_the_request(busy_service):
-    busy_service["answers"] = [busy_service["shed"], busy_service["shed"], (200, {}, {"faces": []})]
+    answer = {"width": 512, "height": 600, "faces": []}
+    busy_service["answers"] = [busy_service["shed"], busy_service["shed"], (200, {}, answer)]
 
     async def ask():
         async with AsyncVisionClient(busy_service["url"], retries=3) as client:
             return await client.faces(FACE.read_bytes())
 
-    assert asyncio.run(ask()) == {"faces": []} and busy_service["posts"] == 3
+    assert asyncio.run(ask()) == FacesAnswer(512, 600, ()) and busy_service["posts"] == 3
 
 
 def test_api_takes_a_503_without_retry_after_for_a_service_not_ready(busy_service):

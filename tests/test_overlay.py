@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from clients.answers import Face, KeypointsAnswer
 from clients.overlay import draw_faces, draw_keypoints_answer
 from vision.keypoints import KEYPOINT_NAMES
 
@@ -15,6 +16,11 @@ def answer(x: int, y: int, width: int, face_id: int | None = None) -> dict:
     return {"faces": [face | ({"id": face_id} if face_id is not None else {})]}
 
 
+def draw_answer(image: np.ndarray, answer: dict) -> np.ndarray:
+    """draw_faces on an answer's faces, given as JSON and read as the clients read it."""
+    return draw_faces(image, [Face.from_json(face) for face in answer["faces"]])
+
+
 def line_width(image: np.ndarray, x: int, y0: int, y1: int) -> int:
     """How many pixels wide the drawn box's left side is, measured across the row at mid-height."""
     row = image[(y0 + y1) // 2, x - 40 : x + 40].any(axis=1)
@@ -23,10 +29,10 @@ def line_width(image: np.ndarray, x: int, y0: int, y1: int) -> int:
 
 def test_marks_grow_with_the_face_and_stay_visible_on_a_12_megapixel_photo():
     small_photo = np.zeros((480, 640, 3), np.uint8)
-    draw_faces(small_photo, answer(200, 100, 120))
+    draw_answer(small_photo, answer(200, 100, 120))
     large_photo = np.zeros((3000, 4000, 3), np.uint8)
-    draw_faces(large_photo, answer(1000, 1000, 120))  # the same small face, in a group photo
-    draw_faces(large_photo, answer(2400, 600, 1200))  # and a close-up's
+    draw_answer(large_photo, answer(1000, 1000, 120))  # the same small face, in a group photo
+    draw_answer(large_photo, answer(2400, 600, 1200))  # and a close-up's
     small, far, near = (
         line_width(small_photo, 200, 100, 220),
         line_width(large_photo, 1000, 1000, 1120),
@@ -41,8 +47,8 @@ def test_marks_grow_with_the_face_and_stay_visible_on_a_12_megapixel_photo():
 
 def test_a_face_id_is_drawn_beside_its_box():
     plain, labelled = (np.zeros((480, 640, 3), np.uint8) for _ in range(2))
-    draw_faces(plain, answer(200, 200, 120))
-    draw_faces(labelled, answer(200, 200, 120, face_id=7))
+    draw_answer(plain, answer(200, 200, 120))
+    draw_answer(labelled, answer(200, 200, 120, face_id=7))
     above = slice(150, 200), slice(200, 400)  # the label's band, above the box
     assert (labelled[above].any(axis=2).sum()) > (plain[above].any(axis=2).sum())  # "#7  0.97" > "0.97"
 
@@ -56,7 +62,7 @@ def test_a_point_the_model_is_unsure_of_is_a_ring_and_the_others_dots():
     for i, point in enumerate(points):
         point["confidence"] = LOW_CONFIDENCE - 0.1 if i % 2 else LOW_CONFIDENCE + 0.1
     image = np.zeros((900, 900, 3), np.uint8)
-    draw_faces(image, found)
+    draw_answer(image, found)
     painted = [bool(image[round(p["y"]), round(p["x"])].any()) for p in points]
     assert painted == [i % 2 == 0 for i in range(len(points))]
     ring = image[
@@ -65,7 +71,7 @@ def test_a_point_the_model_is_unsure_of_is_a_ring_and_the_others_dots():
     assert ring.any()  # the ring itself is drawn
     without = answer(100, 100, 600)  # an answer without confidences (an older service): all dots
     image = np.zeros((900, 900, 3), np.uint8)
-    draw_faces(image, without)
+    draw_answer(image, without)
     assert all(image[round(p["y"]), round(p["x"])].any() for p in without["faces"][0]["keypoints"])
 
 
@@ -79,7 +85,7 @@ def test_an_unsure_point_on_a_small_face_is_still_a_ring():
     point = found["faces"][0]["keypoints"][10]
     point["confidence"] = 0.1
     image = np.zeros((480, 640, 3), np.uint8)
-    draw_faces(image, found)
+    draw_answer(image, found)
     x, y = round(point["x"]), round(point["y"])
     assert not image[y, x].any() and image[y - RING_RADIUS : y + RING_RADIUS + 1, x].any()
 
@@ -93,7 +99,7 @@ def test_the_head_pose_is_an_arrow_from_the_nose_where_the_face_points():
         image = np.zeros((480, 640, 3), np.uint8)
         drawn = answer(200, 100, 200)
         drawn["faces"][0]["pose"] = pose
-        draw_faces(image, drawn)
+        draw_answer(image, drawn)
         return np.nonzero((image == POSE_COLOR).all(axis=2))[1]
 
     nose_x = 200 + 200 * (0.2 + 0.04 * KEYPOINT_NAMES.index("nose_tip"))
@@ -112,7 +118,9 @@ def test_a_keypoints_answer_is_drawn_with_its_pose_arrow():
 
     crop = np.zeros((108, 108, 3), np.uint8)
     points = answer(10, 10, 88)["faces"][0]["keypoints"]
-    draw_keypoints_answer(crop, {"keypoints": points, "pose": {"yaw": -50, "pitch": 0, "roll": 0}})
+    draw_keypoints_answer(
+        crop, KeypointsAnswer.from_json({"keypoints": points, "pose": {"yaw": -50, "pitch": 0, "roll": 0}})
+    )
     columns = np.nonzero((crop == POSE_COLOR).all(axis=2))[1]
     nose_x = 10 + 88 * (0.2 + 0.04 * KEYPOINT_NAMES.index("nose_tip"))
     assert len(columns) and columns.min() < nose_x - 20  # turned to the subject's right: the image's left

@@ -34,7 +34,7 @@ from service.images import NOT_AN_IMAGE
 from training.mnist import read_idx
 
 PAGE = ROOT / "service" / "page"
-SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "MATCH_IOU", "FORGET_AFTER_S")
+SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "FORGET_AFTER_S")
 SMOOTHING_CONSTANTS += ("DEGREES_PER_FACE_WIDTH",)
 TRACKING_CONSTANTS = ("DETECT_EVERY", "PATCH", "SEARCH", "CUT_CORRELATION", "MATCH_IOU", "MATCH_CENTRE")
 TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE", "FOLLOW_MIN_CONFIDENCE")
@@ -422,11 +422,11 @@ def test_the_swagger_ui_is_at_docs(chrome, server):
 
 
 @browser_test
-@pytest.mark.parametrize("ids", [False, True], ids=["by-overlap", "by-id"])
-def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
+def test_the_page_filter_smooths_as_the_python_client_does(page):
     """The same answers, in the same order, through clients/smoothing.py and smoothing.js; faces
-    matched by box overlap, or by the tracker's ids (a new id in the same place, a cut at frame 12,
-    starts afresh)."""
+    followed by the tracker's ids (a new id in the same place, a cut at frame 12, starts afresh; a
+    face away for longer than FORGET_AFTER_S too)."""
+    from clients.answers import Face
     from clients.smoothing import FaceSmoother
 
     def face(x: float, y: float, width: float, jitter: float) -> dict:
@@ -441,13 +441,12 @@ def test_the_page_filter_smooths_as_the_python_client_does(page, ids):
         faces = [face(100 + 4 * i, 80, 120, (-1) ** i * 1.5)]  # walks right, jittering
         if i < 25 or i > 34:  # a second face, away for 0.6 s (forgotten), then back
             faces.append(face(400, 90 + (i % 3), 60, 0.5 * (-1) ** i))
-        if ids:
-            faces = [{**f, "id": n} for f, n in zip(faces, (1 if i < 12 else 3, 2), strict=False)]
+        faces = [{**f, "id": n} for f, n in zip(faces, (1 if i < 12 else 3, 2), strict=False)]
         frames.append((faces, t))
     frames.append((frames[-1][0], frames[-1][1]))  # a time that does not advance
 
     smoother = FaceSmoother()
-    python = [smoother(faces, t) for faces, t in frames]
+    python = [[f.as_json() for f in smoother([Face.from_json(f) for f in faces], t)] for faces, t in frames]
     js = page.evaluate(
         """async (frames) => {
             const { FaceSmoother } = await import(new URL("page/smoothing.js", location.href));
@@ -566,6 +565,7 @@ def test_the_page_tracker_plans_and_names_faces_as_the_python_client_does(page):
     missed for a moment gets its own back), and the same cut-check correlations."""
     import base64
 
+    from clients.answers import Face
     from clients.tracking import Tracker, gray_patch, similarity
     from vision.faces import Box
 
@@ -589,12 +589,12 @@ def test_the_page_tracker_plans_and_names_faces_as_the_python_client_does(page):
             flat = lambda box: [box[k] for k in ("x", "y", "width", "height", "score")] + sum(box["eyes"], [])
             assert flat(ours) == pytest.approx(flat(theirs), abs=0.011), f"frame {i}"
         faces = answer_for(plan.boxes, truth[i])
-        theirs = python.update(plan, image, faces)
+        theirs = python.update(plan, image, [Face.from_json(face) for face in faces])
         ours = page.evaluate(
             "([i, faces]) => window.twin.tracker.update(window.twin.plan, window.twin.frames[i], faces)", [i, faces]
         )
-        assert [f["id"] for f in ours] == [f["id"] for f in theirs], f"frame {i}"
-        seen.append(("d" if plan.detect else "g", [f["id"] for f in theirs]))
+        assert [f["id"] for f in ours] == [f.id for f in theirs], f"frame {i}"
+        seen.append(("d" if plan.detect else "g", [f.id for f in theirs]))
     stats = page.evaluate("() => window.twin.tracker.stats")
     assert stats == {"frames": 40, "detections": python.stats.detections, "cuts": 1, "implausible": 1}
     assert python.stats.cuts == 1 and python.stats.implausible == 1

@@ -276,7 +276,7 @@ def no_key_in_the_environment(monkeypatch):
 @pytest.mark.usefixtures("no_key_in_the_environment")
 def test_the_client_sends_its_key(server):
     with VisionClient(server.url, api_key=FILE_KEY) as client:
-        assert client.ready() and len(client.faces(FACE.read_bytes())["faces"]) == 1
+        assert client.ready() and len(client.faces(FACE.read_bytes()).faces) == 1
 
 
 @pytest.mark.usefixtures("no_key_in_the_environment")
@@ -313,7 +313,7 @@ def test_the_async_client_sends_its_key_and_says_401_alike(server):
                 await client.faces(FACE.read_bytes())
         return answer
 
-    assert len(asyncio.run(both())["faces"]) == 1
+    assert len(asyncio.run(both()).faces) == 1
 
 
 @pytest.mark.usefixtures("no_key_in_the_environment")

@@ -1,10 +1,14 @@
-"""The One Euro filter and the face smoother, on synthetic signals."""
+"""The One Euro filter and the face smoother, on synthetic signals and the shared vectors."""
+
+from dataclasses import replace
 
 import face_vectors
 import numpy as np
 import pytest
 
+from clients.answers import Face
 from clients.smoothing import FORGET_AFTER_S, FaceSmoother, OneEuroFilter
+from vision.pose import HeadPose
 
 FPS = 30.0
 
@@ -56,22 +60,23 @@ def test_bad_parameters_are_refused(params):
         OneEuroFilter(**params)
 
 
-def face(x: float, y: float = 100.0, width: float = 100.0, noise: float = 0.0, rng=None) -> dict:
+def face(x: float, face_id: int | None = 1, y: float = 100.0, width: float = 100.0, noise: float = 0.0, rng=None):
+    """A tracked face (the smoother takes faces with their tracker's ids) whose points sit at `x`."""
     jitter = (lambda: rng.normal(0, noise)) if rng is not None else (lambda: 0.0)
     box = {"x": x, "y": y, "width": width, "height": width * 1.2}
     keypoints = [{"name": f"p{i}", "x": x + 10 + 5 * i + jitter(), "y": y + 40 + jitter()} for i in range(15)]
-    return {"box": box, "score": 0.9, "detector": "yunet", "keypoints": keypoints}
+    return Face.from_json({"box": box, "score": 0.9, "detector": "yunet", "keypoints": keypoints, "id": face_id})
 
 
 def test_two_faces_are_smoothed_each_on_its_own():
     rng = np.random.default_rng(1)
     smoother = FaceSmoother()
     for i in range(60):
-        out = smoother([face(50, noise=1, rng=rng), face(400, noise=1, rng=rng)], i / FPS)
-    left, right = sorted(out, key=lambda f: f["box"]["x"])
-    assert abs(left["keypoints"][0]["x"] - 60) < 1.5 and abs(right["keypoints"][0]["x"] - 410) < 1.5
+        out = smoother([face(50, 1, noise=1, rng=rng), face(400, 2, noise=1, rng=rng)], i / FPS)
+    left, right = sorted(out, key=lambda f: f.box.x)
+    assert abs(left.keypoints[0].x - 60) < 1.5 and abs(right.keypoints[0].x - 410) < 1.5
     assert len(smoother.tracks) == 2
-    assert {k: left[k] for k in ("score", "detector")} == {"score": 0.9, "detector": "yunet"}  # the rest unchanged
+    assert (left.score, left.detector) == (0.9, "yunet")  # the rest unchanged
 
 
 def test_a_face_that_comes_back_elsewhere_starts_afresh():
@@ -80,21 +85,26 @@ def test_a_face_that_comes_back_elsewhere_starts_afresh():
         smoother([face(50)], i / FPS)
     gone = 10 / FPS + FORGET_AFTER_S + 0.1
     back = smoother([face(300)], gone)[0]
-    assert back["keypoints"][0]["x"] == pytest.approx(310)  # not dragged from where it was
+    assert back.keypoints[0].x == pytest.approx(310)  # not dragged from where it was
     assert len(smoother.tracks) == 1
 
 
 def test_faces_with_ids_keep_their_own_filter_and_a_new_id_starts_afresh():
     smoother = FaceSmoother()
     for i in range(10):
-        smoother([{**face(50), "id": 1}], i / FPS)
+        smoother([face(50, 1)], i / FPS)
     # the same place, another person (a cut): a new id must not inherit the old points
-    new = smoother([{**face(80), "id": 2}], 10 / FPS)[0]
-    assert new["keypoints"][0]["x"] == pytest.approx(90)
-    assert new["id"] == 2 and len(smoother.tracks) == 2
+    new = smoother([face(80, 2)], 10 / FPS)[0]
+    assert new.keypoints[0].x == pytest.approx(90)
+    assert new.id == 2 and len(smoother.tracks) == 2
     # the old id, still followed, is still smoothed from where it was
-    old = smoother([{**face(80), "id": 1}], 11 / FPS)[0]
-    assert 60 < old["keypoints"][0]["x"] < 90
+    old = smoother([face(80, 1)], 11 / FPS)[0]
+    assert 60 < old.keypoints[0].x < 90
+
+
+def test_a_face_without_an_id_is_refused():
+    with pytest.raises(ValueError, match="ids"):
+        FaceSmoother()([face(50, None)], 0.0)
 
 
 def test_a_faces_pose_is_smoothed_with_it_and_a_null_pose_passes_and_restarts_the_filter():
@@ -102,15 +112,14 @@ def test_a_faces_pose_is_smoothed_with_it_and_a_null_pose_passes_and_restarts_th
     smoother = FaceSmoother()
     raw, smooth = [], []
     for i in range(90):
-        pose = {"yaw": 20 + rng.normal(0, 2), "pitch": -5 + rng.normal(0, 2), "roll": rng.normal(0, 2)}
-        raw.append(pose["yaw"])
-        smooth.append(smoother([{**face(50), "id": 1, "pose": pose}], i / FPS)[0]["pose"]["yaw"])
+        pose = HeadPose(20 + rng.normal(0, 2), -5 + rng.normal(0, 2), rng.normal(0, 2))
+        raw.append(pose.yaw)
+        smooth.append(smoother([replace(face(50), pose=pose)], i / FPS)[0].pose.yaw)
     assert np.diff(smooth[30:]).std() < np.diff(raw[30:]).std() / 3  # a still head's pose, steadier
-    assert smoother([{**face(50), "id": 1, "pose": None}], 90 / FPS)[0]["pose"] is None
-    turned = {"yaw": -40.0, "pitch": 0.0, "roll": 0.0}
-    after = smoother([{**face(50), "id": 1, "pose": turned}], 91 / FPS)[0]["pose"]
+    assert smoother([face(50)], 90 / FPS)[0].pose is None
+    turned = HeadPose(-40.0, 0.0, 0.0)
+    after = smoother([replace(face(50), pose=turned)], 91 / FPS)[0].pose
     assert after == turned  # afresh after the null: not dragged from +20
-    assert "pose" not in smoother([face(50)], 92 / FPS)[0]  # an answer without poses gets none
 
 
 def test_the_shared_vectors_are_smoothed_as_frozen():

@@ -4,6 +4,7 @@ import face_vectors
 import numpy as np
 import pytest
 
+from clients.answers import Face
 from clients.tracking import CUT_CORRELATION, REMEMBER_FRAMES, Tracker, gray_patch, similarity
 from vision.faces import Box
 from vision.keypoints import KEYPOINT_NAMES
@@ -30,13 +31,17 @@ LAYOUT = {
 FRAME = (480, 640)
 
 
-def face(x: float, y: float, width: float = 100.0, score: float | None = 0.9, detector: str = "yunet") -> dict:
+def face_json(x: float, y: float, width: float = 100.0, score: float | None = 0.9, detector: str = "yunet") -> dict:
     height = 1.2 * width
     keypoints = [
         {"name": name, "x": x + LAYOUT[name][0] * width, "y": y + LAYOUT[name][1] * height} for name in KEYPOINT_NAMES
     ]
     box = {"x": x, "y": y, "width": width, "height": height}
     return {"box": box, "score": score, "detector": detector, "keypoints": keypoints}
+
+
+def face(*args, **kwargs) -> Face:
+    return Face.from_json(face_json(*args, **kwargs))
 
 
 def texture(seed: int, size: int = 200) -> np.ndarray:
@@ -67,7 +72,7 @@ def test_it_detects_every_n_frames_and_follows_with_boxes_between():
         plan = tracker.plan(i, frame_with((texture(1), 200, 100)))
         faces = tracker.update(plan, frame_with((texture(1), 200, 100)), answer_for(plan, [face(250, 140)]))
         plans.append(plan)
-        assert [f["id"] for f in faces] == [1]
+        assert [f.id for f in faces] == [1]
     assert [p.detect for p in plans] == [True, False, False, False, True, False, False, False, True, False]
     box = plans[1].boxes[0]
     assert (box["x"], box["y"], box["width"], box["height"]) == pytest.approx((250, 140, 100, 120))
@@ -77,8 +82,8 @@ def test_it_detects_every_n_frames_and_follows_with_boxes_between():
     assert tracker.stats.detections == 3
 
 
-def centroid(face_record: dict) -> np.ndarray:
-    return np.mean([[k["x"], k["y"]] for k in face_record["keypoints"]], axis=0)
+def centroid(face_record: Face) -> np.ndarray:
+    return face_record.points.mean(axis=0)
 
 
 def test_the_next_box_follows_the_points_move_and_size():
@@ -110,7 +115,7 @@ def test_a_fast_face_keeps_its_id_and_someone_else_there_does_not():
     ids = []
     for i, (picture, x) in enumerate([(1, 100), (1, 200), (1, 300), (2, 400)]):  # 100 px: the box's width
         image = frame_with((texture(picture), x - 50, 100))
-        ids.append([f["id"] for f in tracker.update(tracker.plan(i, image), image, [face(x, 140)])])
+        ids.append([f.id for f in tracker.update(tracker.plan(i, image), image, [face(x, 140)])])
     assert ids == [[1], [1], [1], [2]]
 
 
@@ -120,18 +125,18 @@ def test_no_track_detects_every_frame_and_still_gives_ids():
         plan = tracker.plan(i)
         assert plan.detect
         faces = tracker.update(plan, None, [face(50 + 2 * i, 100), face(400 - 2 * i, 100)])
-        assert sorted((f["box"]["x"] < 300, f["id"]) for f in faces) == [(False, 2), (True, 1)]
+        assert sorted((f.box.x < 300, f.id) for f in faces) == [(False, 2), (True, 1)]
 
 
 def test_ids_are_never_reused():
     tracker = Tracker(follow=False)
     seen = []
     for i, faces in enumerate([[face(50, 100)], [face(50, 100), face(400, 100)], [face(400, 100)]]):
-        seen.append([f["id"] for f in tracker.update(tracker.plan(i), None, faces)])
+        seen.append([f.id for f in tracker.update(tracker.plan(i), None, faces)])
     assert seen == [[1], [1, 2], [2]]
     # long after face 1 left, a face where it was is someone new
     later = tracker.update(tracker.plan(3 + REMEMBER_FRAMES + 1), None, [face(50, 100)])
-    assert [f["id"] for f in later] == [3]
+    assert [f.id for f in later] == [3]
 
 
 def test_a_face_the_detector_missed_for_a_moment_keeps_its_id():
@@ -139,7 +144,7 @@ def test_a_face_the_detector_missed_for_a_moment_keeps_its_id():
     tracker.update(tracker.plan(0), None, [face(50, 100), face(400, 100)])
     tracker.update(tracker.plan(1), None, [face(400, 100)])  # face 1 missed once
     back = tracker.update(tracker.plan(2), None, [face(52, 100), face(400, 100)])
-    assert sorted(f["id"] for f in back) == [1, 2]
+    assert sorted(f.id for f in back) == [1, 2]
 
 
 def test_someone_else_where_a_missed_face_was_gets_a_new_id():
@@ -152,7 +157,7 @@ def test_someone_else_where_a_missed_face_was_gets_a_new_id():
     tracker.update(tracker.plan(1, missed), missed, [face(400, 140)])  # face 1 missed: remembered
     other = frame_with((texture(2), 0, 100), (texture(3), 350, 100))
     back = tracker.update(tracker.plan(2, other), other, [face(50, 140), face(400, 140)])
-    assert sorted(f["id"] for f in back) == [2, 3]
+    assert sorted(f.id for f in back) == [2, 3]
 
 
 @pytest.mark.parametrize("follow", [True, False])
@@ -162,7 +167,7 @@ def test_a_cut_to_another_person_in_the_same_place_is_detected_and_gets_a_new_id
     ids = []
     for i, image in enumerate([before, before, after, after]):
         plan = tracker.plan(i, image)
-        ids.append(([f["id"] for f in tracker.update(plan, image, answer_for(plan, [face(250, 140)]))], plan.detect))
+        ids.append(([f.id for f in tracker.update(plan, image, answer_for(plan, [face(250, 140)]))], plan.detect))
     assert ids == [([1], True), ([1], not follow), ([2], True), ([2], not follow)]
     assert tracker.stats.cuts == 1
 
@@ -175,7 +180,7 @@ def test_a_face_that_moves_is_no_cut():
         image = frame_with((picture, x, 100))
         plan = tracker.plan(i, image)
         faces = tracker.update(plan, image, answer_for(plan, [face(x + 50, 140)]))
-        assert [f["id"] for f in faces] == [1]
+        assert [f.id for f in faces] == [1]
     assert tracker.stats.cuts == 0 and tracker.stats.detections == 1
 
 
@@ -183,10 +188,10 @@ def test_a_face_with_implausible_points_is_detected_again():
     tracker = Tracker(detect_every=100)
     tracker.update(tracker.plan(0), None, [face(100, 100)])
     plan = tracker.plan(1)
-    squeezed = face(100, 100, detector="given")
+    squeezed = face_json(100, 100, detector="given")
     for k in squeezed["keypoints"]:  # the eyes as good as on top of each other: the crop slid off the face
         k["x"] = 150 + (k["x"] - 150) * 0.2
-    tracker.update(plan, None, [squeezed])
+    tracker.update(plan, None, [Face.from_json(squeezed)])
     assert tracker.plan(2).detect and tracker.stats.implausible == 1
 
 
@@ -195,15 +200,15 @@ def test_a_face_whose_points_the_model_is_unsure_of_is_detected_again():
 
     tracker = Tracker(detect_every=100)
     tracker.update(tracker.plan(0), None, [face(100, 100)])  # no confidences (an older service): geometry only
-    sure = face(100, 100, detector="given")
+    sure = face_json(100, 100, detector="given")
     for k in sure["keypoints"]:
         k["confidence"] = FOLLOW_MIN_CONFIDENCE + 0.05
-    tracker.update(plan := tracker.plan(1), None, [sure])
+    tracker.update(plan := tracker.plan(1), None, [Face.from_json(sure)])
     assert not tracker.plan(2).detect and tracker.stats.implausible == 0
-    unsure = face(100, 100, detector="given")
+    unsure = face_json(100, 100, detector="given")
     for i, k in enumerate(unsure["keypoints"]):  # some points sure, most not: the mean decides
         k["confidence"] = 0.9 if i < 3 else FOLLOW_MIN_CONFIDENCE - 0.15
-    tracker.update(tracker.plan(3), None, [unsure])
+    tracker.update(tracker.plan(3), None, [Face.from_json(unsure)])
     assert plan.boxes and tracker.plan(4).detect and tracker.stats.implausible == 1
 
 

@@ -247,8 +247,8 @@ def test_local_mode_answers_as_the_service_does(server, fixtures, tmp_path):
             frame = capture.read()[1]
             ok, png = cv2.imencode(".png", frame)  # lossless: the service sees exactly these pixels
             served, here = client.faces(png.tobytes()), local(frame)
-            assert len(here["faces"]) == 1 and here["faces"][0]["box"] == served["faces"][0]["box"]
-            assert np.abs(keypoints(here["faces"][0]) - keypoints(served["faces"][0])).max() < 0.02
+            assert len(here.faces) == 1 and here.faces[0].box == served.faces[0].box
+            assert np.abs(here.faces[0].points - served.faces[0].points).max() < 0.02
     capture.release()
 
 
@@ -257,13 +257,14 @@ def test_a_followed_frame_sends_only_the_region_its_crops_read_and_gets_the_same
     fixture_clip(clip, fixtures, frames=1)
     frame = cv2.VideoCapture(str(clip)).read()[1]
     local = LocalFaces()
-    found = local(frame)["faces"][0]
-    boxes = [{**{k: found["box"][k] for k in ("x", "y", "width", "height")}, "score": found["score"]}]
+    found = local(frame).faces[0]
+    box = found.box
+    boxes = [{"x": box.x, "y": box.y, "width": box.width, "height": box.height, "score": found.score}]
     region, region_boxes, corner = webcam.followed_region(frame, boxes)
     assert region.size < frame.size and region.flags["C_CONTIGUOUS"]
-    whole, part = local(frame, boxes)["faces"][0], webcam.moved_faces(local(region, region_boxes)["faces"], *corner)[0]
-    assert part["box"] == pytest.approx(whole["box"])
-    assert np.abs(keypoints(part) - keypoints(whole)).max() < 1e-6
+    whole, part = local(frame, boxes).faces[0], local(region, region_boxes).faces[0].moved(*corner)
+    assert part.box == whole.box
+    assert np.abs(part.points - whole.points).max() < 1e-6
     assert webcam.moved_boxes(region_boxes, *corner) == boxes
 
 
