@@ -467,6 +467,15 @@ def test_the_page_filter_smooths_as_the_python_client_does(page):
             if a["pose"] is not None:
                 assert a["pose"] == pytest.approx(b["pose"], abs=0.11)
     assert sum(f["pose"] is None for faces in python for f in faces) > 0  # some frames without a pose
+    refused = page.evaluate(
+        """async (face) => {
+            const { FaceSmoother } = await import(new URL("page/smoothing.js", location.href));
+            try { new FaceSmoother().smooth([face], 0); } catch (e) { return e.message; }
+            return null;
+        }""",
+        {k: v for k, v in frames[0][0][0].items() if k != "id"},
+    )
+    assert refused and "ids" in refused  # a face without its tracker's id, as clients/smoothing.py refuses it
 
 
 @browser_test

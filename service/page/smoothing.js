@@ -1,9 +1,9 @@
 // Steadier keypoints and head poses on video: a One Euro filter per face, faces followed from
-// frame to frame. A face's head pose has a filter of its own, its speeds in DEGREES_PER_FACE_WIDTH
-// per second; a null pose passes on, and the pose filter starts afresh when there is one again.
-// A face with an `id` (the webcam view's tracker gives each one: tracking.js) keeps the filter of
-// that id, and a new id, such as a new person after a cut, starts afresh; faces without ids are
-// matched to the previous frame's by box overlap.
+// frame to frame by their ids. Each face has the `id` the webcam view's tracker gave it
+// (tracking.js) and keeps the filter of that id; a new id, such as a new person after a cut, starts
+// afresh, and so does an id unseen for FORGET_AFTER_S. A face's head pose has a filter of its own,
+// its speeds in DEGREES_PER_FACE_WIDTH per second; a null pose passes on, and the pose filter
+// starts afresh when there is one again.
 //
 // A line-by-line twin of clients/smoothing.py (the Python webcam client's filter), with the same
 // defaults: change one, change the other (tests/test_page.py checks that the constants agree and
@@ -17,24 +17,13 @@ export const DERIVATIVE_CUTOFF_HZ = 1.0; // smoothing of the speed estimate itse
 // A head turning this many degrees moves its keypoints about one face width: the pose's unit of speed.
 export const DEGREES_PER_FACE_WIDTH = 90.0;
 
-// A face is the same face in the next frame when their boxes overlap at least this much, and is
-// forgotten after this long unseen (so that a face that comes back starts afresh).
-export const MATCH_IOU = 0.3;
+// A face's filter is forgotten after this long unseen (so that a face that comes back starts afresh).
 export const FORGET_AFTER_S = 0.5;
 
 // The exponential smoothing factor of a first-order low-pass at `cutoffHz` for a step `dt`.
 export function smoothingFactor(cutoffHz, dt) {
   const tau = 1.0 / (2 * Math.PI * cutoffHz);
   return 1.0 / (1.0 + tau / dt);
-}
-
-// vision.faces.iou: the overlap of two {x, y, width, height} boxes over their union.
-export function iou(a, b) {
-  const ix = Math.max(0.0, Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x));
-  const iy = Math.max(0.0, Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y));
-  const inter = ix * iy;
-  const union = a.width * a.height + b.width * b.height - inter;
-  return union > 0 ? inter / union : 0.0;
 }
 
 // Filters an array of values (a face's box corners and keypoints, flattened) sampled over time.
@@ -80,89 +69,67 @@ function boxCorners(box) {
   return [box.x, box.y, box.x + box.width, box.y + box.height];
 }
 
-function asBox(corners) {
+// The box between two corners, in whole pixels (truncated, as Python's Box.as_dict and the answers' boxes).
+function wholeBox(corners) {
   const [x0, y0, x1, y1] = corners;
-  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-}
-
-// Box.as_dict(): whole pixels, truncated as Python's int() does.
-function boxAsDict(box) {
-  return { x: Math.trunc(box.x), y: Math.trunc(box.y), width: Math.trunc(box.width), height: Math.trunc(box.height) };
+  return { x: Math.trunc(x0), y: Math.trunc(y0), width: Math.trunc(x1 - x0), height: Math.trunc(y1 - y0) };
 }
 
 const round2 = (v) => Math.round(v * 100) / 100;
 
-// One face followed across frames: its filter and where it was last seen.
+// One face followed across frames: its filters and when it was last seen.
 class Track {
-  constructor(box, lastSeen, filter, id = null, poseFilter = new OneEuroFilter()) {
-    this.box = box;
+  constructor(lastSeen, filter, poseFilter) {
     this.lastSeen = lastSeen;
     this.filter = filter;
-    this.id = id; // the tracker's id of the face, when it has one
     this.poseFilter = poseFilter;
   }
 }
 
-// Smooths /faces answers frame after frame: each face is matched to the face it was in the
-// previous frames (by box overlap) and its box and keypoints pass through that face's filter.
+// Smooths /faces answers frame after frame: each face's box and keypoints pass through the filter
+// of its id, its pose through a filter of its own.
 export class FaceSmoother {
   constructor(minCutoff = MIN_CUTOFF_HZ, beta = BETA) {
     new OneEuroFilter(minCutoff, beta); // refuse bad parameters now, not at the first face
     this.minCutoff = minCutoff;
     this.beta = beta;
-    this.tracks = [];
+    this.tracks = new Map(); // by the faces' ids
   }
 
-  // The faces of the frame at time `t` (seconds), as /faces gives them, smoothed.
+  // The faces of the frame at time `t` (seconds), each with its id, smoothed, in their order.
   smooth(faces, t) {
-    this.tracks = this.tracks.filter((track) => t - track.lastSeen <= FORGET_AFTER_S);
-    const free = this.tracks.slice();
-    const smoothed = [];
-    const area = (f) => f.box.width * f.box.height;
-    for (const face of faces.slice().sort((a, b) => area(b) - area(a))) {
-      // big faces choose first
-      const box = asBox(boxCorners(face.box));
-      let track = null;
-      if (face.id != null) {
-        track = free.find((candidate) => candidate.id === face.id) ?? null;
-      } else {
-        for (const candidate of free) {
-          if (track === null || iou(candidate.box, box) > iou(track.box, box)) track = candidate;
-        }
-        if (track !== null && iou(track.box, box) < MATCH_IOU) track = null;
-      }
-      if (track === null) {
-        const [filter, poseFilter] = [0, 1].map(() => new OneEuroFilter(this.minCutoff, this.beta));
-        track = new Track(box, t, filter, face.id ?? null, poseFilter);
-        this.tracks.push(track);
-      } else {
-        free.splice(free.indexOf(track), 1);
-      }
-      smoothed.push(this.smoothFace(track, face, t));
+    if (faces.some((face) => face.id == null)) {
+      throw new RangeError("the smoother follows faces by their ids: track them first (tracking.js)");
     }
-    return smoothed;
+    for (const [id, track] of this.tracks) if (t - track.lastSeen > FORGET_AFTER_S) this.tracks.delete(id);
+    return faces.map((face) => this.smoothFace(this.track(face.id, t), face, t));
+  }
+
+  track(id, t) {
+    if (!this.tracks.has(id)) this.tracks.set(id, new Track(t, this.filter(), this.filter()));
+    return this.tracks.get(id);
+  }
+
+  filter() {
+    return new OneEuroFilter(this.minCutoff, this.beta);
   }
 
   smoothFace(track, face, t) {
     const points = face.keypoints.flatMap((k) => [k.x, k.y]);
     const values = track.filter.filter([...boxCorners(face.box), ...points], t, Math.max(face.box.width, 1.0));
-    track.box = asBox(values.slice(0, 4));
     track.lastSeen = t;
     const keypoints = face.keypoints.map((k, i) => ({
       ...k,
       x: round2(values[4 + 2 * i]),
       y: round2(values[5 + 2 * i]),
     }));
-    const box = Object.fromEntries(Object.entries(boxAsDict(track.box)).map(([key, value]) => [key, round2(value)]));
-    const smoothed = { ...face, box, keypoints };
-    if ("pose" in face) smoothed.pose = this.smoothPose(track, face.pose, t);
-    return smoothed;
+    return { ...face, box: wholeBox(values.slice(0, 4)), keypoints, pose: this.smoothPose(track, face.pose, t) };
   }
 
   smoothPose(track, pose, t) {
     if (pose == null) {
       // no pose now: the next one starts afresh
-      track.poseFilter = new OneEuroFilter(this.minCutoff, this.beta);
+      track.poseFilter = this.filter();
       return null;
     }
     const angles = track.poseFilter.filter([pose.yaw, pose.pitch, pose.roll], t, DEGREES_PER_FACE_WIDTH);

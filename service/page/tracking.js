@@ -23,8 +23,6 @@
 // it was within REMEMBER_FRAMES frames. An answer that fails the checks is not followed from. Frames are gray images {width, height, data} (grayFrame); null skips the
 // frame checks (the cut check and "the box left the frame"), as Python's image=None does.
 
-import { iou } from "./smoothing.js";
-
 export const DETECT_EVERY = 10; // frames between detections while following
 export const PATCH = 16; // the face region's side, shrunk, for the cut check
 export const SEARCH = 0.25; // ... which looks for the face up to this many box widths away
@@ -37,6 +35,15 @@ export const FOLLOW_MIN_CONFIDENCE = 0.55; // a followed face whose points' mean
 
 const RIGHT_EYE = "right_eye_center";
 const LEFT_EYE = "left_eye_center";
+
+// vision.faces.iou: the overlap of two {x, y, width, height} boxes over their union.
+function iou(a, b) {
+  const ix = Math.max(0.0, Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x));
+  const iy = Math.max(0.0, Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y));
+  const inter = ix * iy;
+  const union = a.width * a.height + b.width * b.height - inter;
+  return union > 0 ? inter / union : 0.0;
+}
 
 const centre = (box) => [box.x + box.width / 2, box.y + box.height / 2];
 const round2 = (v) => Math.round(v * 100) / 100;
@@ -225,7 +232,7 @@ class Track {
       width: round2(box.width),
       height: round2(box.height),
       eyes: [points[right].map(round2), points[left].map(round2)],
-      score: this.score,
+      ...(this.score == null ? {} : { score: this.score }), // Haar gives none: clients.answers.given_box
     };
   }
 
