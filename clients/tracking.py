@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from clients.answers import Face, given_box
+from clients.answers import EYE_CENTRES, Face, given_box
 from vision.faces import Box, iou
 from vision.keypoints import KEYPOINT_NAMES
 
@@ -59,7 +59,7 @@ EYE_RATIO_RANGE = (0.6, 1.6)  # a followed face's eye distance / box width, rela
 # 67% (docs/benchmarks.md, "Following faces").
 FOLLOW_MIN_CONFIDENCE = 0.55
 
-RIGHT_EYE, LEFT_EYE = KEYPOINT_NAMES.index("right_eye_center"), KEYPOINT_NAMES.index("left_eye_center")
+RIGHT_EYE, LEFT_EYE = (KEYPOINT_NAMES.index(name) for name in EYE_CENTRES)
 
 
 def gray_patch(image: np.ndarray, box: Box, margin: float = 0.0) -> np.ndarray | None:

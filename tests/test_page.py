@@ -1,8 +1,9 @@
 """The demo page at `/` (service/page/), against a real `bentoml serve`.
 
 - Without a browser: the page and its files are served, BentoML's own routes stay where they were,
-  the Swagger UI moved to /docs, the page's One Euro filter has the Python client's constants, and
-  every kind of answer carries the security headers (the CSP on HTML) and no CORS grant.
+  the Swagger UI moved to /docs, and every kind of answer carries the security headers (the CSP on
+  HTML) and no CORS grant. (The page's constants are generated from Python's and checked by
+  tests/test_page_constants.py.)
 - In a real Chromium (`browser` marker; skipped without Chromium and Playwright): a photo's faces
   drawn, a digit drawn on the pad and read, a photo of a number, the webcam through Chromium's fake
   camera (faces followed with `boxes`, detected now and then, one id), the service's errors and
@@ -16,8 +17,6 @@ The server runs the shipped models (models/manifest.json) when they are there, e
 YuNet is real in both, so faces are found either way (tests/page_browser.py).
 """
 
-import ast
-import contextlib
 import re
 from pathlib import Path
 
@@ -34,11 +33,6 @@ from service.images import NOT_AN_IMAGE
 from training.mnist import read_idx
 
 PAGE = ROOT / "service" / "page"
-SMOOTHING_CONSTANTS = ("MIN_CUTOFF_HZ", "BETA", "DERIVATIVE_CUTOFF_HZ", "FORGET_AFTER_S")
-SMOOTHING_CONSTANTS += ("DEGREES_PER_FACE_WIDTH",)
-TRACKING_CONSTANTS = ("DETECT_EVERY", "PATCH", "SEARCH", "CUT_CORRELATION", "MATCH_IOU", "MATCH_CENTRE")
-TRACKING_CONSTANTS += ("REMEMBER_FRAMES", "EYE_RATIO_RANGE", "FOLLOW_MIN_CONFIDENCE")
-
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
 
 
@@ -48,44 +42,7 @@ def browser_test(test):
     return pytest.mark.browser(skip(test))
 
 
-# --- the One Euro filter's twin: the constants (no browser) ----------------------------------------
-
-
-def python_constants(path: Path) -> dict[str, float]:
-    """A module's top-level `NAME = literal` assignments (others, such as `A, B = 1 / 100, 2`, are left out)."""
-    tree = ast.parse(path.read_text())
-    found = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            with contextlib.suppress(ValueError):
-                found[node.targets[0].id] = ast.literal_eval(node.value)
-    return found
-
-
-def js_constants(path: Path) -> dict[str, float | tuple[float, ...]]:
-    """`export const NAME = number;` and `export const NAME = [number, ...];` (as a tuple)."""
-    text = path.read_text()
-    found = {name: float(value) for name, value in re.findall(r"^export const (\w+) = ([-+0-9.eE]+);", text, re.M)}
-    for name, values in re.findall(r"^export const (\w+) = \[([-+0-9.eE, ]+)\];", text, re.M):
-        found[name] = tuple(float(v) for v in values.split(","))
-    return found
-
-
-@pytest.mark.parametrize(
-    "python_file, js_file, names",
-    [
-        ("clients/smoothing.py", "smoothing.js", SMOOTHING_CONSTANTS),
-        ("clients/tracking.py", "tracking.js", TRACKING_CONSTANTS),
-        ("vision/draw.py", "draw.js", ("NOSE_ARROW_PER_FACE",)),
-    ],
-)
-def test_the_page_filter_tracker_and_drawing_have_the_python_constants(python_file, js_file, names):
-    python = python_constants(ROOT / python_file)
-    js = js_constants(PAGE / js_file)
-    for name in names:
-        assert name in python, f"{python_file} has no {name}"
-        assert name in js, f"service/page/{js_file} has no `export const {name} = ...;`"
-        assert js[name] == python[name], f"{name}: {js_file} {js[name]} != {python_file} {python[name]}"
+# --- the page's files (no browser) ------------------------------------------------------------------
 
 
 def test_every_page_file_that_is_referenced_exists():
@@ -93,7 +50,7 @@ def test_every_page_file_that_is_referenced_exists():
     referenced = set(re.findall(r'(?:href|src)="page/([^"#]+)"', index))
     for script in PAGE.glob("*.js"):
         referenced |= set(re.findall(r'from "\./([^"]+)"', script.read_text()))
-    assert {"app.js", "style.css", "smoothing.js", "tracking.js"} <= referenced
+    assert {"app.js", "style.css", "smoothing.js", "tracking.js", "constants.js"} <= referenced
     assert not [name for name in referenced if not (PAGE / name).is_file()]
     assert not re.search(r"(?:href|src)=\"(?:https?:)?//", index)  # no CDN: it works offline
 
@@ -698,6 +655,7 @@ def test_a_point_the_model_is_unsure_of_is_drawn_as_a_ring(page):
     centres = page.evaluate(
         """async ([low]) => {
             const draw = await import(new URL("page/draw.js", location.href));
+            const { LOW_CONFIDENCE } = await import(new URL("page/constants.js", location.href));
             const canvas = document.createElement("canvas");
             const context = draw.sizeCanvas(canvas, 400, 400);
             const point = (x, confidence) => ({ name: "nose_tip", x, y: 200, confidence });
@@ -706,7 +664,7 @@ def test_a_point_the_model_is_unsure_of_is_drawn_as_a_ring(page):
             draw.drawFaces(context, [face], { scale: 1, width: 400, height: 400 }, { labels: false });
             const ratio = window.devicePixelRatio || 1;
             const at = (x) => Array.from(context.getImageData(x * ratio, 200 * ratio, 1, 1).data);
-            return { low: draw.LOW_CONFIDENCE, pixels: [at(100), at(200), at(300)], colour: draw.PART_COLOURS.nose };
+            return { low: LOW_CONFIDENCE, pixels: [at(100), at(200), at(300)], colour: draw.PART_COLOURS.nose };
         }""",
         [LOW_CONFIDENCE],
     )

@@ -1,4 +1,18 @@
-// Drawing /faces answers onto a canvas, shared by the photo and the webcam views.
+// Drawing /faces answers onto a canvas, shared by the photo and the webcam views. The sizes, the
+// pose arrow and the low-confidence ring follow vision.draw, with its constants (constants.js).
+
+import {
+  FONT_PER_FACE,
+  FONT_PER_IMAGE,
+  LINE_PER_FACE,
+  LINE_PER_IMAGE,
+  LOW_CONFIDENCE,
+  NOSE_ARROW_PER_FACE,
+  POSE_COLOR,
+  RADIUS_PER_FACE,
+  RADIUS_PER_IMAGE,
+  RING_RADIUS,
+} from "./constants.js";
 
 // One colour per part of the face; the part comes from the keypoint's name in the answer.
 export const PART_COLOURS = { eye: "#22d3ee", brow: "#fbbf24", nose: "#a3e635", mouth: "#f472b6" };
@@ -13,15 +27,13 @@ export function partOf(name) {
 
 export const wordsOf = (name) => name.replaceAll("_", " ");
 
-// vision.keypoints.LOW_CONFIDENCE: a point the model is less sure of than this is drawn as a ring.
-export const LOW_CONFIDENCE = 0.5;
+// A point the model is less sure of than LOW_CONFIDENCE is drawn as a ring, at least RING_RADIUS
+// (CSS pixels here): a smaller ring is a dot to the eye.
 export const isUnsure = (point) => point.confidence != null && point.confidence < LOW_CONFIDENCE;
-const RING_RADIUS = 3; // vision.draw.RING_RADIUS: a smaller ring is a dot to the eye (CSS pixels here)
 
-// vision.draw.NOSE_ARROW_PER_FACE: the head's pose is an arrow from the nose tip where the face
-// points, this many face widths long for a face seen side-on (a dot for one facing the camera).
-export const NOSE_ARROW_PER_FACE = 0.6;
-const POSE_COLOUR = "#ff00ff"; // vision.draw.POSE_COLOR: no part of the face is drawn in it
+// The head's pose is an arrow from the nose tip where the face points, NOSE_ARROW_PER_FACE face
+// widths long for a face seen side-on (a dot for one facing the camera), in POSE_COLOR, which no
+// part of the face is drawn in.
 
 // vision.pose.nose_direction: where a face with this {yaw, pitch, roll} (degrees) points in the
 // image, [x, y], of length the sine of its angle off the camera's axis.
@@ -57,12 +69,6 @@ export function sizeCanvas(canvas, width, height) {
 // side: the rule of vision.draw.mark_sizes (the Python overlays'), with its constants. Sizes are in
 // image pixels: the line width and the keypoint radius (whole pixels, at least 2) and the label's
 // height in pixels (OpenCV's font scale, at least 0.4, x FONT_PIXELS).
-const LINE_PER_FACE = 1 / 100;
-const LINE_PER_IMAGE = 1 / 500;
-const RADIUS_PER_FACE = 1 / 60;
-const RADIUS_PER_IMAGE = 1 / 400;
-const FONT_PER_FACE = 1 / 250;
-const FONT_PER_IMAGE = 1 / 1600;
 const FONT_PIXELS = 22; // OpenCV's font scale 1.0 is about 22 px tall
 
 // Python's round(): halves to even.
@@ -165,7 +171,7 @@ function arrow(context, x, y, dx, dy, line) {
   context.strokeStyle = "rgba(0, 0, 0, 0.45)";
   context.lineWidth = line + 2;
   context.stroke();
-  context.strokeStyle = POSE_COLOUR;
+  context.strokeStyle = POSE_COLOR;
   context.lineWidth = line;
   context.stroke();
 }

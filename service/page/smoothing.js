@@ -5,20 +5,13 @@
 // its speeds in DEGREES_PER_FACE_WIDTH per second; a null pose passes on, and the pose filter
 // starts afresh when there is one again.
 //
-// A line-by-line twin of clients/smoothing.py (the Python webcam client's filter), with the same
-// defaults: change one, change the other (tests/test_page.py checks that the constants agree and
-// that both smooth a sequence of answers alike). The One Euro filter (Casiez, Roussel and Vogel,
+// A line-by-line twin of clients/smoothing.py (the Python webcam client's filter), with its defaults
+// (generated into constants.js from Python's): change one, change the other (tests/test_page.py
+// checks that both smooth a sequence of answers alike, and the shared vectors alike). The One Euro filter (Casiez, Roussel and Vogel,
 // CHI 2012) is a low-pass filter whose cutoff rises with speed: heavy smoothing while the face
 // holds still, little lag once it moves. Speeds are in face widths per second.
 
-export const MIN_CUTOFF_HZ = 1.0; // the cutoff while still: lower is steadier and slower to follow
-export const BETA = 4.0; // how fast the cutoff rises with speed (per face width per second)
-export const DERIVATIVE_CUTOFF_HZ = 1.0; // smoothing of the speed estimate itself
-// A head turning this many degrees moves its keypoints about one face width: the pose's unit of speed.
-export const DEGREES_PER_FACE_WIDTH = 90.0;
-
-// A face's filter is forgotten after this long unseen (so that a face that comes back starts afresh).
-export const FORGET_AFTER_S = 0.5;
+import { BETA, DEGREES_PER_FACE_WIDTH, DERIVATIVE_CUTOFF_HZ, FORGET_AFTER_S, MIN_CUTOFF_HZ } from "./constants.js";
 
 // The exponential smoothing factor of a first-order low-pass at `cutoffHz` for a step `dt`.
 export function smoothingFactor(cutoffHz, dt) {

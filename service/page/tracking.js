@@ -1,8 +1,9 @@
 // Following faces across video frames, so that the detector runs only now and then.
 //
-// A port of clients/tracking.py (the Python webcam client's tracker), with the same constants and
-// formulas: change one, change the other (tests/test_page.py checks that the constants agree and
-// that both trackers plan a sequence of frames and give ids alike). The page detects a face once
+// A port of clients/tracking.py (the Python webcam client's tracker), with its constants (generated
+// into constants.js from Python's) and formulas: change one, change the other (tests/test_page.py
+// checks that both trackers plan a sequence of frames and give ids alike, and replay the shared
+// vectors alike). The page detects a face once
 // and then follows it from its own keypoints: the box for the next frame comes from the last
 // answer's 15 points (moved with their centroid, scaled with their spread, eyes from the eye-centre
 // points) and is posted as /faces' `boxes`, so the service skips YuNet. YuNet runs again
@@ -23,18 +24,20 @@
 // it was within REMEMBER_FRAMES frames. An answer that fails the checks is not followed from. Frames are gray images {width, height, data} (grayFrame); null skips the
 // frame checks (the cut check and "the box left the frame"), as Python's image=None does.
 
-export const DETECT_EVERY = 10; // frames between detections while following
-export const PATCH = 16; // the face region's side, shrunk, for the cut check
-export const SEARCH = 0.25; // ... which looks for the face up to this many box widths away
-export const CUT_CORRELATION = 0.8; // below: a cut (measured in clients/tracking.py)
-export const MATCH_IOU = 0.3; // a detection is a track's face when their boxes overlap this much ...
-export const MATCH_CENTRE = 1.5; // ... or their centres are this close (box widths) and it looks like the track's face
-export const REMEMBER_FRAMES = 30; // a face the detector missed gets its id back if found near its place this soon
-export const EYE_RATIO_RANGE = [0.6, 1.6]; // a followed face's eye distance / box width, relative to its detection's
-export const FOLLOW_MIN_CONFIDENCE = 0.55; // a followed face whose points' mean confidence is under this is detected again
+import {
+  CUT_CORRELATION,
+  DETECT_EVERY,
+  EYE_CENTRES,
+  EYE_RATIO_RANGE,
+  FOLLOW_MIN_CONFIDENCE,
+  MATCH_CENTRE,
+  MATCH_IOU,
+  PATCH,
+  REMEMBER_FRAMES,
+  SEARCH,
+} from "./constants.js";
 
-const RIGHT_EYE = "right_eye_center";
-const LEFT_EYE = "left_eye_center";
+const [RIGHT_EYE, LEFT_EYE] = EYE_CENTRES;
 
 // vision.faces.iou: the overlap of two {x, y, width, height} boxes over their union.
 function iou(a, b) {
