@@ -112,8 +112,9 @@ class Model:
         want_out = list(zip(self.signature.output_names, self.signature.output_shapes, strict=True))
         if inputs.name != INPUT_NAME or got_in != self.signature.input or got_out != want_out:
             raise StartupError(
-                f"{self.entry.path}: {self.entry.name!r} takes {inputs.name!r} {got_in} -> {_shown(got_out)} per item, "
-                f"expected {INPUT_NAME!r} {self.signature.input} -> {_shown(want_out)}"
+                f"{self.entry.path}: {self.entry.name!r} takes {inputs.name!r} {got_in} -> "
+                f"{_named_shapes(got_out)} per item, "
+                f"expected {INPUT_NAME!r} {self.signature.input} -> {_named_shapes(want_out)}"
             )
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -147,7 +148,8 @@ class Model:
         }
 
 
-def _shown(outputs: list[tuple[str, tuple]]) -> str:
+def _named_shapes(outputs: list[tuple[str, tuple]]) -> str:
+    """Outputs' names and per-item shapes, for a one-line error: 'keypoints' (30,), ..."""
     return ", ".join(f"{name!r} {shape}" for name, shape in outputs)
 
 

@@ -19,7 +19,8 @@ def option(default, help: str, **argparse_kwargs) -> dataclasses.Field:
     return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
-def _shown(value) -> str:
+def _as_help_default(value) -> str:
+    """A default as --help shows it: a switch on/off, a tuple as the values one types, "" quoted."""
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (tuple, list)):
@@ -56,10 +57,10 @@ def config_parser(
         action = parser.add_argument("--" + field.name.replace("_", "-"), default=field.default, **kwargs)
         if field.default is None:
             shown = ", ".join(
-                f"{m} {_shown(d[field.name])}" for m, d in (model_defaults or {}).items() if field.name in d
+                f"{m} {_as_help_default(d[field.name])}" for m, d in (model_defaults or {}).items() if field.name in d
             )
         else:
-            shown = _shown(field.default)
+            shown = _as_help_default(field.default)
         text = field.metadata.get("help", "") + (f" (default: {shown})" if shown else "")
         action.help = text.strip().replace("%", "%%")  # set here: BooleanOptionalAction adds its own
     return parser

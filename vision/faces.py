@@ -420,12 +420,12 @@ def _finite(value, where: str, name: str) -> float:
         with contextlib.suppress(OverflowError):  # a JSON integer of hundreds of digits
             number = float(value)
     if not math.isfinite(number):
-        raise InputError(f"{where}: {name} must be a finite number, got {_shown(value)}")
+        raise InputError(f"{where}: {name} must be a finite number, got {_as_sent(value)}")
     return number
 
 
-def _shown(value) -> str:
-    """A value as JSON (as it was sent), cut short."""
+def _as_sent(value) -> str:
+    """A value as JSON (as it was sent), cut short: what an error message quotes of a bad field."""
     try:
         text = json.dumps(value)
     except (TypeError, ValueError):
@@ -435,7 +435,7 @@ def _shown(value) -> str:
 
 def _given_detection(record, where: str) -> Detection:
     if not isinstance(record, dict):
-        raise InputError(f'{where}: expected an object {{"x", "y", "width", "height"}}, got {_shown(record)}')
+        raise InputError(f'{where}: expected an object {{"x", "y", "width", "height"}}, got {_as_sent(record)}')
     unknown = [name for name in record if name not in GIVEN_FIELDS]
     if unknown:
         raise InputError(f"{where}: unknown field {unknown[0]!r} (a box has {', '.join(GIVEN_FIELDS)})")
@@ -450,7 +450,7 @@ def _given_detection(record, where: str) -> Detection:
     if eyes is not None:
         pairs = isinstance(eyes, list) and len(eyes) == 2 and all(isinstance(e, list) and len(e) == 2 for e in eyes)
         if not pairs:
-            raise InputError(f"{where}: eyes must be [[right x, right y], [left x, left y]], got {_shown(eyes)}")
+            raise InputError(f"{where}: eyes must be [[right x, right y], [left x, left y]], got {_as_sent(eyes)}")
         eyes = tuple((_finite(ex, where, "eyes"), _finite(ey, where, "eyes")) for ex, ey in eyes)
     score = record.get("score")
     if score is not None:
@@ -466,7 +466,7 @@ def given_detections(records: list) -> list[Detection]:
     (the subject's right eye first, as `Detection.eyes`) and a "score" in [0, 1]) -> detections
     named "given"; InputError naming the first bad box and what is wrong with it."""
     if not isinstance(records, list):
-        raise InputError(f"boxes: expected a JSON list of boxes, got {_shown(records)}")
+        raise InputError(f"boxes: expected a JSON list of boxes, got {_as_sent(records)}")
     if len(records) > MAX_GIVEN_BOXES:
         raise InputError(f"boxes: {len(records)} boxes, over the limit of {MAX_GIVEN_BOXES}")
     return [_given_detection(record, f"boxes[{i}]") for i, record in enumerate(records)]
