@@ -8,6 +8,7 @@ import onnxruntime as ort
 import torch
 
 from export.specs import Spec, Validation
+from training.models import ServedNet
 
 BATCH_SIZES = (1, 7, 64)
 MAX_ABS_DIFF = 1e-4
@@ -59,7 +60,7 @@ def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 2
 
 
 @torch.no_grad()
-def run_torch(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def run_torch(model: ServedNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The model's (first) output; `torch_outputs` has them all."""
     return np.concatenate(
         [torch_outputs(model, images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)]
@@ -67,13 +68,12 @@ def run_torch(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256)
 
 
 @torch.no_grad()
-def torch_outputs(model: torch.nn.Module, images: np.ndarray) -> list[np.ndarray]:
+def torch_outputs(model: ServedNet, images: np.ndarray) -> list[np.ndarray]:
     """Every output of the model (the keypoint model's confidence too), as the ONNX file lists them."""
-    out = model(torch.from_numpy(images))
-    return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+    return [t.numpy() for t in model.outputs(torch.from_numpy(images))]
 
 
-def check_parity(spec: Spec, model: torch.nn.Module, onnx_path: Path, data: Validation) -> Parity:
+def check_parity(spec: Spec, model: ServedNet, onnx_path: Path, data: Validation) -> Parity:
     sess = session(onnx_path)
     result = Parity(spec.name)
     for batch in BATCH_SIZES:

@@ -17,7 +17,7 @@ import torch
 from training.common import load_checkpoint
 from training.faces_data import load_split
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
-from training.models import model_from_checkpoint
+from training.models import ServedNet, model_from_checkpoint
 from vision.errors import InputError
 from vision.metrics import course_score, nme
 from vision.signatures import SIGNATURES, Signature, model_pixels
@@ -132,14 +132,14 @@ class Spec:
     def onnx(self) -> str:
         return f"{self.name}.onnx"
 
-    def rebuild(self, models_dir: Path) -> tuple[torch.nn.Module, dict]:
+    def rebuild(self, models_dir: Path) -> tuple[ServedNet, dict]:
         """The checkpoint -> (eval-mode model, checkpoint dict); a checkpoint of another model, or
         one whose model gives other outputs than the signature's, is refused."""
         checkpoint = load_checkpoint(Path(models_dir) / self.checkpoint)
         model = model_from_checkpoint(checkpoint, expected=self.name)
         with torch.no_grad():
-            out = model(torch.zeros(1, *self.signature.input))
-        shapes = [tuple(t.shape[1:]) for t in (out if isinstance(out, tuple) else (out,))]
+            out = model.outputs(torch.zeros(1, *self.signature.input))
+        shapes = [tuple(t.shape[1:]) for t in out]
         if shapes != self.signature.output_shapes:
             raise InputError(
                 f"{self.checkpoint}: its model gives outputs of {shapes} per item, the signature wants "

@@ -146,8 +146,8 @@ def test_flip_averaging_in_forward_is_mirror_consistent(head):
     model = models.KeypointNet(widths=(8, 8, 8, 8, 8), hidden=16, flip_tta=True, head=head).eval()
     x = torch.rand(3, 1, 96, 96)
     with torch.no_grad():
-        y = model(x).numpy().reshape(3, 15, 2)
-        y_mirror = model(torch.flip(x, dims=[3])).numpy().reshape(3, 15, 2)
+        y = model(x).points.numpy().reshape(3, 15, 2)
+        y_mirror = model(torch.flip(x, dims=[3])).points.numpy().reshape(3, 15, 2)
     # Mirroring the input must mirror the averaged prediction exactly.
     back = faces.normalize(np.stack([kp_training.flip(np.zeros((96, 96)), faces.denormalize(p))[1] for p in y_mirror]))
     assert np.allclose(back, y, atol=1e-5)
@@ -234,12 +234,12 @@ def test_tiny_training_run_on_fixtures(fixtures, tmp_path):
     assert not model.training
     _, _, val_images, val_points = load_split(npz)
     x = torch.from_numpy(val_images[:, None].astype(np.float32) / 255)
-    pred = model(x).detach().numpy()
+    pred = model(x).points.detach().numpy()
     assert pred.shape == (len(val_images), 30)
     assert course_score(pred, val_points) == pytest.approx(metrics["val_score"], rel=1e-4)
     # A checkpoint from before "model_args" (config only, as the shipped ones) loads the same model.
     legacy = {k: v for k, v in checkpoint.items() if k != "model_args"}
-    assert torch.equal(models.model_from_checkpoint(legacy, expected="keypoints")(x), model(x))
+    assert torch.equal(models.model_from_checkpoint(legacy, expected="keypoints")(x).points, model(x).points)
     with pytest.raises(InputError, match="expected a digits_cnn checkpoint"):
         models.model_from_checkpoint(checkpoint, expected="digits_cnn")
 
@@ -419,12 +419,13 @@ def test_the_confidence_layer_adds_a_confidence_per_point_and_leaves_the_points_
         sure.spread.weight.normal_(0, 0.01)
         sure.spread.bias.fill_(0.5)  # σ about 1.6 crop pixels: confidences well inside (0, 1)
         points, confidence = sure(x)
-        assert torch.equal(points, plain(x))
+        assert torch.equal(points, plain(x).points)
         assert confidence.shape == (3, 15) and ((confidence > 0) & (confidence < 1)).all()
         # The layer predicts log σ: a wider spread is a lower confidence of being within the radius.
         sure.spread.bias.add_(1.0)
         assert (sure(x)[1] < confidence).all()
-    assert sure.train()(x).shape == (3, 30)  # training sees the points only
+    trained = sure.train()(x)
+    assert trained.points.shape == (3, 30) and trained.confidence is None  # training sees the points only
 
 
 def test_confidence_within_is_the_share_of_a_2d_gaussian_inside_the_radius():

@@ -35,8 +35,7 @@ def torch_model(path: Path, threads: int):
 
     @torch.no_grad()
     def run(x: np.ndarray) -> list[np.ndarray]:
-        out = model(torch.from_numpy(x))
-        return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+        return [t.numpy() for t in model.outputs(torch.from_numpy(x))]
 
     return run
 

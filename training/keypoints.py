@@ -254,7 +254,7 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.n
     """uint8 (N, 96, 96) crops -> (N, 30) normalized predictions."""
     model.eval()
     out = [
-        model(torch.from_numpy(faces.model_input(images[i : i + batch_size])))
+        model(torch.from_numpy(faces.model_input(images[i : i + batch_size]))).points
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).numpy()
@@ -388,7 +388,7 @@ def train(config: Config, command: str = "") -> dict:
             mininterval=1 if sys.stderr.isatty() else 30,
         )
         for x, y, weight in bar:
-            loss = keypoint_loss(config.loss, model(x), y, weight)
+            loss = keypoint_loss(config.loss, model(x).points, y, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

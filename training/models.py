@@ -8,12 +8,14 @@ All models take float32 pixels in [0, 1], (N, 1, H, W); any normalization happen
 """
 
 import inspect
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from vision import faces, keypoints
+from vision import keypoints
 from vision.errors import InputError
+from vision.signatures import CROP_SIZE
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -23,6 +25,14 @@ def conv_bn(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Sequen
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )
+
+
+class ServedNet(nn.Module):
+    """A network that `python -m export` ships: `outputs(x)` are its outputs as its ONNX file lists
+    them (the parity gate, the export's checks and the evaluations compare those)."""
+
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self(x)]
 
 
 # --- digits: the course's MLP autoencoder + classifier ------------------------------------------
@@ -67,7 +77,7 @@ def classifier_head(latent: int = 32, hidden: int = 400) -> nn.Sequential:
     )
 
 
-class MLPClassifier(nn.Module):
+class MLPClassifier(ServedNet):
     """Encoder + head -> (N, 10) logits; the course feeds raw [0,1] pixels, so no normalization."""
 
     def __init__(self):
@@ -82,7 +92,7 @@ class MLPClassifier(nn.Module):
 # --- digits: the compact CNN ----------------------------------------------------------------------
 
 
-class DigitCNN(nn.Module):
+class DigitCNN(ServedNet):
     """28 -> 14 -> 7 quickly (strided conv, max-pool) so most convs run on small maps: few FLOPs.
 
     Dropout2d drops whole feature maps, which regularizes convs better than per-pixel dropout.
@@ -134,10 +144,10 @@ class HeatmapHead(nn.Module):
             conv_bn(width, fine_width if i == 1 else width) for i in range(1, levels)
         )  # after each merge: 24 (fine_width), 12, 6
         self.logits = nn.Conv2d(fine_width, keypoints.NUM_KEYPOINTS, 1)
-        side = faces.CROP_SIZE >> 2  # the second stage's map: 24x24
-        stride = faces.CROP_SIZE // side  # crop pixels per cell
+        side = CROP_SIZE >> 2  # the second stage's map: 24x24
+        stride = CROP_SIZE // side  # crop pixels per cell
         pixels = torch.arange(side, dtype=torch.float32) * stride + (stride - 1) / 2  # cell centers, crop pixels
-        centers = (pixels - faces.CROP_SIZE / 2) / (faces.CROP_SIZE / 2)
+        centers = (pixels - CROP_SIZE / 2) / (CROP_SIZE / 2)
         self.register_buffer("grid_x", centers.repeat(side))  # cell order of a flattened (side, side) map
         self.register_buffer("grid_y", centers.repeat_interleave(side))
         self.features_out = 3 * keypoints.NUM_KEYPOINTS
@@ -166,10 +176,19 @@ def soft_argmax(logits: torch.Tensor, grid_x: torch.Tensor, grid_y: torch.Tensor
     return torch.stack([x, y], dim=-1).flatten(1), torch.cat([spread_x, spread_y, concentration], dim=1)
 
 
-class KeypointNet(nn.Module):
-    """Strided conv stages (96 -> 3 with five) and a small FC head (or a heatmap head) -> (N, 30) keypoints.
+class KeypointOutput(NamedTuple):
+    """What KeypointNet gives in every mode. Its fields, where set, are the ONNX file's outputs in
+    order (the exporter drops a None: a tuple flattens to its tensors)."""
 
-    Output is x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
+    points: torch.Tensor  # (N, 30): x0, y0, x1, ... in [-1, 1]
+    confidence: torch.Tensor | None = None  # (N, 15) in [0, 1]; None in training, without flip_tta or the spread layer
+
+
+class KeypointNet(ServedNet):
+    """Strided conv stages (96 -> 3 with five) and a small FC head (or a heatmap head) -> (N, 30) keypoints,
+    as a `KeypointOutput` in every mode.
+
+    The points are x0, y0, x1, y1, ... in the course order, normalized to [-1, 1] as
     (crop_pixel - 48) / 48. The head flattens the 3x3 map instead of pooling it globally: where a
     feature fires is exactly what a coordinate regressor needs.
 
@@ -205,7 +224,7 @@ class KeypointNet(nn.Module):
             self.head = HeatmapHead(widths, heatmap_width)
             seen = self.head.features_out
         else:
-            side = faces.CROP_SIZE >> len(widths)
+            side = CROP_SIZE >> len(widths)
             self.head = nn.Sequential(
                 nn.Flatten(),
                 nn.Dropout(dropout),
@@ -243,7 +262,7 @@ class KeypointNet(nn.Module):
         """Points predicted on the mirrored crop -> this crop's: pixel x -> 95 - x is n -> -n - 1/48
         normalized, and left/right points swap."""
         mirrored = mirrored.reshape(-1, keypoints.NUM_KEYPOINTS, 2).index_select(1, self.flip_index)
-        return torch.stack([-mirrored[..., 0] - 2.0 / faces.CROP_SIZE, mirrored[..., 1]], dim=-1).flatten(1)
+        return torch.stack([-mirrored[..., 0] - 2.0 / CROP_SIZE, mirrored[..., 1]], dim=-1).flatten(1)
 
     def both_ways(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(averaged keypoints (N, 30), what the spread layer reads (N, 2 * hidden + 15)) for the
@@ -254,18 +273,21 @@ class KeypointNet(nn.Module):
         n = x.shape[0]
         y, mirrored, hidden, mirrored_hidden = both[:n], both[n:], both_hidden[:n], both_hidden[n:]
         back = self.unmirror(mirrored)
-        half = faces.CROP_SIZE / 2
+        half = CROP_SIZE / 2
         # sqrt of a sum, not .norm(): onnxruntime's quantization tools cannot infer ReduceL2's shape.
         disagreement = (y - back).reshape(-1, keypoints.NUM_KEYPOINTS, 2).square().sum(dim=-1).sqrt() * half
         return (y + back) / 2, torch.cat([hidden, mirrored_hidden, disagreement], dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> KeypointOutput:
         if not self.flip_tta or self.training:
-            return self.regress(x)
+            return KeypointOutput(self.regress(x))
         points, seen = self.both_ways(x)
         if self.spread is None:
-            return points
-        return points, confidence_within(self.spread(seen), keypoints.CONFIDENCE_RADIUS_PX)
+            return KeypointOutput(points)
+        return KeypointOutput(points, confidence_within(self.spread(seen), keypoints.CONFIDENCE_RADIUS_PX))
+
+    def outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [output for output in self(x) if output is not None]
 
 
 def confidence_within(log_sigma: torch.Tensor, radius: float) -> torch.Tensor:
@@ -276,14 +298,14 @@ def confidence_within(log_sigma: torch.Tensor, radius: float) -> torch.Tensor:
 # --- registry and checkpoints -------------------------------------------------------------------
 
 # The name a checkpoint carries in its "model" key -> the class its "model_args" construct.
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, type[ServedNet]] = {
     "digits_cnn": DigitCNN,
     "digits_mlp": MLPClassifier,
     "keypoints": KeypointNet,
 }
 
 
-def build(name: str, model_args: dict | None = None) -> nn.Module:
+def build(name: str, model_args: dict | None = None) -> ServedNet:
     """A fresh model `name` from its constructor arguments; unknown names or arguments -> InputError."""
     if name not in MODELS:
         raise InputError(f"unknown model {name!r} (one of {', '.join(MODELS)})")
@@ -312,7 +334,7 @@ def legacy_model_args(name: str, config: dict) -> dict:
     return {arg: tuple(config[key]) if isinstance(config[key], list) else config[key] for key, arg in fields.items()}
 
 
-def model_from_checkpoint(checkpoint: dict, expected: str | None = None) -> nn.Module:
+def model_from_checkpoint(checkpoint: dict, expected: str | None = None) -> ServedNet:
     """A checkpoint dict (`training.common.load_checkpoint`) -> its model, weights loaded, in eval mode.
 
     Refuses, with a one-line InputError, a model name not in the registry or other than
