@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from flask import Flask, jsonify, request
 
-from vision.signatures import INPUT_NAME, softmax
+from vision.signatures import softmax
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 NAMES = ("digits_cnn", "digits_mlp", "keypoints")
@@ -42,13 +42,9 @@ def torch_models() -> dict:
 
 
 def onnx_models() -> dict:
-    import onnxruntime as ort
+    from vision.onnx_model import OnnxModel
 
-    def runner(name: str):
-        session = ort.InferenceSession(str(MODELS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        return lambda batch: session.run(None, {INPUT_NAME: batch})
-
-    return {name: runner(name) for name in NAMES}
+    return {name: OnnxModel(MODELS / f"{name}.onnx").outputs for name in NAMES}
 
 
 def create_app(backend: str) -> Flask:

@@ -28,11 +28,12 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export import manifest as manifest_writer
 from export.convert import describe
-from export.parity import run_onnx, session
 from export.specs import SPECS, Data, Spec
 from training.common import write_json
 from vision.errors import InputError
 from vision.manifest import ManifestError, read_manifest, sha256_of, verified_model
+from vision.onnx_model import OnnxModel
+from vision.signatures import INPUT_NAME
 
 # How int8 models are made, in one place; int8_entry describes it in the manifest. uint8
 # activations times int8 weights (U8S8) run on x86 with VPMADDUBSW where the CPU has AVX2 or
@@ -71,25 +72,25 @@ class Calibration(CalibrationDataReader):
 
     def get_next(self):
         batch = next(self._batches, None)
-        return None if batch is None else {"image": batch}
+        return None if batch is None else {INPUT_NAME: batch}
 
 
-def load_ms(path: Path, level: ort.GraphOptimizationLevel, repeats: int = 5) -> float:
+def load_ms(path: Path, optimization: str, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        session(path, level)
+        OnnxModel(path, optimization=optimization)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
 
 
-def latency_ms(sess: ort.InferenceSession, images: np.ndarray, batch: int, repeats: int) -> float:
+def latency_ms(model: OnnxModel, images: np.ndarray, batch: int, repeats: int) -> float:
     x = images[:batch]
-    sess.run(None, {"image": x})  # warm-up
+    model.outputs(x)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        sess.run(None, {"image": x})
+        model.outputs(x)
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
 
@@ -109,24 +110,23 @@ def evaluate_variants(
     where = Data(mnist, faces, mnist_validation)
     data = spec.validation(where)
     offline, int8 = scratch / f"{spec.name}_ort.onnx", scratch / f"{spec.name}_int8.onnx"
-    session(onnx_path, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, save_to=offline)
+    OnnxModel(onnx_path, optimization="extended", optimized_copy=offline)
     # Training images, never validation ones, calibrate the int8 activation ranges.
     quantize(onnx_path, int8, spec.task.calibration(where, CALIBRATION_IMAGES), spec.task.quantized_ops)
-    level = ort.GraphOptimizationLevel
     variants = {
-        "raw graph (no optimization)": (onnx_path, level.ORT_DISABLE_ALL),
-        FP32: (onnx_path, level.ORT_ENABLE_ALL),
-        "offline-optimized file (+ online)": (offline, level.ORT_ENABLE_ALL),
-        INT8: (int8, level.ORT_ENABLE_ALL),
+        "raw graph (no optimization)": (onnx_path, "disabled"),
+        FP32: (onnx_path, "all"),
+        "offline-optimized file (+ online)": (offline, "all"),
+        INT8: (int8, "all"),
     }
     rows = {}
     for label, (path, optimization) in variants.items():
-        sess = session(path, optimization)
+        model = OnnxModel(path, optimization=optimization)
         rows[label] = {
             "load_ms": load_ms(path, optimization),
-            "batch1_ms": latency_ms(sess, data.images, 1, 200),
-            "batch64_ms": latency_ms(sess, data.images, 64, 30),
-            **spec.measure(run_onnx(sess, data.images), data.targets),
+            "batch1_ms": latency_ms(model, data.images, 1, 200),
+            "batch64_ms": latency_ms(model, data.images, 64, 30),
+            **spec.measure(model.in_batches(data.images)[0], data.targets),
         }
     return {"variants": rows, "int8_path": int8}
 

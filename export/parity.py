@@ -4,11 +4,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from export.specs import Spec, Validation
 from training.models import ServedNet
+from vision.onnx_model import OnnxModel
 
 BATCH_SIZES = (1, 7, 64)
 MAX_ABS_DIFF = 1e-4
@@ -39,26 +39,6 @@ class Parity:
         }
 
 
-def session(
-    path: Path,
-    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    save_to: Path | None = None,
-) -> ort.InferenceSession:
-    """A CPU session at an optimization level (the default is what the service runs); `save_to`
-    also writes the optimized graph."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    if save_to:
-        options.optimized_model_filepath = str(save_to)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(sess: ort.InferenceSession, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate(
-        [sess.run(None, {"image": images[i : i + batch_size]})[0] for i in range(0, len(images), batch_size)]
-    )
-
-
 @torch.no_grad()
 def run_torch(model: ServedNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The model's (first) output; `torch_outputs` has them all."""
@@ -74,11 +54,11 @@ def torch_outputs(model: ServedNet, images: np.ndarray) -> list[np.ndarray]:
 
 
 def check_parity(spec: Spec, model: ServedNet, onnx_path: Path, data: Validation) -> Parity:
-    sess = session(onnx_path)
+    onnx = OnnxModel(onnx_path)  # on the CPU, optimized as the service runs it
     result = Parity(spec.name)
     for batch in BATCH_SIZES:
         images = data.images[:batch]
-        got, want = sess.run(None, {"image": images}), torch_outputs(model, images)
+        got, want = onnx.outputs(images), torch_outputs(model, images)
         shapes = [g.shape for g in got], [w.shape for w in want]
         if shapes[0] != shapes[1]:
             result.failures.append(f"batch {batch}: output shapes {shapes[0]} != {shapes[1]}")
@@ -87,7 +67,7 @@ def check_parity(spec: Spec, model: ServedNet, onnx_path: Path, data: Validation
         if result.max_abs_diff[batch] > MAX_ABS_DIFF:
             result.failures.append(f"batch {batch}: max |diff| {result.max_abs_diff[batch]:.2e} > {MAX_ABS_DIFF:.0e}")
 
-    onnx_out, torch_out = run_onnx(sess, data.images), run_torch(model, data.images)
+    onnx_out, torch_out = onnx.in_batches(data.images)[0], run_torch(model, data.images)
     result.torch_metrics = spec.measure(torch_out, data.targets)
     result.onnx_metrics = spec.measure(onnx_out, data.targets)
     result.prediction_mismatches = spec.task.changed_predictions(torch_out, onnx_out)

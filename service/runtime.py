@@ -15,12 +15,12 @@ import numpy as np
 
 from service.settings import Settings, SettingsError
 from vision.manifest import ManifestError, ModelEntry, read_manifest, verified_model
+from vision.onnx_model import CPU, OnnxModel
 from vision.signatures import INPUT_NAME, SIGNATURES, Signature
 
 logger = logging.getLogger("bentoml.vision")
 
 CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 
 
 class StartupError(RuntimeError):
@@ -62,43 +62,40 @@ def requested_providers(choice: str) -> list[str]:
     return [CUDA, CPU] if choice != "cpu" and CUDA in available else [CPU]
 
 
-def inference_session(entry: ModelEntry, choice: str, threads: int = 1):
-    """An onnxruntime session for a verified model on the requested provider (VISION_PROVIDER).
-    Its memory pool (onnxruntime's arena) is kept: it grows to the largest input seen, which for
-    YuNet is bounded by VISION_DETECT_MAX_SIDE, and saves YuNet 1.2 ms of allocation per photo."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only; a CUDA fallback is reported by us, below
-    # Requests run side by side (threads and workers), each call is small: one thread per call,
-    # and no spinning, which would burn the CPU that the other requests need (bench/compare.py).
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+def load_onnx(entry: ModelEntry, choice: str, threads: int = 1, input_name: str = INPUT_NAME) -> OnnxModel:
+    """A verified model (`vision.onnx_model`) on the requested provider (VISION_PROVIDER), or a
+    StartupError that says in one line why not. Its memory pool (onnxruntime's arena) is kept: it
+    grows to the largest input seen, which for YuNet is bounded by VISION_DETECT_MAX_SIDE, and saves
+    YuNet 1.2 ms of allocation per photo."""
     try:
-        session = ort.InferenceSession(str(entry.path), options, providers=requested_providers(choice))
+        # Requests run side by side (threads and workers), each call is small: one thread per call,
+        # and no spinning, which would burn the CPU that the other requests need (bench/compare.py).
+        # Errors only in the log: a CUDA fallback is reported by us, below.
+        model = OnnxModel(
+            entry.path, requested_providers(choice), threads=threads, spinning=False, quiet=True, input_name=input_name
+        )
     except StartupError:
         raise
     except Exception as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise StartupError(f"{entry.path}: onnxruntime cannot load {entry.name!r}: {first_line}") from None
-    providers = session.get_providers()
-    if choice == "cuda" and providers[0] != CUDA:
+    if choice == "cuda" and model.provider != CUDA:
         raise StartupError(
             f"VISION_PROVIDER=cuda, but CUDA did not load for {entry.name!r} "
-            f"(session providers: {', '.join(providers)}); check the NVIDIA driver, CUDA 12 and cuDNN 9"
+            f"(session providers: {', '.join(model.providers)}); check the NVIDIA driver, CUDA 12 and cuDNN 9"
         )
-    return session
+    return model
 
 
 class Model:
-    """One verified ONNX model in one onnxruntime session. `model(x)` -> the first output;
-    `model.outputs(x)` -> all of them (the keypoint model's confidence too)."""
+    """One verified ONNX model of the manifest, its signature checked. `model(x)` -> the first
+    output; `model.outputs(x)` -> all of them (the keypoint model's confidence too)."""
 
     def __init__(self, entry: ModelEntry, choice: str, signature: Signature | None = None, threads: int = 1):
         # An int8 variant (NAME_int8) keeps the signature of the model it stands in for.
         self.entry, self.signature = entry, signature or SIGNATURES[entry.name]
-        self.session = inference_session(entry, choice, threads)
-        self.providers = self.session.get_providers()
+        self.onnx = load_onnx(entry, choice, threads)
+        self.providers = self.onnx.providers
         self._check_signature()
 
     @property
@@ -106,7 +103,7 @@ class Model:
         return self.providers[0]
 
     def _check_signature(self) -> None:
-        inputs, outputs = self.session.get_inputs()[0], self.session.get_outputs()
+        inputs, outputs = self.onnx.session.get_inputs()[0], self.onnx.session.get_outputs()
         got_in = tuple(inputs.shape[1:])
         got_out = [(o.name, tuple(o.shape[1:])) for o in outputs]
         want_out = list(zip(self.signature.output_names, self.signature.output_shapes, strict=True))
@@ -117,11 +114,11 @@ class Model:
                 f"expected {INPUT_NAME!r} {self.signature.input} -> {_named_shapes(want_out)}"
             )
 
-    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(self.session.run(None, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}))
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.onnx.outputs(batch)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.outputs(batch)[0]
+        return self.onnx(batch)
 
     def warm_up(self) -> None:
         """Run once on zeros, so the first request does not pay for lazy allocation."""
@@ -175,14 +172,14 @@ def load_models(settings: Settings, names: tuple[str, ...] = tuple(SIGNATURES)) 
 
 def load_detectors(settings: Settings) -> dict:
     """Both face detectors, by name: YuNet (verified against the manifest) and Haar."""
-    from vision.faces import HaarDetector, YuNetDetector
+    from vision.faces import YUNET_INPUT, HaarDetector, YuNetDetector
 
     yunet = verified_model("yunet", settings.manifest)
-    session = inference_session(yunet, settings.provider, settings.ort_threads)
+    network = load_onnx(yunet, settings.provider, settings.ort_threads, input_name=YUNET_INPUT)
     try:
         detectors = [
             YuNetDetector(
-                yunet.path, settings.face_score, settings.face_nms, settings.detect_max_side, session=session
+                yunet.path, settings.face_score, settings.face_nms, settings.detect_max_side, network=network
             ),
             HaarDetector(),
         ]
@@ -194,6 +191,6 @@ def load_detectors(settings: Settings) -> dict:
         "loaded yunet (%s, sha256 %s…) on %s and the Haar cascade",
         yunet.path.name,
         yunet.sha256[:12],
-        session.get_providers()[0],
+        network.provider,
     )
     return {detector.name: detector for detector in detectors}

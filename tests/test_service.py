@@ -50,6 +50,7 @@ from vision.faces import (
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
 from vision.metrics import nme_per_face
+from vision.onnx_model import OnnxModel
 from vision.pose import head_pose
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to manage the server")
@@ -81,19 +82,14 @@ class Local:
     """The stand-in models run here with onnxruntime: what the service must answer."""
 
     def __init__(self, folder: Path):
-        import onnxruntime as ort
-
-        self.sessions = {
-            name: ort.InferenceSession(str(folder / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-            for name in ("digits_cnn", "digits_mlp", "keypoints")
-        }
+        self.models = {name: OnnxModel(folder / f"{name}.onnx") for name in ("digits_cnn", "digits_mlp", "keypoints")}
 
     def __call__(self, name: str, x: np.ndarray) -> np.ndarray:
-        return self.sessions[name].run(None, {"image": x.astype(np.float32)})[0]
+        return self.models[name](x)
 
     def keypoints(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The keypoints and each point's confidence (the model's two outputs)."""
-        return tuple(self.sessions["keypoints"].run(None, {"image": x.astype(np.float32)}))
+        return tuple(self.models["keypoints"].outputs(x))
 
     def probabilities(self, name: str, x: np.ndarray) -> np.ndarray:
         logits = self(name, x)

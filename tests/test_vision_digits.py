@@ -5,6 +5,7 @@ import pytest
 from training.mnist import load_mnist
 from vision.digits import NoDigit, to_mnist, to_model_input
 from vision.errors import InputError
+from vision.onnx_model import OnnxModel
 
 
 def _mnist(fixtures):
@@ -97,11 +98,9 @@ def test_a_written_number_splits_into_its_digits_left_to_right(fixtures, gaps):
 
 
 def _shipped_cnn():
-    import onnxruntime as ort
     from conftest import ROOT
 
-    session = ort.InferenceSession(str(ROOT / "models" / "digits_cnn.onnx"), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"image": x})[0]
+    return OnnxModel(ROOT / "models" / "digits_cnn.onnx")
 
 
 @pytest.mark.parametrize("first", [12, 16])

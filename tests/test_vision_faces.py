@@ -169,7 +169,7 @@ def test_find_faces_maps_the_models_points_back_through_each_crop(yunet):
     """A stand-in model that answers 0 for every coordinate (crop pixel 48, the course's origin):
     each face's points must come back as that pixel of its own crop, in photo pixels."""
     photo = group_photo()
-    found = faces.find_faces(photo, yunet, lambda x: np.zeros((len(x), 30), np.float32))
+    found = faces.find_faces(photo, yunet, lambda x: [np.zeros((len(x), 30), np.float32)])
     assert len(found) == len(GROUP_PEOPLE)
     for face in found:
         origin = face.crop.to_image(np.array([48.0, 48.0]))
@@ -295,7 +295,7 @@ def test_given_boxes_run_the_pipeline_as_the_detections_they_copy(yunet):
     weights = np.random.default_rng(3).normal(0, 0.01, (96 * 96, 30))
 
     def model(x):  # a fixed random projection: every pixel of the crop moves the points
-        return np.tanh(x.reshape(len(x), -1) @ weights).astype(np.float32)
+        return [np.tanh(x.reshape(len(x), -1) @ weights).astype(np.float32)]
 
     detected = faces.find_faces(photo, yunet, model)
     given = [replace(face.detection, detector="given", score=None) for face in detected]

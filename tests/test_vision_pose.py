@@ -12,6 +12,7 @@ from vision import pose
 from vision.faces import YUNET_MODEL, GivenBoxes, YuNetDetector, find_faces, scaled_pixel
 from vision.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES, LOW_CONFIDENCE
 from vision.manifest import DEFAULT_PATH
+from vision.onnx_model import OnnxModel
 
 NOSE = KEYPOINT_NAMES.index("nose_tip")
 EYES = KEYPOINT_NAMES.index("left_eye_center"), KEYPOINT_NAMES.index("right_eye_center")
@@ -94,10 +95,7 @@ def test_the_nose_direction_turns_with_the_roll():
 
 @pytest.fixture(scope="module")
 def keypoint_model():
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(DEFAULT_PATH.parent / "keypoints.onnx"), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"image": x})
+    return OnnxModel(DEFAULT_PATH.parent / "keypoints.onnx").outputs
 
 
 @pytest.fixture(scope="module")

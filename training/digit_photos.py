@@ -23,6 +23,7 @@ from tqdm import tqdm
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from vision.digits import to_mnist, to_model_input
 from vision.errors import InputError
+from vision.onnx_model import OnnxModel
 
 KINDS = (
     "inverted",
@@ -158,12 +159,10 @@ def validation_digits(mnist: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def onnx_model(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import onnxruntime as ort
-
+    """A digit model in onnxruntime: (N, 1, 28, 28) pixels -> (N, 10) logits."""
     if not path.is_file():
         raise InputError(f"{path}: no such model file (the shipped ones are in models/)")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"image": x})[0]
+    return OnnxModel(path)
 
 
 def accuracy(model, photos: list[np.ndarray], labels: np.ndarray) -> tuple[float, int]:

@@ -40,6 +40,7 @@ from vision import faces
 from vision.errors import InputError
 from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, KEYPOINT_NAMES, from_ibug68, to_five
 from vision.metrics import nme_five_per_face, nme_per_face
+from vision.onnx_model import OnnxModel
 
 FAR_OFF = 0.10  # a face whose NME is over this is counted as a failure
 
@@ -136,19 +137,10 @@ def mtfl_photos(folder: Path, part: str = "held_out", **load) -> list[Photo5]:
     ]
 
 
-def cpu_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_model(path: Path, threads: int = 0):
+def onnx_model(path: Path, threads: int = 0) -> faces.KeypointModel:
     """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core): its
     keypoints, and their confidences if it gives them (`vision.faces.KeypointModel`)."""
-    session = cpu_session(path, threads)
-    return lambda x: session.run(None, {"image": x})
+    return OnnxModel(path, threads=threads).outputs
 
 
 class DlibDetector:
@@ -173,7 +165,7 @@ def detector_named(name: str, yunet: Path, threads: int = 0):
         return faces.HaarDetector()
     if not Path(yunet).is_file():
         raise InputError(f"YuNet model not found: {yunet}")
-    return faces.YuNetDetector(yunet, session=cpu_session(yunet, threads))
+    return faces.YuNetDetector(yunet, network=OnnxModel(yunet, threads=threads, input_name=faces.YUNET_INPUT))
 
 
 def matching_detection(detector, frame: Frame | Photo5) -> faces.Detection | None:

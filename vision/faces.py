@@ -20,6 +20,7 @@ import numpy as np
 
 from vision.errors import InputError
 from vision.keypoints import NUM_KEYPOINTS
+from vision.onnx_model import OnnxModel
 from vision.pose import HeadPose, head_pose
 from vision.signatures import CROP_SIZE, GIVEN_DETECTOR, model_pixels
 
@@ -301,6 +302,7 @@ class HaarDetector:
 YUNET_MODEL = Path(__file__).resolve().parent.parent / "models" / "yunet" / "face_detection_yunet_2023mar_dynamic.onnx"
 # The file as published, which YUNET_MODEL is made from (python -m export.yunet) and cv2.FaceDetectorYN reads.
 YUNET_PUBLISHED = YUNET_MODEL.parent / "face_detection_yunet_2023mar.onnx"
+YUNET_INPUT = "input"  # the published file's input name, kept (not vision.signatures.INPUT_NAME)
 MIN_DETECT_SIDE = 64  # pad smaller images: YuNet's coarsest map (stride 32) needs a few cells
 YUNET_STRIDES = (8, 16, 32)
 YUNET_OUTPUTS = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in YUNET_STRIDES]
@@ -312,7 +314,8 @@ class YuNetDetector:
     640x480 frame on this CPU, and on CUDA where the service's session has it); the decoding and
     non-maximum suppression are OpenCV's (its face_detect.cpp), so the faces equal
     `cv2.FaceDetectorYN`'s (tests/test_vision_faces.py). `model` is the open-size copy that
-    `python -m export.yunet` makes. One onnxruntime session serves every thread.
+    `python -m export.yunet` makes; `network`, where given, is that file already loaded (the
+    service's, on its provider), else it is loaded on the CPU. One session serves every thread.
 
     Photos are detected at a working size whose longer side is at most `max_side` pixels and the
     boxes mapped back, so a 12-megapixel photo costs about what a VGA frame does.
@@ -327,7 +330,7 @@ class YuNetDetector:
         nms_threshold: float = 0.3,
         max_side: int = 640,
         top_k: int = 100,
-        session=None,
+        network: OnnxModel | None = None,
     ):
         if not Path(model).is_file():
             raise InputError(f"YuNet model not found: {model}")
@@ -337,7 +340,7 @@ class YuNetDetector:
             max_side,
             top_k,
         )
-        self.session = session if session is not None else cpu_session(str(model))
+        self.network = network if network is not None else OnnxModel(model, input_name=YUNET_INPUT)
         self.detect(np.zeros((MIN_DETECT_SIDE, MIN_DETECT_SIDE, 3), np.uint8))  # fail now, not at a request
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -369,7 +372,7 @@ class YuNetDetector:
         blob = np.zeros((1, 3, *padded), np.float32)
         for channel, plane in enumerate(cv2.split(bgr)):  # 1.5x faster than one strided transpose
             blob[0, channel, :height, :width] = plane
-        outputs = dict(zip(YUNET_OUTPUTS, self.session.run(YUNET_OUTPUTS, {"input": blob}), strict=True))
+        outputs = dict(zip(YUNET_OUTPUTS, self.network.outputs(blob, YUNET_OUTPUTS), strict=True))
         rows = [self._decode(outputs, stride, padded[1] // stride) for stride in YUNET_STRIDES]
         rows = np.concatenate(rows)
         rows = rows[np.isfinite(rows).all(axis=1) & (rows[:, 2] > 0) & (rows[:, 3] > 0)]  # a box that is no box
@@ -393,13 +396,6 @@ class YuNetDetector:
         marks[:, 0::2] = (kps[:, 0::2] + column[:, None]) * stride
         marks[:, 1::2] = (kps[:, 1::2] + row[:, None]) * stride
         return np.column_stack([center_x - box_w / 2, center_y - box_h / 2, box_w, box_h, marks, score[cells]])
-
-
-def cpu_session(model: str):
-    """A plain onnxruntime CPU session (the service makes its own, with its provider and threads)."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
 # --- given boxes: a client's boxes instead of a detection -----------------------------------------
@@ -515,9 +511,10 @@ class GivenBoxes:
 
 # --- the pipeline ----------------------------------------------------------------------------
 
-# (N, 1, 96, 96) float32 in [0, 1] -> (N, 30) keypoints, or a model's outputs: the keypoints and, if
-# it gives them, each point's confidence (N, 15) (onnxruntime's `run`, service.runtime.Model.outputs).
-KeypointModel = Callable[[np.ndarray], np.ndarray | Sequence[np.ndarray]]
+# (N, 1, 96, 96) float32 in [0, 1] -> every output of the keypoint model, in its ONNX file's order:
+# the (N, 30) keypoints and, if it gives them, each point's confidence (N, 15)
+# (`vision.onnx_model.OnnxModel.outputs`, `service.runtime.Model.outputs`).
+KeypointModel = Callable[[np.ndarray], Sequence[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -560,8 +557,7 @@ def predict_keypoints(
     and (N, 15) confidences if the model gives them (else None)."""
     if not crops:
         return np.zeros((0, NUM_KEYPOINTS, 2)), None
-    out = model(model_input(np.stack([c.cut(gray) for c in crops])))
-    keypoints, *rest = (out,) if isinstance(out, np.ndarray) else out
+    keypoints, *rest = model(model_input(np.stack([c.cut(gray) for c in crops])))
     confidence = rest[0] if rest else None
     points = np.stack([c.to_image(p) for c, p in zip(crops, crop_points(keypoints), strict=True)])
     return points, confidence
