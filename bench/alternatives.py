@@ -49,9 +49,10 @@ def onnx_models() -> dict:
 
 def create_app(backend: str) -> Flask:
     from service.images import FACE_DETAIL_SIDE, decode_reduced
+    from vision.detectors import YuNetDetector
     from vision.digits import WORK_SIDE, to_mnist, to_model_input
     from vision.errors import InputError
-    from vision.faces import YuNetDetector, find_faces
+    from vision.faces import find_faces
     from vision.manifest import verified_model
 
     models = torch_models() if backend == "torch" else onnx_models()

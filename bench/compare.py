@@ -199,7 +199,8 @@ def faces_ceiling(settings, keypoints, seconds: float) -> dict:
     import cv2
 
     from service.runtime import load_detectors
-    from vision.faces import YUNET_PUBLISHED, find_faces
+    from vision.detectors import YUNET_PUBLISHED
+    from vision.faces import find_faces
 
     body = framed(PHOTO, 640, 480)
     yunet = load_detectors(settings)["yunet"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vision.faces import Box
+from vision.geometry import Box
 from vision.pose import HeadPose
 
 # The points a /faces `boxes` entry takes its eyes from (the crop is turned to level them).

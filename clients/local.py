@@ -33,7 +33,8 @@ class LocalFaces:
         """The answer for a frame; with `boxes` (/faces' form field, as clients.tracking plans
         them), no detection: those faces are cut and predicted. Read from the JSON the service
         would send, as clients.api reads the service's."""
-        from vision.faces import GivenBoxes, find_faces, given_detections
+        from vision.faces import find_faces
+        from vision.given_boxes import GivenBoxes, given_detections
 
         detector = self.detector if boxes is None else GivenBoxes(given_detections(boxes))
         faces = find_faces(frame, detector, self.model.outputs)

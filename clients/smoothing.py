@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from clients.answers import Face
-from vision.faces import Box
+from vision.geometry import Box
 from vision.pose import HeadPose
 
 # Defaults measured on this project's videos (docs/benchmarks.md, "Webcam client"): still-face jitter down about 6x,

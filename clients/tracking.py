@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from clients.answers import EYE_CENTRES, Face, given_box
-from vision.faces import Box, iou
+from vision.geometry import Box, iou
 from vision.keypoints import KEYPOINT_NAMES
 
 DETECT_EVERY = 10  # frames between detections while following (docs/benchmarks.md, 2026-12-04)

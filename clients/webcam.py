@@ -56,7 +56,7 @@ from clients.api import (
 from clients.overlay import draw_faces
 from clients.smoothing import BETA, MIN_CUTOFF_HZ, FaceSmoother
 from clients.tracking import DETECT_EVERY, Plan, Tracker
-from vision.faces import given_detections, region_read
+from vision.given_boxes import given_detections, region_read
 
 FALLBACK_FPS = 30.0  # the output video's frame rate when the source reports none (cameras often say 0)
 IN_FLIGHT = 3  # requests at once: enough to overlap the round trip on 2 cores, few enough to stay live
@@ -286,7 +286,7 @@ class LocalAnswers:
 def followed_region(image: np.ndarray, boxes: list[dict]) -> tuple[np.ndarray, list[dict], tuple[int, int]]:
     """A followed frame -> (the part of it that cutting the boxes' crops reads, the boxes in its
     pixels, its corner in the frame). Sending that part instead of the whole frame gives the same
-    crops (vision.faces.region_read) for a smaller JPEG to encode, send and decode."""
+    crops (vision.given_boxes.region_read) for a smaller JPEG to encode, send and decode."""
     height, width = image.shape[:2]
     x0, y0, x1, y1 = region_read(given_detections(boxes), width, height)
     return np.ascontiguousarray(image[y0:y1, x0:x1]), moved_boxes(boxes, -x0, -y0), (x0, y0)

@@ -46,7 +46,7 @@ YUNET = {
     "source": "github.com/ShiqiYu/libfacedetection.train @ 0047ac24 onnx/yunet_s_640_640.onnx "
     "(also opencv/opencv_zoo face_detection_yunet_2023mar.onnx); see models/yunet/README.md",
     "license": "Apache-2.0 (models/yunet/LICENSE)",
-    "runtime": "onnxruntime, decoded as cv2.FaceDetectorYN decodes (vision.faces.YuNetDetector)",
+    "runtime": "onnxruntime, decoded as cv2.FaceDetectorYN decodes (vision.detectors.YuNetDetector)",
     "derived_from": {
         "file": "yunet/face_detection_yunet_2023mar.onnx",
         "sha256": "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from vision.faces import YUNET_MODEL, YUNET_PUBLISHED
+from vision.detectors import YUNET_MODEL, YUNET_PUBLISHED
 
 INPUT_SIZES = (1, 3, "height", "width")  # one BGR image: the reshapes to (1, -1, k) fix the batch at 1
 

@@ -172,7 +172,7 @@ def load_models(settings: Settings, names: tuple[str, ...] = tuple(SIGNATURES)) 
 
 def load_detectors(settings: Settings) -> dict:
     """Both face detectors, by name: YuNet (verified against the manifest) and Haar."""
-    from vision.faces import YUNET_INPUT, HaarDetector, YuNetDetector
+    from vision.detectors import YUNET_INPUT, HaarDetector, YuNetDetector
 
     yunet = verified_model("yunet", settings.manifest)
     network = load_onnx(yunet, settings.provider, settings.ort_threads, input_name=YUNET_INPUT)

@@ -101,7 +101,7 @@ def refused_input(path: str, status: int, reason: str) -> None:
 def given_boxes(boxes, detector: str | None):
     """The `boxes` field of /faces (JSON text, or what the form parser read from it) -> detections,
     or InputError in one line."""
-    from vision.faces import given_detections
+    from vision.given_boxes import given_detections
 
     if detector is not None:
         raise InputError("boxes: given boxes take the detector's place: send boxes or detector, not both")
@@ -223,7 +223,9 @@ class Vision:
         """A face crop of any size -> 15 keypoints in its pixel coordinates (a non-square crop is
         padded to the square around its center, exactly as the face crops are), and the head's pose."""
         from service.images import check_square
-        from vision.faces import FaceCrop, predict_keypoints, to_gray
+        from vision.colors import to_gray
+        from vision.crop import FaceCrop
+        from vision.faces import predict_keypoints
         from vision.keypoints import as_records
         from vision.pose import head_pose
 
@@ -244,7 +246,8 @@ class Vision:
         (a tracker's, e.g. the boxes /faces answered for the previous frame) nothing is detected:
         each box is cut and predicted as a YuNet box would be, and answered with detector "given"."""
         from service.images import FACE_DETAIL_SIDE
-        from vision.faces import GivenBoxes, check_given_boxes, find_faces
+        from vision.faces import find_faces
+        from vision.given_boxes import GivenBoxes, check_given_boxes
 
         given = None if boxes is None else given_boxes(boxes, detector)
         # Given boxes are only cut, never detected in: the gray image is all they need.

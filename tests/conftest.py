@@ -40,3 +40,11 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "faces").is_dir():
         pytest.skip(f"needs the full data in {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def yunet():
+    """The shipped YuNet detector on the CPU, loaded once: it is stateless, one session serves all."""
+    from vision.detectors import YUNET_MODEL, YuNetDetector
+
+    return YuNetDetector(YUNET_MODEL)

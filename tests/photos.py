@@ -101,7 +101,8 @@ def mean_face() -> np.ndarray:
     """The fixture faces' labelled keypoints averaged in their own YuNet crops, in the model's
     [-1, 1] (30,): the answer of a model that ignores the pixels, fitted to the very faces the
     tests measure on (as good as such a model gets there)."""
-    from vision.faces import YUNET_MODEL, FaceCrop, YuNetDetector, normalize
+    from vision.crop import FaceCrop, normalize
+    from vision.detectors import YUNET_MODEL, YuNetDetector
 
     detector = YuNetDetector(YUNET_MODEL)
     layouts = []

@@ -9,6 +9,7 @@ from conftest import FIXTURES
 from service_models import keypoints_model
 
 from training import evaluate_faces, prepare_faces
+from vision.detectors import HAAR_CROP
 from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, KEYPOINT_NAMES, OUTER_EYE_CORNERS, from_ibug68
 
 
@@ -26,6 +27,12 @@ def test_the_held_out_frames_are_the_splits(split):
     with np.load(npz) as arrays:
         assert len(frames) == int(arrays["validation"].sum()) > 0
     assert {f.source for f in frames} == {"youtube"}
+
+
+def test_dlibs_detections_say_they_are_dlibs_and_are_cut_as_haars():
+    """dlib's HOG box, like Haar's, spans brows to chin and gives no eyes: cut in Haar's crop style,
+    but its detections name their own detector (the Detector protocol carries the style)."""
+    assert (evaluate_faces.DlibDetector.name, evaluate_faces.DlibDetector.crop_style) == ("dlib", HAAR_CROP)
 
 
 def test_nme_is_zero_for_the_truth_and_exact_for_a_known_offset(split):

@@ -114,29 +114,33 @@ def test_faces_npz_errors_name_the_file(tmp_path):
 
 
 def test_the_training_crops_are_the_services_crops(fixtures, tmp_path):
-    """Each stored crop is exactly what vision.faces cuts for the frame's YuNet face, and its
+    """Each stored crop is exactly what vision.crop cuts for the frame's YuNet face, and its
     keypoints are the labels mapped into that crop."""
-    from vision import faces, keypoints
+    from vision import keypoints
+    from vision.colors import to_gray
+    from vision.crop import FaceCrop, normalize
+    from vision.detectors import YuNetDetector
 
     arrays = prepare_faces.prepare({"youtube": fixtures / "faces"}, progress=False)
     data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv", fixtures / "faces" / "images")
-    detector = faces.YuNetDetector(prepare_faces.YUNET, score_threshold=0.5)
+    detector = YuNetDetector(prepare_faces.YUNET, score_threshold=0.5)
     for i in range(len(data.names)):
         image = data.read_image(i)
-        crop = faces.FaceCrop.around(prepare_faces.best_detection(detector, image, data.points[i]))
-        np.testing.assert_array_equal(arrays["images"][i], crop.cut(faces.to_gray(image)))
-        expected = faces.normalize(crop.to_crop(keypoints.from_ibug68(data.points[i])))
+        crop = FaceCrop.around(prepare_faces.best_detection(detector, image, data.points[i]))
+        np.testing.assert_array_equal(arrays["images"][i], crop.cut(to_gray(image)))
+        expected = normalize(crop.to_crop(keypoints.from_ibug68(data.points[i])))
         np.testing.assert_allclose(arrays["keypoints"][i], expected, atol=1e-5)
 
 
 def test_a_made_up_detection_approximates_yunets(fixtures):
-    from vision import faces
+    from vision.detectors import YuNetDetector
+    from vision.geometry import iou
 
     data = faces_data.load_landmarks68(fixtures / "faces" / "keypoints68.csv")
-    detector = faces.YuNetDetector(prepare_faces.YUNET)
+    detector = YuNetDetector(prepare_faces.YUNET)
     found = [prepare_faces.best_detection(detector, data.read_image(i), data.points[i]) for i in range(len(data.names))]
     placement = prepare_faces.box_from_labels(found, list(data.points))
-    ious = [faces.iou(d.box, placement.detection(p).box) for d, p in zip(found, data.points)]
+    ious = [iou(d.box, placement.detection(p).box) for d, p in zip(found, data.points)]
     assert np.median(ious) > 0.8
     rolls = [abs(d.roll - placement.detection(p).roll) for d, p in zip(found, data.points)]
     assert np.median(rolls) < 5  # degrees: the labelled eyes agree with YuNet's

@@ -10,9 +10,11 @@ import torch
 from training import common, models, prepare_faces
 from training import keypoints as kp_training
 from training.faces_data import load_split
-from vision import faces, keypoints
+from vision import keypoints
+from vision.crop import denormalize, normalize
 from vision.errors import InputError
 from vision.metrics import course_score, nme, nme_five_per_face, nme_per_face
+from vision.signatures import CROP_SIZE
 
 
 def test_flip_swaps_left_and_right_pairs():
@@ -55,10 +57,10 @@ def test_augment_moves_keypoints_with_the_pixels():
         full[chosen] = px
         for x, y in px.astype(int) + 24:
             cv2_circle(image, x, y)
-        points = faces.normalize(full)
+        points = normalize(full)
         x, out = kp_training.augment(image, points, config, rng)
         assert x.shape == (96, 96)
-        out_px = faces.denormalize(out)
+        out_px = denormalize(out)
         for i in chosen:
             cx, cy = np.round(out_px[i]).astype(int)
             assert x[cy, cx] > 0.3, f"trial {trial}: point {i} left its dot"
@@ -149,25 +151,25 @@ def test_flip_averaging_in_forward_is_mirror_consistent(head):
         y = model(x).points.numpy().reshape(3, 15, 2)
         y_mirror = model(torch.flip(x, dims=[3])).points.numpy().reshape(3, 15, 2)
     # Mirroring the input must mirror the averaged prediction exactly.
-    back = faces.normalize(np.stack([kp_training.flip(np.zeros((96, 96)), faces.denormalize(p))[1] for p in y_mirror]))
+    back = normalize(np.stack([kp_training.flip(np.zeros((96, 96)), denormalize(p))[1] for p in y_mirror]))
     assert np.allclose(back, y, atol=1e-5)
 
 
 def test_soft_argmax_puts_a_sharp_heatmap_at_its_cells_center_and_a_flat_one_in_the_middle():
     head = models.HeatmapHead((8, 8, 8, 8, 8))
-    side = faces.CROP_SIZE // 4
+    side = CROP_SIZE // 4
     logits = torch.zeros(2, 15, side * side)
     row, column = 5, 17
     logits[0, :, row * side + column] = 50.0  # all the mass in one cell
     points, seen = models.soft_argmax(logits, head.grid_x, head.grid_y)
     # Cell (row, column) covers crop pixels 4j .. 4j + 3: its center is 4j + 1.5.
-    expected = faces.normalize(np.array([[4 * column + 1.5, 4 * row + 1.5]]))
+    expected = normalize(np.array([[4 * column + 1.5, 4 * row + 1.5]]))
     assert np.allclose(points[0].reshape(15, 2).numpy(), expected, atol=1e-5)
     spread_x, spread_y, concentration = seen.reshape(2, 3, 15)[0]
     assert spread_x.max() < 1e-3 and spread_y.max() < 1e-3 and concentration.min() > 0.999
     # A flat heatmap: the mean of the cell centers, which the grid's symmetry puts at the middle of
     # the crop (pixel 47.5, normalized -1/96); its spread is the grid's, its concentration 1 / cells.
-    assert np.allclose(points[1].numpy(), faces.normalize(np.array([[47.5, 47.5]])).repeat(15, 0).ravel(), atol=1e-6)
+    assert np.allclose(points[1].numpy(), normalize(np.array([[47.5, 47.5]])).repeat(15, 0).ravel(), atol=1e-6)
     assert np.allclose(seen[1, 30:].numpy(), 1 / side**2)
 
 

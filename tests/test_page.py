@@ -533,7 +533,7 @@ def test_the_page_tracker_plans_and_names_faces_as_the_python_client_does(page):
 
     from clients.answers import Face
     from clients.tracking import Tracker, gray_patch, similarity
-    from vision.faces import Box
+    from vision.geometry import Box
 
     images, truth = tracking_clip()
     page.evaluate(

@@ -36,17 +36,11 @@ from service_models import ROOT, serving, write_models
 
 from bench.processes import Server, rss_mib
 from training.mnist import read_idx
+from vision.crop import FaceCrop
+from vision.detectors import YUNET_MODEL, HaarDetector, YuNetDetector
 from vision.digits import to_mnist, to_model_input
-from vision.faces import (
-    YUNET_MODEL,
-    FaceCrop,
-    GivenBoxes,
-    HaarDetector,
-    YuNetDetector,
-    find_faces,
-    given_detections,
-    predict_keypoints,
-)
+from vision.faces import find_faces, predict_keypoints
+from vision.given_boxes import GivenBoxes, given_detections
 from vision.keypoints import KEYPOINT_NAMES
 from vision.manifest import DEFAULT_PATH, read_manifest
 from vision.metrics import nme_per_face

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training import evaluate_faces, teacher_labels, teachers
-from vision import faces
+from vision.crop import FaceCrop
 from vision.errors import InputError
 from vision.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
@@ -33,7 +33,7 @@ def turned(points: np.ndarray, degrees: float, scale: float, shift=(0.0, 0.0)) -
 def test_a_view_maps_its_pixels_back_to_the_crops():
     """A point drawn in the image lands, through the view, where the crop puts it."""
     image = np.zeros((300, 400, 3), np.uint8)
-    crop = faces.FaceCrop(210.0, 140.0, 120.0, 17.0)
+    crop = FaceCrop(210.0, 140.0, 120.0, 17.0)
     spot = np.array([230.0, 150.0])
     image[150, 230] = 255
     view = teachers.View.of(image, crop)

@@ -6,7 +6,7 @@ import pytest
 
 from clients.answers import Face
 from clients.tracking import CUT_CORRELATION, REMEMBER_FRAMES, Tracker, gray_patch, similarity
-from vision.faces import Box
+from vision.geometry import Box
 from vision.keypoints import KEYPOINT_NAMES
 
 # Where each keypoint sits in a face's box, as fractions of its width and height ("left" is the

@@ -9,7 +9,10 @@ import pytest
 from photos import FIXTURE_FACES, no_face_images
 
 from vision import pose
-from vision.faces import YUNET_MODEL, GivenBoxes, YuNetDetector, find_faces, scaled_pixel
+from vision.detectors import YUNET_MODEL, YuNetDetector
+from vision.faces import find_faces
+from vision.geometry import scaled_pixel
+from vision.given_boxes import GivenBoxes
 from vision.keypoints import FLIP_PERMUTATION, KEYPOINT_NAMES, LOW_CONFIDENCE
 from vision.manifest import DEFAULT_PATH
 from vision.onnx_model import OnnxModel
@@ -46,7 +49,7 @@ def test_the_pose_a_face_is_seen_in_is_the_pose_answered(yaw, pitch, roll):
 def test_the_sign_convention_is_the_subjects():
     """Yaw > 0: turned to the subject's own left, the nose to the image's right; pitch > 0: looking
     up, the nose up the image; roll > 0: the eye line turns clockwise (the subject's left eye, on the
-    image's right, goes down), as vision.faces.Detection.roll measures it."""
+    image's right, goes down), as vision.detectors.Detection.roll measures it."""
     frontal = photographed(0, 0, 0)
     assert photographed(30, 0, 0)[NOSE, 0] > frontal[NOSE, 0]
     assert photographed(0, 20, 0)[NOSE, 1] < frontal[NOSE, 1]
@@ -131,7 +134,8 @@ def test_the_yaw_turns_the_way_the_labelled_nose_does(turned_faces):
 
 
 def test_a_given_box_on_no_face_answers_no_pose(keypoint_model):
-    from vision.faces import Box, Detection
+    from vision.detectors import Detection
+    from vision.geometry import Box
 
     for image in no_face_images().values():
         box = Detection(Box(10, 10, image.shape[1] - 20, image.shape[0] - 20), None, "given")

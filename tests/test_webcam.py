@@ -20,7 +20,8 @@ from clients import webcam
 from clients.api import VisionClient
 from clients.local import LocalFaces
 from training.faces_data import load_landmarks68
-from vision.faces import YUNET_MODEL, YuNetDetector, find_faces
+from vision.detectors import YUNET_MODEL, YuNetDetector
+from vision.faces import find_faces
 from vision.keypoints import from_ibug68
 from vision.metrics import nme_per_face
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from training import common, evaluate_faces, models
-from vision import faces
+from vision.detectors import YUNET_MODEL
 from vision.errors import InputError
 
 SOURCES = ("youtube", "helen", "afw", "mtfl")
@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         frames = evaluate_faces.held_out_frames(args.split, folders) if folders else []
         frames += evaluate_faces.mtfl_photos(args.mtfl) if args.mtfl else []
-        detector = evaluate_faces.detector_named("yunet", faces.YUNET_MODEL, args.threads)
+        detector = evaluate_faces.detector_named("yunet", YUNET_MODEL, args.threads)
         reports = {}
         for path in args.checkpoints:
             model = torch_model(path, args.threads)
-            predict = evaluate_faces.pipeline_predictor(model, None)
+            predict = evaluate_faces.pipeline_predictor(model)
             if args.fit_offsets:
                 predict = evaluate_faces.offset_corrected(predict, evaluate_faces.model_offsets(model, args.split))
             reports[str(path)] = evaluate_faces.evaluate(frames, detector, predict)

@@ -36,11 +36,16 @@ from tqdm import tqdm
 
 from training import prepare_faces, teacher_labels, teachers
 from training.faces_data import LABEL_PIXEL_CENTER, MTFL_PIXEL_CENTER, load_landmarks68, load_mtfl5, read_image
-from vision import faces
+from vision.colors import to_gray
+from vision.crop import FaceCrop, model_input
+from vision.detectors import HAAR_CROP, YUNET_INPUT, YUNET_MODEL, Detection, HaarDetector, YuNetDetector
 from vision.errors import InputError
+from vision.faces import KeypointModel, predict_keypoints
+from vision.geometry import Box
 from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, KEYPOINT_NAMES, from_ibug68, to_five
 from vision.metrics import nme_five_per_face, nme_per_face
 from vision.onnx_model import OnnxModel
+from vision.signatures import DETECTORS
 
 FAR_OFF = 0.10  # a face whose NME is over this is counted as a failure
 
@@ -59,7 +64,7 @@ class Frame:
     def groups(self) -> dict[str, str]:
         return {}
 
-    def match(self, detector) -> faces.Detection | None:
+    def match(self, detector) -> Detection | None:
         """The frame's face: the detection that best overlaps its labels (as the training crops chose)."""
         return prepare_faces.best_detection(detector, self.image, self.points68)
 
@@ -99,7 +104,7 @@ class Photo5:
         head = {3: "frontal", 2: "turned", 4: "turned"}.get(self.pose, "profile")
         return {"pose": str(self.pose), "head": head, "glasses": "yes" if self.glasses else "no", "origin": origin}
 
-    def match(self, detector) -> faces.Detection | None:
+    def match(self, detector) -> Detection | None:
         return prepare_faces.detection_holding(detector, self.image, self.points5)
 
     def errors(self, keypoints: np.ndarray) -> np.ndarray:
@@ -137,7 +142,7 @@ def mtfl_photos(folder: Path, part: str = "held_out", **load) -> list[Photo5]:
     ]
 
 
-def onnx_model(path: Path, threads: int = 0) -> faces.KeypointModel:
+def onnx_model(path: Path, threads: int = 0) -> KeypointModel:
     """The keypoint model in onnxruntime (`threads` 0: onnxruntime's default, one per core): its
     keypoints, and their confidences if it gives them (`vision.faces.KeypointModel`)."""
     return OnnxModel(path, threads=threads).outputs
@@ -147,36 +152,40 @@ class DlibDetector:
     """dlib's own HOG frontal-face detector: the boxes its 68-point predictor was trained on."""
 
     name = "dlib"
+    crop_style = HAAR_CROP  # like Haar's, a box from the brows to the chin and no eyes: cut as Haar's
 
     def __init__(self):
         import dlib
 
         self._detector = dlib.get_frontal_face_detector()
 
-    def detect(self, image: np.ndarray) -> list[faces.Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         found = self._detector(np.ascontiguousarray(image[:, :, ::-1]), 1)
-        return [faces.Detection(faces.Box(r.left(), r.top(), r.width(), r.height()), None, "haar") for r in found]
+        return [
+            Detection(Box(r.left(), r.top(), r.width(), r.height()), None, self.name, crop_style=self.crop_style)
+            for r in found
+        ]
 
 
 def detector_named(name: str, yunet: Path, threads: int = 0):
     if name == "dlib":
         return DlibDetector()
     if name == "haar":
-        return faces.HaarDetector()
+        return HaarDetector()
     if not Path(yunet).is_file():
         raise InputError(f"YuNet model not found: {yunet}")
-    return faces.YuNetDetector(yunet, network=OnnxModel(yunet, threads=threads, input_name=faces.YUNET_INPUT))
+    return YuNetDetector(yunet, network=OnnxModel(yunet, threads=threads, input_name=YUNET_INPUT))
 
 
-def matching_detection(detector, frame: Frame | Photo5) -> faces.Detection | None:
+def matching_detection(detector, frame: Frame | Photo5) -> Detection | None:
     """The frame's labelled face among the detections, or None (a miss)."""
     return frame.match(detector)
 
 
-def pipeline_predictor(model, style: faces.CropStyle | None):
-    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray, np.ndarray | None]:
-        crop = faces.FaceCrop.around(detection, style)
-        points, confidence = faces.predict_keypoints(model, faces.to_gray(frame.image), [crop])
+def pipeline_predictor(model: KeypointModel):
+    def predict(frame: Frame, detection: Detection) -> tuple[np.ndarray, np.ndarray | None]:
+        crop = FaceCrop.around(detection)
+        points, confidence = predict_keypoints(model, to_gray(frame.image), [crop])
         return points[0], None if confidence is None else confidence[0]
 
     return predict
@@ -186,7 +195,7 @@ def dlib_predictor():
     """dlib's 68-point shape predictor (face_recognition_models' file) on the same detection box."""
     dlib, shape = teachers.dlib_shape_predictor()
 
-    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray, None]:
+    def predict(frame: Frame, detection: Detection) -> tuple[np.ndarray, None]:
         b = detection.box
         rect = dlib.rectangle(round(b.x), round(b.y), round(b.x + b.width), round(b.y + b.height))
         found = shape(frame.image[:, :, ::-1].copy(), rect)
@@ -200,8 +209,8 @@ def mediapipe_predictor():
     teacher labels come from, `training.teachers.View`); a face it does not find is a miss."""
     mesh = teachers.MediaPipeTeacher()
 
-    def predict(frame: Frame, detection: faces.Detection) -> tuple[np.ndarray | None, None]:
-        crop = faces.FaceCrop.around(detection)
+    def predict(frame: Frame, detection: Detection) -> tuple[np.ndarray | None, None]:
+        crop = FaceCrop.around(detection)
         found = mesh.points(teachers.View.of(frame.image, crop))
         return (None if found is None else crop.to_image(found)), None
 
@@ -215,7 +224,7 @@ def offset_corrected(predict, offsets: dict[str, np.ndarray]):
     """A peer's points moved by its per-point offset to each source's annotation family
     (`training.teachers.face_frame_offsets`, measured on training faces by `training.teacher_labels`)."""
 
-    def corrected(frame: Frame | Photo5, detection: faces.Detection):
+    def corrected(frame: Frame | Photo5, detection: Detection):
         points, confidence = predict(frame, detection)
         if points is None:
             return None, confidence
@@ -230,7 +239,7 @@ def model_offsets(model, split: Path, batch: int = 256) -> dict[str, np.ndarray]
     with np.load(split) as data:
         train = ~data["validation"] & np.isin(data["sources"], list(teacher_labels.FAMILIES))
         images, human, sources = data["images"][train], data["keypoints"][train], data["sources"][train]
-    out = [model(faces.model_input(images[i : i + batch]))[0] for i in range(0, len(images), batch)]
+    out = [model(model_input(images[i : i + batch]))[0] for i in range(0, len(images), batch)]
     points = np.concatenate(out).reshape(human.shape)  # the keypoints, normalized in the crop
     families = np.array([teacher_labels.FAMILIES[s] for s in sources])
     return {
@@ -361,11 +370,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/keypoints.onnx"), help="keypoint model (ONNX)")
     parser.add_argument(
         "--detector",
-        choices=[*faces.CROP_STYLES, "dlib"],
+        choices=[*DETECTORS, "dlib"],
         default="yunet",
         help="dlib: dlib's HOG detector, for the dlib peer",
     )
-    parser.add_argument("--yunet", type=Path, default=faces.YUNET_MODEL)
+    parser.add_argument("--yunet", type=Path, default=YUNET_MODEL)
     parser.add_argument(
         "--peer", choices=sorted(PEERS), help="evaluate a peer instead of --model (mediapipe: in .venv-teachers)"
     )
@@ -404,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         frames = held_out_frames(args.split, folders, args.label_pixel_center) if folders else []
         frames += mtfl_photos(args.mtfl, pixel_center=args.mtfl_pixel_center) if args.mtfl else []
         model = None if args.peer else onnx_model(args.model, args.threads)
-        predict = PEERS[args.peer]() if args.peer else pipeline_predictor(model, None)
+        predict = PEERS[args.peer]() if args.peer else pipeline_predictor(model)
         if args.peer and args.peer_offsets:
             predict = offset_corrected(predict, peer_offsets(args.peer_offsets, args.peer))
         elif model and args.fit_offsets:

@@ -34,8 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from training.evaluate_faces import detector_named, held_out_frames, mtfl_photos, onnx_model
-from vision import faces
+from vision.detectors import YUNET_MODEL
 from vision.errors import InputError
+from vision.faces import Face, find_faces
+from vision.given_boxes import GivenBoxes
 from vision.keypoints import from_ibug68
 from vision.pose import MEAN_FACE_MM, head_pose
 
@@ -52,7 +54,7 @@ class Found:
     label: int  # MTFL's pose, or 0 for a 68-point frame
     width: int
     height: int
-    face: faces.Face | None
+    face: Face | None
     yaw_folder: int | None = None  # the web photo's yaw folder, degrees
     source: str = "mtfl"
     labelled: np.ndarray | None = None  # (15, 2) the labelled points, for a 68-point frame
@@ -66,17 +68,17 @@ class Found:
         return self.face.keypoints
 
 
-def _pipeline(frame, detector, model) -> tuple[faces.Face | None, int, int]:
+def _pipeline(frame, detector, model) -> tuple[Face | None, int, int]:
     frame = frame.loaded()
     detection = frame.match(detector)
     height, width = frame.image.shape[:2]
-    found = None if detection is None else faces.find_faces(frame.image, faces.GivenBoxes([detection]), model)[0]
+    found = None if detection is None else find_faces(frame.image, GivenBoxes([detection]), model)[0]
     return found, width, height
 
 
 def pipeline_faces(mtfl: Path, part: str, model: Path, threads: int = 1, progress: bool = True) -> list[Found]:
     """MTFL's photos of one part (`train`, `held_out`) through the service's pipeline."""
-    detector, predict = detector_named("yunet", faces.YUNET_MODEL, threads), onnx_model(model, threads)
+    detector, predict = detector_named("yunet", YUNET_MODEL, threads), onnx_model(model, threads)
     found = []
     for photo in tqdm(mtfl_photos(mtfl, part), desc=f"mtfl {part}", unit="photo", disable=not progress):
         face, width, height = _pipeline(photo, detector, predict)
@@ -87,7 +89,7 @@ def pipeline_faces(mtfl: Path, part: str, model: Path, threads: int = 1, progres
 
 def frames_68(split: Path, folders: dict[str, Path], model: Path, threads: int = 1, progress: bool = True):
     """The split's held-out 68-point frames through the service's pipeline."""
-    detector, predict = detector_named("yunet", faces.YUNET_MODEL, threads), onnx_model(model, threads)
+    detector, predict = detector_named("yunet", YUNET_MODEL, threads), onnx_model(model, threads)
     found = []
     for frame in tqdm(held_out_frames(split, folders), desc="68-point frames", unit="frame", disable=not progress):
         face, width, height = _pipeline(frame, detector, predict)

@@ -25,7 +25,7 @@ from training.common import load_checkpoint, save_checkpoint, seed_everything
 from training.faces_data import load_training
 from training.models import build, model_from_checkpoint
 from vision.errors import InputError
-from vision.faces import CROP_SIZE
+from vision.signatures import CROP_SIZE
 
 
 def with_spread_layer(checkpoint: dict) -> nn.Module:

@@ -25,12 +25,14 @@ from training import common, models
 from training import teachers as teachers_module
 from training.common import option
 from training.faces_data import load_training
-from vision import draw, faces, keypoints
+from vision import draw, keypoints
+from vision.crop import denormalize, model_input, normalize
 from vision.errors import InputError
 from vision.metrics import as_points, course_score, nme
+from vision.signatures import CROP_SIZE
 
 MODEL_NAME = "keypoints"
-SIZE = faces.CROP_SIZE
+SIZE = CROP_SIZE
 FLIP = list(keypoints.FLIP_PERMUTATION)
 LOSSES = ("wing", "l1", "mse")
 
@@ -200,7 +202,7 @@ def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.ran
     """One uint8 context crop and its normalized keypoints (..., 15, 2; several sets move alike) -> a
     float32 [0,1] 96x96 crop and its keypoints, moved the way a detector's box and a camera would."""
     border = (len(context) - SIZE) / 2
-    px = faces.denormalize(points) + border  # context pixels
+    px = denormalize(points) + border  # context pixels
     if rng.random() < config.flip_p:
         context, px = flip(context, px)
     # One 2x3 matrix moves pixels and keypoints alike: rotation and scale about the face's center,
@@ -214,13 +216,13 @@ def augment(context: np.ndarray, points: np.ndarray, config: Config, rng: np.ran
     if rng.random() < config.jpeg_p:
         quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
         image = cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
-    x = faces.model_input(image[None])[0, 0]
+    x = model_input(image[None])[0, 0]
     if rng.random() < config.blur_p:
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(*config.blur_sigma))
     x = (x - 0.5) * rng.uniform(*config.contrast) + 0.5 + rng.uniform(-config.brightness, config.brightness)
     if rng.random() < config.noise_p:
         x = x + rng.normal(0, rng.uniform(*config.noise_sigma), x.shape).astype(np.float32)
-    return np.clip(x, 0, 1), faces.normalize(px).astype(np.float32)
+    return np.clip(x, 0, 1), normalize(px).astype(np.float32)
 
 
 def batches(images, points, config: Config, rng: np.random.Generator, train: bool, order=None, taught=None):
@@ -236,7 +238,7 @@ def batches(images, points, config: Config, rng: np.random.Generator, train: boo
             pairs = [augment(images[i], p, config, rng) for i, p in zip(idx, both)]
             x, y = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         else:
-            x, y = faces.model_input(images[idx])[:, 0], points[idx]
+            x, y = model_input(images[idx])[:, 0], points[idx]
         weight = np.ones(y.shape[:1] + y.shape[-2:], np.float32)
         if y.ndim == 4:  # human, teacher
             human, teacher = y[:, 0], y[:, 1]
@@ -254,7 +256,7 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> np.n
     """uint8 (N, 96, 96) crops -> (N, 30) normalized predictions."""
     model.eval()
     out = [
-        model(torch.from_numpy(faces.model_input(images[i : i + batch_size]))).points
+        model(torch.from_numpy(model_input(images[i : i + batch_size]))).points
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out).numpy()
@@ -274,9 +276,9 @@ def save_grid(model, images, points, path: Path, count: int = 32) -> None:
     tiles = []
     for i, p in zip(picks, pred):
         tile = cv2.resize(cv2.cvtColor(images[i], cv2.COLOR_GRAY2BGR), None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
-        for x, y in (faces.denormalize(points[i]) + 0.5) * 2 - 0.5:
+        for x, y in (denormalize(points[i]) + 0.5) * 2 - 0.5:
             cv2.circle(tile, (int(round(x)), int(round(y))), 4, (255, 255, 255), 1, cv2.LINE_AA)
-        draw.draw_keypoints(tile, (faces.denormalize(p) + 0.5) * 2 - 0.5)
+        draw.draw_keypoints(tile, (denormalize(p) + 0.5) * 2 - 0.5)
         tiles.append(tile)
     cv2.imwrite(str(path), draw.contact_sheet(tiles, columns=8))
 
@@ -348,7 +350,7 @@ def train(config: Config, command: str = "") -> dict:
     model = models.build(config.model_name, config.model_args())
     border = (train_context.shape[1] - SIZE) // 2
     window = train_context[:, border : border + SIZE, border : border + SIZE]
-    pixels = faces.model_input(window)
+    pixels = model_input(window)
     model.pixel_mean.fill_(float(pixels.mean()))
     model.pixel_std.fill_(float(pixels.std()))
     if config.init:

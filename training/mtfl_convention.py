@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from training import evaluate_faces
 from training.faces_data import LABEL_PIXEL_CENTER, MTFL_PIXEL_CENTER
+from vision.detectors import YUNET_MODEL
 from vision.errors import InputError
 from vision.keypoints import FIVE_POINT_NAMES, FIVE_POINTS, FLIP_PERMUTATION, to_five
 
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faces", type=Path, help="reference: the YouTube frames folder (held-out frames)")
     parser.add_argument("--faces300w", type=Path, help="reference: the Helen/AFW photos folder (held-out photos)")
     parser.add_argument("--model", type=Path, default=Path("models/keypoints.onnx"), help="keypoint model (ONNX)")
-    parser.add_argument("--yunet", type=Path, default=evaluate_faces.faces.YUNET_MODEL)
+    parser.add_argument("--yunet", type=Path, default=YUNET_MODEL)
     parser.add_argument("--peer", choices=["dlib"], help="also dlib's predictor on its own HOG boxes")
     parser.add_argument("--agree", type=float, default=0.05, help="what counts as agreeing (NME)")
     parser.add_argument("--limit", type=int, help="only this many photos of the training part (a seeded draw)")
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.limit:
             photos = [photos[i] for i in sorted(np.random.default_rng(0).permutation(len(photos))[: args.limit])]
         frames = evaluate_faces.held_out_frames(args.split, folders, LABEL_PIXEL_CENTER) if folders else []
-        model = evaluate_faces.pipeline_predictor(evaluate_faces.onnx_model(args.model, args.threads), None)
+        model = evaluate_faces.pipeline_predictor(evaluate_faces.onnx_model(args.model, args.threads))
         detectors = {"ours": (evaluate_faces.detector_named("yunet", args.yunet, args.threads), model)}
         if args.peer:
             dlib = evaluate_faces.dlib_predictor()  # first: it says how to install dlib when it is missing

@@ -4,7 +4,7 @@ them so that no person (or photo) is on both sides.
     python -m training.prepare_faces --faces ../shared/data/faces --faces300w ../shared/data/faces300w --out data/faces
 
 Each frame's face is the YuNet detection that best overlaps its 68 labelled points (IoU >= 0.3),
-cut as `/faces` cuts it: `vision.faces.FaceCrop.around(detection)` and `FaceCrop.cut`. Where YuNet
+cut as `/faces` cuts it: `vision.crop.FaceCrop.around(detection)` and `FaceCrop.cut`. Where YuNet
 finds no such face, a detection is made up from the labels (its box and eyes placed where YuNet's
 would be, as measured on the detected frames) and counted. Besides the 96x96 crop, a 144x144
 context crop (same center, angle and scale) lets training move the crop as a detector's jitter
@@ -36,8 +36,12 @@ import numpy as np
 from tqdm import tqdm
 
 from training.faces_data import identity, load_landmarks68, load_mtfl5, mtfl_identity, read_image
-from vision import draw, faces, keypoints
+from vision import draw, keypoints
+from vision.colors import to_gray
+from vision.crop import FaceCrop, denormalize, normalize
+from vision.detectors import YUNET_MODEL, Detection, YuNetDetector
 from vision.errors import InputError
+from vision.geometry import Box, iou
 from vision.signatures import CROP_SIZE
 
 MIN_IOU = 0.3
@@ -48,7 +52,7 @@ HOLD_MARGIN = 0.1
 # room for the shifts, zoom-outs and turns of training's jitter.
 CONTEXT_BORDER = CROP_SIZE // 4
 CONTEXT_SIZE = CROP_SIZE + 2 * CONTEXT_BORDER
-YUNET = faces.YUNET_MODEL
+YUNET = YUNET_MODEL
 RIGHT_EYE, LEFT_EYE = range(36, 42), range(42, 48)  # iBUG 68 points: the subject's right and left eye
 
 
@@ -62,17 +66,17 @@ class BoxFromLabels:
     width: float
     height: float
 
-    def detection(self, points68: np.ndarray) -> faces.Detection:
+    def detection(self, points68: np.ndarray) -> Detection:
         labels = landmark_box(points68)
         cx = labels.x + labels.width * (0.5 + self.dx)
         cy = labels.y + labels.height * (0.5 + self.dy)
         w, h = labels.width * self.width, labels.height * self.height
-        return faces.Detection(faces.Box(cx - w / 2, cy - h / 2, w, h), None, "yunet", labelled_eyes(points68))
+        return Detection(Box(cx - w / 2, cy - h / 2, w, h), None, "yunet", labelled_eyes(points68))
 
 
-def landmark_box(points68: np.ndarray) -> faces.Box:
+def landmark_box(points68: np.ndarray) -> Box:
     (x0, y0), (x1, y1) = points68.min(axis=0), points68.max(axis=0)
-    return faces.Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+    return Box(float(x0), float(y0), float(x1 - x0), float(y1 - y0))
 
 
 def labelled_eyes(points68: np.ndarray) -> tuple:
@@ -80,22 +84,20 @@ def labelled_eyes(points68: np.ndarray) -> tuple:
     return (float(right[0]), float(right[1])), (float(left[0]), float(left[1]))
 
 
-def best_detection(detector, image: np.ndarray, points68: np.ndarray) -> faces.Detection | None:
+def best_detection(detector, image: np.ndarray, points68: np.ndarray) -> Detection | None:
     target = landmark_box(points68)
-    found = [d for d in detector.detect(image) if faces.iou(d.box, target) >= MIN_IOU]
-    return max(found, key=lambda d: faces.iou(d.box, target), default=None)
+    found = [d for d in detector.detect(image) if iou(d.box, target) >= MIN_IOU]
+    return max(found, key=lambda d: iou(d.box, target), default=None)
 
 
-def detection_holding(
-    detector, image: np.ndarray, points: np.ndarray, margin: float = HOLD_MARGIN
-) -> faces.Detection | None:
+def detection_holding(detector, image: np.ndarray, points: np.ndarray, margin: float = HOLD_MARGIN) -> Detection | None:
     """For a face labelled with a few points (MTFL's five, whose box is no face box to overlap): the
     detection whose box, grown by `margin` of its size on each side, holds them all; the one centred
     nearest to them where several do."""
     points = np.asarray(points, dtype=np.float64)
     (x0, y0), (x1, y1), center = points.min(axis=0), points.max(axis=0), points.mean(axis=0)
 
-    def holds(box: faces.Box) -> bool:
+    def holds(box: Box) -> bool:
         dx, dy = box.width * margin, box.height * margin
         return box.x - dx <= x0 and x1 <= box.x + box.width + dx and box.y - dy <= y0 and y1 <= box.y + box.height + dy
 
@@ -128,7 +130,7 @@ def read_sources(folders: dict[str, Path]) -> list[tuple[str, str, "object", int
 
 def prepare(folders: dict[str, Path], validation_share: float = 0.15, seed: int = 0, progress: bool = True) -> dict:
     frames = read_sources(folders)
-    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    detector = YuNetDetector(YUNET, score_threshold=0.5)
     detections = []
     for _, _, landmarks, i in tqdm(frames, desc="detecting faces", unit="frame", disable=not progress):
         detections.append(best_detection(detector, landmarks.read_image(i), landmarks.points[i]))
@@ -147,12 +149,12 @@ def prepare(folders: dict[str, Path], validation_share: float = 0.15, seed: int 
         tqdm(list(zip(frames, detections)), desc="cropping faces", unit="frame", disable=not progress)
     ):
         points68 = landmarks.points[i]
-        crop = faces.FaceCrop.around(detection or fallback.detection(points68))
-        gray = faces.to_gray(landmarks.read_image(i))
+        crop = FaceCrop.around(detection or fallback.detection(points68))
+        gray = to_gray(landmarks.read_image(i))
         points = keypoints.from_ibug68(points68)
         arrays["images"][k] = crop.cut(gray)
         arrays["context"][k] = crop.cut(gray, border=CONTEXT_BORDER)
-        arrays["keypoints"][k] = faces.normalize(crop.to_crop(points))
+        arrays["keypoints"][k] = normalize(crop.to_crop(points))
         arrays["points"][k] = points
         arrays["crops"][k] = (crop.cx, crop.cy, crop.side, crop.angle)
     arrays["names"] = np.array([f[1] for f in frames])
@@ -168,19 +170,19 @@ def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
     """MTFL's training part as faces.npz's arrays: crops cut by the pipeline, the five labelled
     keypoints set and the other ten NaN, none of it for validation."""
     data = load_mtfl5(folder, "train")
-    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    detector = YuNetDetector(YUNET, score_threshold=0.5)
     columns = {key: [] for key in ("images", "context", "keypoints", "points", "crops", "names")}
     for i in tqdm(range(len(data.names)), desc="cropping MTFL faces", unit="photo", disable=not progress):
         image = data.read_image(i)
         detection = detection_holding(detector, image, data.points[i])
         if detection is None:
             continue
-        crop, gray = faces.FaceCrop.around(detection), faces.to_gray(image)
+        crop, gray = FaceCrop.around(detection), to_gray(image)
         points = np.full((keypoints.NUM_KEYPOINTS, 2), np.nan)
         points[list(keypoints.FIVE_POINTS)] = data.points[i]
         columns["images"].append(crop.cut(gray))
         columns["context"].append(crop.cut(gray, border=CONTEXT_BORDER))
-        columns["keypoints"].append(faces.normalize(crop.to_crop(points)))
+        columns["keypoints"].append(normalize(crop.to_crop(points)))
         columns["points"].append(points)
         columns["crops"].append((crop.cx, crop.cy, crop.side, crop.angle))
         columns["names"].append(data.names[i])
@@ -203,11 +205,11 @@ def prepare_mtfl(folder: Path, progress: bool = True) -> dict:
     }
 
 
-def shifted(detection: faces.Detection, dx: float, dy: float) -> faces.Detection:
+def shifted(detection: Detection, dx: float, dy: float) -> Detection:
     """The same detection in an image whose origin is at (dx, dy) of this one."""
     box = detection.box
     eyes = None if detection.eyes is None else tuple((x - dx, y - dy) for x, y in detection.eyes)
-    return faces.Detection(faces.Box(box.x - dx, box.y - dy, box.width, box.height), detection.score, "yunet", eyes)
+    return Detection(Box(box.x - dx, box.y - dy, box.width, box.height), detection.score, "yunet", eyes)
 
 
 # CelebA's aligned crops end at the face: YuNet sees the face only with room around it.
@@ -219,7 +221,7 @@ def prepare_celeba(folder: Path, progress: bool = True) -> dict:
     paths = sorted(Path(folder).glob("*.jpg"))
     if not paths:
         raise InputError(f"{folder}: no .jpg photos")
-    detector = faces.YuNetDetector(YUNET, score_threshold=0.5)
+    detector = YuNetDetector(YUNET, score_threshold=0.5)
     columns = {key: [] for key in ("images", "context", "crops", "names")}
     for path in tqdm(paths, desc="cropping CelebA faces", unit="photo", disable=not progress):
         image = read_image(path)
@@ -227,8 +229,8 @@ def prepare_celeba(folder: Path, progress: bool = True) -> dict:
         found = detector.detect(cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT))
         if not found:
             continue
-        crop = faces.FaceCrop.around(shifted(max(found, key=lambda d: d.score), pad, pad))
-        gray = faces.to_gray(image)
+        crop = FaceCrop.around(shifted(max(found, key=lambda d: d.score), pad, pad))
+        gray = to_gray(image)
         columns["images"].append(crop.cut(gray))
         columns["context"].append(crop.cut(gray, border=CONTEXT_BORDER))
         columns["crops"].append((crop.cx, crop.cy, crop.side, crop.angle))
@@ -286,7 +288,7 @@ def save_contact_sheet(arrays: dict, path: Path, count: int = 48, seed: int = 0)
     tiles = []
     for i in picks:
         tile = cv2.resize(cv2.cvtColor(arrays["images"][i], cv2.COLOR_GRAY2BGR), None, fx=2, fy=2)
-        draw.draw_keypoints(tile, (faces.denormalize(arrays["keypoints"][i]) + 0.5) * 2 - 0.5)
+        draw.draw_keypoints(tile, (denormalize(arrays["keypoints"][i]) + 0.5) * 2 - 0.5)
         if not arrays["detected"][i]:
             cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, tile.shape[0] - 1), (0, 0, 255), 2)
         tiles.append(tile)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from training import teachers
 from training.faces_data import read_image
-from vision import faces
+from vision.crop import FaceCrop, normalize
 from vision.errors import InputError
 from vision.keypoints import NUM_KEYPOINTS
 
@@ -60,7 +60,7 @@ def label(split: dict, folders: dict[str, Path], progress: bool = True, limit: i
 
     def view_of(i: int) -> teachers.View:
         image = read_image(image_path(str(split["sources"][i]), str(split["names"][i]), folders))
-        return teachers.View.of(image, faces.FaceCrop(*map(float, split["crops"][i])))
+        return teachers.View.of(image, FaceCrop(*map(float, split["crops"][i])))
 
     mesh, dlib = teachers.MediaPipeTeacher(), teachers.DlibTeacher()
     calibration = np.random.default_rng(0).choice(rows, size=min(CALIBRATION, len(rows)), replace=False)
@@ -74,9 +74,9 @@ def label(split: dict, folders: dict[str, Path], progress: bool = True, limit: i
         view = view_of(i)
         found = mesh.points(view)
         if found is not None:
-            out["mediapipe"][i] = faces.normalize(found)
+            out["mediapipe"][i] = normalize(found)
         points, out["dlib_own_box"][i] = dlib.points(view)
-        out["dlib"][i] = faces.normalize(points)
+        out["dlib"][i] = normalize(points)
     return out
 
 

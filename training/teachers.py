@@ -24,8 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision import faces
+from vision.crop import FaceCrop
 from vision.errors import InputError
+from vision.geometry import Box, iou
 from vision.keypoints import KEYPOINT_NAMES, from_ibug68
 from vision.signatures import CROP_SIZE
 
@@ -71,11 +72,11 @@ class View:
     """A face crop's surroundings at VIEW_SIZE: `image` and the maps between its pixels and the crop's."""
 
     image: np.ndarray
-    crop: faces.FaceCrop
+    crop: FaceCrop
 
     @classmethod
-    def of(cls, image: np.ndarray, crop: faces.FaceCrop) -> "View":
-        wide = faces.FaceCrop(crop.cx, crop.cy, crop.side * VIEW_ZOOM, crop.angle)
+    def of(cls, image: np.ndarray, crop: FaceCrop) -> "View":
+        wide = FaceCrop(crop.cx, crop.cy, crop.side * VIEW_ZOOM, crop.angle)
         matrix = _view_matrix(wide)
         flags = cv2.INTER_AREA if wide.side > VIEW_SIZE else cv2.INTER_LINEAR
         pixels = cv2.warpAffine(image, matrix, (VIEW_SIZE, VIEW_SIZE), flags=flags, borderMode=cv2.BORDER_CONSTANT)
@@ -92,7 +93,7 @@ class View:
         return (np.asarray(view_points, np.float64) - half_view) * (CROP_SIZE * VIEW_ZOOM / VIEW_SIZE) + half_crop
 
 
-def _view_matrix(wide: faces.FaceCrop) -> np.ndarray:
+def _view_matrix(wide: FaceCrop) -> np.ndarray:
     """Image -> view pixels: the wide crop's map, drawn at VIEW_SIZE instead of CROP_SIZE."""
     m = wide.matrix()
     half_crop, half_view = CROP_SIZE / 2 - 0.5, VIEW_SIZE / 2 - 0.5
@@ -143,7 +144,7 @@ class DlibTeacher:
     def own_box(self, rgb: np.ndarray) -> tuple | None:
         """dlib's HOG box of the view's face (x, y, w, h) in its RGB pixels, or None where it finds none there."""
         boxes = [(r.left(), r.top(), r.width(), r.height()) for r in self._detector(rgb, 0)]
-        own = [b for b in boxes if faces.iou(faces.Box(*b), faces.Box(*self.fallback_box)) >= 0.3]
+        own = [b for b in boxes if iou(Box(*b), Box(*self.fallback_box)) >= 0.3]
         return middle_box(own) if own else None
 
     def points(self, view: View) -> tuple[np.ndarray, bool]:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vision.colors import to_gray
 from vision.errors import InputError
-from vision.faces import Box, to_gray
+from vision.geometry import Box
 from vision.signatures import MNIST_SIZE, model_pixels, softmax
 
 INK_BOX = 20

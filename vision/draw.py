@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vision.faces import Box
+from vision.geometry import Box
 from vision.keypoints import LOW_CONFIDENCE
 from vision.pose import HeadPose, nose_direction
 

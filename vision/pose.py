@@ -10,7 +10,7 @@ camera's view:
   "right" poses (4, 5) and its web photos' positive yaw folders;
 - pitch > 0: the subject looks up (the nose moves up the image);
 - roll > 0: the head tilts toward the subject's left shoulder, the eye line turning clockwise in
-  the image (`vision.faces.Detection.roll`'s sign): under a distant camera, exactly the eye line's
+  the image (`vision.detectors.Detection.roll`'s sign): under a distant camera, exactly the eye line's
   angle.
 
 Without a known camera, the camera is one from the image's size: a focal length of the image's

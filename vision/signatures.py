@@ -39,9 +39,9 @@ DIGITS = Signature((1, MNIST_SIZE, MNIST_SIZE), (DIGIT_CLASSES,), "logits")
 # (vision.keypoints.CONFIDENCE_RADIUS_PX says what it means).
 KEYPOINTS = Signature((1, CROP_SIZE, CROP_SIZE), (2 * NUM_KEYPOINTS,), "keypoints", (("confidence", (NUM_KEYPOINTS,)),))
 
-# The face detectors /faces can use (vision.faces); "yunet" is also the detector's manifest name.
+# The face detectors /faces can use (vision.detectors); "yunet" is also the detector's manifest name.
 DETECTORS = ("yunet", "haar")
-# The detector name of the boxes a client sends to /faces instead of a detection (vision.faces.GivenBoxes).
+# The detector name of the boxes a client sends to /faces instead of a detection (vision.given_boxes.GivenBoxes).
 GIVEN_DETECTOR = "given"
 
 # Manifest name -> signature. An int8 variant (NAME_int8) has the signature of NAME.
