@@ -19,6 +19,7 @@ import numpy as np
 from bench.processes import Server
 from export.manifest import YUNET
 from vision.manifest import sha256_of
+from vision.signatures import INPUT_NAME
 
 OPSET = 18
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +49,11 @@ def digits_model(path: Path, seed: int) -> None:
     _save(
         path,
         [
-            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Flatten", [INPUT_NAME], ["flat"], axis=1),
             helper.make_node("MatMul", ["flat", "w"], ["product"]),
             helper.make_node("Add", ["product", "b"], ["logits"]),
         ],
-        [("image", ["batch", 1, 28, 28])],
+        [(INPUT_NAME, ["batch", 1, 28, 28])],
         [("logits", ["batch", 10])],
         # Logits shifted by 10: the same probabilities, but a log-sum-exp as high as a trained
         # model's on a digit, or /number would leave every digit out as "not a digit".
@@ -89,7 +90,7 @@ def keypoints_model(path: Path, seed: int = 2) -> None:
     _save(
         path,
         [
-            helper.make_node("AveragePool", ["image"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
+            helper.make_node("AveragePool", [INPUT_NAME], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
             helper.make_node("MatMul", ["flat", "w"], ["product"]),
             helper.make_node("Add", ["product", "b"], ["raw"]),
@@ -98,7 +99,7 @@ def keypoints_model(path: Path, seed: int = 2) -> None:
             helper.make_node("Add", ["confidence_product", "b_confidence"], ["confidence_logit"]),
             helper.make_node("Sigmoid", ["confidence_logit"], ["confidence"]),
         ],
-        [("image", ["batch", 1, 96, 96])],
+        [(INPUT_NAME, ["batch", 1, 96, 96])],
         [("keypoints", ["batch", 30]), ("confidence", ["batch", 15])],
         {
             "w": rng.normal(0, 0.01, (144, 30)),
@@ -116,14 +117,14 @@ def write_models(folder: Path) -> Path:
     digits_model(folder / "digits_mlp.onnx", seed=1)
     keypoints_model(folder / "keypoints.onnx")
     digits_io = {
-        "inputs": [{"name": "image", "shape": ["batch", 1, 28, 28], "dtype": "float32"}],
+        "inputs": [{"name": INPUT_NAME, "shape": ["batch", 1, 28, 28], "dtype": "float32"}],
         "outputs": [{"name": "logits", "shape": ["batch", 10]}],
     }
     entries = {
         "digits_cnn": {**digits_io, "metrics": {"val_accuracy": 0.1, "stand_in": True}},
         "digits_mlp": {**digits_io, "metrics": {"val_accuracy": 0.1, "stand_in": True}},
         "keypoints": {
-            "inputs": [{"name": "image", "shape": ["batch", 1, 96, 96], "dtype": "float32"}],
+            "inputs": [{"name": INPUT_NAME, "shape": ["batch", 1, 96, 96], "dtype": "float32"}],
             "outputs": [{"name": "keypoints", "shape": ["batch", 30]}, {"name": "confidence", "shape": ["batch", 15]}],
             "metrics": {"val_nme": 1.0, "stand_in": True},
         },
