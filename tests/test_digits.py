@@ -139,7 +139,7 @@ def test_a_config_from_python_trains_as_the_command_line_does(fixtures, monkeypa
     """fit(Config(model=...)) resolves the per-model defaults, augmentation included, as the CLI."""
     seen = []
 
-    def capture(net, train, val, config, generator):
+    def capture(net, train, val, config, generator, not_digits=None):
         seen.append(config)
         raise KeyboardInterrupt  # stop before training: the config is what is under test
 
@@ -281,3 +281,32 @@ def test_the_shipped_digit_checkpoints_still_load(request):
         checkpoint = load_checkpoint(path)
         net = models.model_from_checkpoint(checkpoint, expected=name)
         assert not net.training and net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_the_not_digit_loss_is_zero_past_its_margins_and_grows_before_them():
+    high = torch.full((4, 10), 0.0)
+    high[:, 0] = 12.0  # log-sum-exp about 12: a digit seen
+    low = torch.full((4, 10), -3.0)  # log-sum-exp about -0.7: nothing seen
+    assert digits.not_digit_loss(high, low, (8.0, 2.0)).item() == 0
+    assert digits.not_digit_loss(low, high, (8.0, 2.0)).item() > digits.not_digit_loss(low, low, (8.0, 2.0)).item() > 0
+
+
+def test_a_fine_tune_on_not_digits_starts_from_its_checkpoint_and_records_what_it_sees(fixtures, tmp_path):
+    start = tiny_run(fixtures, tmp_path / "start", "cnn")
+    strokes = np.zeros((40, 28, 28), np.uint8)
+    strokes[:, 12:16, 4:24] = 255  # dashes
+    np.savez(tmp_path / "strokes.npz", images=strokes, kinds=np.array(["dash"] * 40))
+    argv = ["--init", str(start), "--not-digits", str(tmp_path / "strokes.npz"), "--lr", "0"]
+    metrics = json.loads(tiny_run(fixtures, tmp_path / "tuned", "cnn", *argv).with_suffix(".json").read_text())
+    assert metrics["not_digits_train"] == 36 and metrics["not_digits_val"] == 4
+    assert {"digits_seen_q005", "not_digits_seen_median"} <= set(metrics)
+    # At a learning rate of zero the weights are the starting checkpoint's.
+    before, after = load_checkpoint(start)["state_dict"], load_checkpoint(tmp_path / "tuned" / "cnn.pt")["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k and "num_batches" not in k)
+
+
+def test_a_file_that_holds_no_not_digits_exits_with_one_line(fixtures, tmp_path):
+    (tmp_path / "x.npz").write_text("not numpy")
+    with pytest.raises(SystemExit) as exc:
+        tiny_run(fixtures, tmp_path, "cnn", "--not-digits", str(tmp_path / "x.npz"))
+    assert "training.not_digits" in str(exc.value) and "\n" not in str(exc.value)

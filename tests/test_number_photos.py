@@ -88,5 +88,16 @@ def test_a_bad_count_is_refused_in_one_line(capsys):
 def test_the_command_on_the_full_data(shared_data, capsys):
     number_photos.main(["--mnist", str(shared_data / "mnist"), "--count", "10"])
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["kind", "read", "exactly", "digit", "count", "digits", "right"]
+    assert out.splitlines()[0].split() == ["kind", "reject", "read", "exactly", "digit", "count", "digits", "right"]
     assert [line.split()[0] for line in out.splitlines()[1:]] == list(number_photos.KINDS)
+
+
+def test_scores_read_with_the_reject_threshold_given(digits):
+    images, _ = digits
+    photos = [number_photos.render_number(list(images[i : i + 2]), "spaced", i) for i in range(2)]
+
+    def ones(x):  # reads every digit as a 1, with a log-sum-exp of about 5
+        return np.tile(np.eye(10)[1] * 5, (len(x), 1))
+
+    assert number_photos.scores(ones, photos, ["11", "11"], not_a_digit=4.0)["exact"] == 1
+    assert number_photos.scores(ones, photos, ["11", "11"], not_a_digit=6.0)["exact"] == 0

@@ -234,7 +234,7 @@ def test_a_phone_sized_photo_of_a_digit_is_decoded_reduced_and_read_the_same(htt
 
 
 def test_a_large_photo_of_a_number_answers_boxes_in_its_own_pixels(http, local, fixtures):
-    from vision.digits import NOT_A_DIGIT, read_number
+    from vision.numbers import NOT_A_DIGIT, read_number
 
     images, _ = mnist_samples(fixtures, 4)
     photo = written_number(list(images), [30, 12, 45])
@@ -252,7 +252,7 @@ def test_a_large_photo_of_a_number_answers_boxes_in_its_own_pixels(http, local, 
 
 @pytest.mark.parametrize("gaps", [[30, 12, 45, 20], [30, -50, 45, -50]], ids=["apart", "touching"])
 def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, fixtures, gaps):
-    from vision.digits import NOT_A_DIGIT, read_number
+    from vision.numbers import NOT_A_DIGIT, read_number
 
     images, _ = mnist_samples(fixtures, 5)
     photo = jpeg(written_number(list(images), gaps))
@@ -276,7 +276,7 @@ def test_a_written_number_is_read_left_to_right_in_one_model_call(http, local, f
 
 def test_an_underlined_number_lists_its_underline_as_left_out(http, local, fixtures):
     from training.number_photos import render_number
-    from vision.digits import read_number
+    from vision.numbers import read_number
 
     images, _ = mnist_samples(fixtures, 4)
     photo = render_number(list(images), "spaced", 1, "underline")

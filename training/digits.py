@@ -26,6 +26,7 @@ from training import models
 from training.common import (
     count_params,
     fill_defaults,
+    load_checkpoint,
     option,
     parse_config,
     plot_curves,
@@ -74,6 +75,14 @@ class Config:
     translate: float | None = option(None, "augmentation: shift, uniform +- share of the image side")
     translate_p: float | None = option(None, "augmentation: probability of a shift")
     cnn_channels: tuple[int, int, int] = option((16, 32, 64), "cnn: channels of its three stages", metavar="C")
+    init: str | None = option(None, "start from this checkpoint's weights (same model): a fine-tuning run")
+    not_digits: str | None = option(
+        None, "npz of strokes that are not digits (python -m training.not_digits): taught to look like no digit"
+    )
+    not_digit_weight: float = option(0.1, "weight of the not-a-digit loss beside the cross-entropy")
+    seen_margins: tuple[float, float] = option(
+        (8.0, 2.0), "log-sum-exp of the logits the digits are pushed above, the not-digits below", metavar="LSE"
+    )
     seed: int = option(0, "seed of the initialization, data order, augmentation and label subset")
     threads: int = option(1, "torch CPU threads")
     val_size: int = option(VALIDATION_SIZE, "the last N training images validate")
@@ -94,8 +103,10 @@ class Config:
             )
         if c.labels is not None and c.labels < 1:
             raise InputError("--labels must be >= 1 (leave it out to train on all labels)")
-        if min(c.lr, c.pretrain_lr, c.weight_decay) < 0:
-            raise InputError("--lr, --pretrain-lr and --weight-decay must be >= 0")
+        if min(c.lr, c.pretrain_lr, c.weight_decay, c.not_digit_weight) < 0:
+            raise InputError("--lr, --pretrain-lr, --weight-decay and --not-digit-weight must be >= 0")
+        if c.seen_margins[0] <= c.seen_margins[1]:
+            raise InputError("--seen-margins: the digits' margin must be above the not-digits'")
         return c
 
     @property
@@ -197,7 +208,44 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None):
             yield idx
 
 
+def load_not_digits(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The not-digit strokes of `training.not_digits`, split 90/10 into training and validation."""
+    try:
+        with np.load(path) as saved:
+            images = saved["images"]
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(f"{path}: not a file of not-digit strokes ({e}); run python -m training.not_digits") from None
+    split = len(images) - max(1, len(images) // 10)
+    return to_tensor(images[:split]), to_tensor(images[split:])
+
+
 # ---------------------------------------------------------------- train and evaluate
+
+
+def seen(logits: torch.Tensor) -> torch.Tensor:
+    """How much a model sees a digit at all: the log-sum-exp of its logits (the reader's reject)."""
+    return torch.logsumexp(logits, dim=1)
+
+
+def not_digit_loss(digits: torch.Tensor, not_digits: torch.Tensor, margins: tuple[float, float]) -> torch.Tensor:
+    """Squared hinges that push the digits' log-sum-exp above margins[0] and the not-digits' below
+    margins[1] (energy-bounded learning, Liu et al. 2020): the classes' softmax is untouched."""
+    above, below = margins
+    return F.relu(above - seen(digits)).pow(2).mean() + F.relu(seen(not_digits) - below).pow(2).mean()
+
+
+@torch.no_grad()
+def seen_quantiles(model: nn.Module, digits: torch.Tensor, not_digits: torch.Tensor) -> dict:
+    """The validation digits' low log-sum-exp quantiles beside the not-digits' median and high ones."""
+    model.eval()
+    d, n = seen(model(digits)).numpy(), seen(model(not_digits)).numpy()
+    return dict(
+        digits_seen_q005=round(float(np.quantile(d, 0.005)), 3),
+        digits_seen_q01=round(float(np.quantile(d, 0.01)), 3),
+        not_digits_seen_median=round(float(np.median(n)), 3),
+        not_digits_seen_q95=round(float(np.quantile(n, 0.95)), 3),
+        not_digits_val=len(n),
+    )
 
 
 @torch.no_grad()
@@ -230,8 +278,11 @@ def pretrain_encoder(x: torch.Tensor, config: Config, generator: torch.Generator
     return ae.encoder.state_dict()
 
 
-def train_classifier(model, train, val, config: Config, generator: torch.Generator) -> list[dict]:
-    """Cross-entropy with Adam(W); returns the per-epoch history."""
+def train_classifier(
+    model, train, val, config: Config, generator: torch.Generator, not_digits: torch.Tensor | None = None
+) -> list[dict]:
+    """Cross-entropy with Adam(W), and with `not_digits` the not-a-digit loss on half as many of
+    them per batch, in the same forward pass; returns the per-epoch history."""
     (x, y), (xv, yv) = train, val
     steps = config.epochs * math.ceil(len(x) / config.batch_size)
     if config.model == "cnn":
@@ -248,8 +299,16 @@ def train_classifier(model, train, val, config: Config, generator: torch.Generat
         loss_sum = correct = seen = 0
         bar = tqdm(list(batches(len(x), config.batch_size, generator)), desc=f"epoch {epoch}", leave=False)
         for idx in bar:
-            logits = model(augment(x[idx], config, generator))
+            images = x[idx]
+            if not_digits is not None:
+                images = torch.cat(
+                    [images, not_digits[torch.randint(len(not_digits), (len(idx) // 2,), generator=generator)]]
+                )
+            logits = model(augment(images, config, generator))
+            logits, strokes = logits[: len(idx)], logits[len(idx) :]
             loss = F.cross_entropy(logits, y[idx])
+            if not_digits is not None:
+                loss = loss + config.not_digit_weight * not_digit_loss(logits, strokes, config.seen_margins)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -286,14 +345,18 @@ def fit(config: Config, data=None, encoder_state: dict | None = None) -> tuple[n
     (x, y), val = data or load_split(config)
     start = time.perf_counter()
     model = models.build(config.model_name, config.model_args())
-    if config.model == "mlp" and config.pretrain:
+    if config.init:
+        trained = models.model_from_checkpoint(load_checkpoint(Path(config.init)), expected=config.model_name)
+        model.load_state_dict(trained.state_dict())
+    elif config.model == "mlp" and config.pretrain:
         if encoder_state is None:  # phase 1 sees every training image, labeled or not
             encoder_state = pretrain_encoder(x, config, generator)
         model.encoder.load_state_dict(encoder_state)
     if config.labels is not None and config.labels < len(x):
         keep = torch.from_numpy(balanced_subset(y.numpy(), config.labels, config.seed))
         x, y = x[keep], y[keep]
-    history = train_classifier(model, (x, y), val, config, generator)
+    strokes, strokes_val = load_not_digits(config.not_digits) if config.not_digits else (None, None)
+    history = train_classifier(model, (x, y), val, config, generator, strokes)
     metrics = dict(
         val_accuracy=history[-1]["val_accuracy"],
         val_loss=history[-1]["val_loss"],
@@ -303,6 +366,8 @@ def fit(config: Config, data=None, encoder_state: dict | None = None) -> tuple[n
         val_images=len(val[0]),
         train_seconds=round(time.perf_counter() - start, 1),
     )
+    if strokes is not None:
+        metrics |= dict(not_digits_train=len(strokes)) | seen_quantiles(model, val[0], strokes_val)
     return model.eval(), metrics, history
 
 

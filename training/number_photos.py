@@ -23,14 +23,16 @@ import numpy as np
 from tqdm import tqdm
 
 from training.digit_photos import on_paper, onnx_model, paper, validation_digits
-from vision.digits import read_number
 from vision.errors import InputError
+from vision.numbers import NOT_A_DIGIT, read_number
 
 SPACINGS = {"spaced": (0.15, 0.5), "close": (-0.08, 0.08)}  # gap between neighbours' ink, in digit heights
 DIGITS_PER_NUMBER = (2, 6)
 # What is not a digit, each kind drawn around `spaced` numbers on its own.
 CLUTTER = ("ruled", "squared", "underline", "stop", "dash", "table", "edge", "tick", "crossed")
 KINDS = (*SPACINGS, *CLUTTER)
+# --tuning: numbers of other digits and seeds than the reported ones, to choose thresholds on.
+TUNING_DIGITS, TUNING_SEEDS = 5_000, 500_000
 
 
 def ink_of(digit: np.ndarray, height: int) -> np.ndarray:
@@ -44,6 +46,14 @@ def ink_of(digit: np.ndarray, height: int) -> np.ndarray:
 def render_number(digits: list[np.ndarray], spacing: str, seed: int, clutter: str | None = None) -> np.ndarray:
     """MNIST digits (28x28, white on black) -> a BGR uint8 photo of them written as one number,
     with what is not a digit around it when `clutter` names one of CLUTTER."""
+    return render_with_digits(digits, spacing, seed, clutter)[0]
+
+
+def render_with_digits(
+    digits: list[np.ndarray], spacing: str, seed: int, clutter: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`render_number`'s photo, and where its digits' ink is: (H, W) float in [0, 1], the
+    digits alone as the photo has them (turned with the row), without the clutter."""
     rng = np.random.default_rng(seed)
     height = int(rng.integers(50, 140))
     inks = [ink_of(d, max(8, round(height * rng.uniform(0.9, 1.1)))) for d in digits]
@@ -64,18 +74,19 @@ def render_number(digits: list[np.ndarray], spacing: str, seed: int, clutter: st
         np.maximum(region, piece, out=region)
         x += piece.shape[1] + gap
     row = Row(left + margin, x - gaps[-1], (page_height - height) // 2, height)
+    digits_ink = ink.copy()
     printed = np.zeros_like(ink)
     if clutter is not None:
         CLUTTER_DRAWN[clutter](marks, row, ink, printed)
     size = (ink.shape[1], ink.shape[0])
     turn = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), rng.uniform(-4, 4), 1.0)
-    ink, printed = cv2.warpAffine(ink, turn, size), cv2.warpAffine(printed, turn, size)
+    ink, printed, digits_ink = (cv2.warpAffine(a, turn, size) for a in (ink, printed, digits_ink))
     page = paper(rng, *ink.shape)
     if printed.any():  # ruled lines, a grid, a table's rules: printed on the paper, in grey or blue
         colour = marks.uniform(30, 110) + np.array([marks.uniform(20, 90), marks.uniform(0, 40), 0])
         page = page * (1 - printed[:, :, None]) + colour[None, None, :] * printed[:, :, None]
     past_page = (lambda page: page_edge(marks, page, ink)) if clutter == "edge" else None
-    return on_paper(page, np.clip(ink, 0, 1), "mixed", rng, past_page)
+    return on_paper(page, np.clip(ink, 0, 1), "mixed", rng, past_page), digits_ink
 
 
 @dataclass(frozen=True)
@@ -251,12 +262,14 @@ def numbers(labels: np.ndarray, count: int, seed: int = 0) -> list[list[int]]:
     return out
 
 
-def scores(model, photos: list[np.ndarray], truths: list[str]) -> dict[str, float]:
+def scores(
+    model, photos: list[np.ndarray], truths: list[str], not_a_digit: float = NOT_A_DIGIT["cnn"]
+) -> dict[str, float]:
     """Numbers read exactly, numbers with the right digit count, digits right among those."""
     exact = counted = digits_right = digits_counted = 0
     for photo, truth in zip(photos, truths, strict=True):
         try:
-            read = read_number(photo, model).number
+            read = read_number(photo, model, not_a_digit=not_a_digit).number
         except InputError:
             read = ""
         exact += read == truth
@@ -282,21 +295,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=KINDS, nargs="+", help="just these kinds (default: all)")
     parser.add_argument("--model", type=Path, default=Path("models/digits_cnn.onnx"))
     parser.add_argument("--save", type=Path, help="also write the photos here as JPEG (and evaluate nothing)")
+    parser.add_argument(
+        "--not-a-digit",
+        type=float,
+        nargs="+",
+        help="the reader's not-a-digit thresholds to score, a table each (default: the model's, vision.digits)",
+    )
+    parser.add_argument(
+        "--tuning",
+        action="store_true",
+        help="numbers for tuning instead: validation digits from index 5,000 and seeds of their own",
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be >= 1")
+    model_kind = "mlp" if "mlp" in args.model.stem else "cnn"
+    thresholds = args.not_a_digit or [NOT_A_DIGIT[model_kind]]
     try:
         images, labels = validation_digits(args.mnist, 10_000)
         model = None if args.save else onnx_model(args.model)
     except (InputError, OSError) as e:
         sys.exit(f"error: {e}")
+    first, seeds = (TUNING_DIGITS, TUNING_SEEDS) if args.tuning else (0, 0)
+    images, labels = images[first:], labels[first:]
     rows = numbers(labels, args.count)
     truths = ["".join(str(int(labels[i])) for i in row) for row in rows]
-    print(f"{'kind':<11}{'read exactly':>14}{'digit count':>13}{'digits right':>14}")
+    if not args.save:
+        print(f"{'kind':<11}{'reject':>6}{'read exactly':>14}{'digit count':>13}{'digits right':>14}")
     for kind in args.only or KINDS:
         spacing, clutter = (kind, None) if kind in SPACINGS else ("spaced", kind)
         photos = [
-            render_number([images[i] for i in row], spacing, n, clutter)
+            render_number([images[i] for i in row], spacing, seeds + n, clutter)
             for n, row in enumerate(tqdm(rows, desc=kind, leave=False))
         ]
         if args.save:
@@ -305,8 +334,9 @@ def main(argv: list[str] | None = None) -> None:
                 cv2.imwrite(str(args.save / f"{kind}_{n:05d}_{truth}.jpg"), photo)
             print(f"{kind:<11}wrote {len(photos)} photos to {args.save}")
             continue
-        got = scores(model, photos, truths)
-        print(f"{kind:<11}{got['exact']:>14.2%}{got['count']:>13.2%}{got['digits']:>14.2%}")
+        for threshold in thresholds:
+            got = scores(model, photos, truths, threshold)
+            print(f"{kind:<11}{threshold:>6.2f}{got['exact']:>14.2%}{got['count']:>13.2%}{got['digits']:>14.2%}")
 
 
 if __name__ == "__main__":
