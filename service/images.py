@@ -20,7 +20,7 @@ EXIF, stored after the pixels, is cut without a word.
 `decode_reduced` may let libjpeg decode a large JPEG at 1/2, 1/4 or 1/8 scale (its DCT scaling:
 several times faster than decoding every pixel) while the longer side stays at least the pixels
 the endpoint works at: `FACE_DETAIL_SIDE` for faces, which keeps faces in a group photo at crop
-resolution, and the digits' working sides (`vision.digits.WORK_SIDE`, `vision.numbers.NUMBER_WORK_SIDE`), which a
+resolution, and the digits' working sides (`vision.digits.WORK_SIDE`, `vision.number_page.NUMBER_WORK_SIDE`), which a
 12-megapixel phone photo of a digit would otherwise be decoded in full only to be shrunk to.
 """
 

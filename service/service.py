@@ -202,7 +202,8 @@ class Vision:
         with its confidence and box; all of them in one model call. Touching digits are cut apart
         where the model reads the pieces best; lines, the page's edge and marks that are not digits
         are left out and listed. `debug=true` adds each digit's 28x28 model input."""
-        from vision.numbers import NOT_A_DIGIT, NUMBER_WORK_SIDE, read_number
+        from vision.number_page import NUMBER_WORK_SIDE
+        from vision.numbers import NOT_A_DIGIT, read_number
 
         picture, factor, _ = self._decode_reduced(image, "number", NUMBER_WORK_SIDE)
         read = read_number(picture, self.models[f"digits_{model}"], not_a_digit=NOT_A_DIGIT[model])

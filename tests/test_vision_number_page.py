@@ -1,0 +1,48 @@
+"""vision.number_page: a number's ink grouped into digits, what is no digit left out with its box."""
+
+import cv2
+import numpy as np
+import pytest
+
+from training.mnist import load_mnist
+from vision.digits import NoDigit
+from vision.number_page import NumberPage, number_page
+
+
+def _page(fixtures, gaps) -> tuple[NumberPage, np.ndarray]:
+    from photos import written_number
+
+    photo = written_number(list(load_mnist(fixtures / "mnist")["train_images"][:4]), gaps)
+    return number_page(photo), photo
+
+
+def test_the_groups_run_left_to_right_one_per_digit(fixtures):
+    page, _ = _page(fixtures, [30, 30, 30])
+    lefts = [page.bounds(group)[0] for group in page.groups]
+    assert len(page.groups) == 4 and lefts == sorted(lefts)
+
+
+def test_a_ruled_line_under_the_number_is_left_out_as_a_line_with_its_box(fixtures):
+    page, photo = _page(fixtures, [30, 30, 30])
+    width = photo.shape[1]
+    y = max(page.bounds(group)[3] for group in page.groups) + 4  # just under the digits' feet
+    ruled = photo.copy()
+    cv2.line(ruled, (0, y), (width - 1, y), (40, 40, 40), 3)
+    lined = number_page(ruled)
+    assert len(lined.groups) == len(page.groups)
+    lines = [o for o in lined.left_out if o.kind == "line"]
+    assert lines and max(o.box.width for o in lines) > 0.8 * width and all(abs(o.box.y - y) <= 6 for o in lines)
+
+
+def test_a_dot_beside_the_number_is_a_mark_not_a_digit(fixtures):
+    page, photo = _page(fixtures, [30, 30, 30])
+    dotted = cv2.copyMakeBorder(photo, 0, 0, 0, 80, cv2.BORDER_REPLICATE)
+    x0, _, x1, y1 = page.bounds(page.groups[-1])
+    cv2.circle(dotted, (photo.shape[1] + 30, int(y1 / page.scale) - 6), 5, (20, 20, 20), -1)
+    marked = number_page(dotted)
+    assert len(marked.groups) == 4 and "mark" in {o.kind for o in marked.left_out}
+
+
+def test_blank_paper_has_no_digit():
+    with pytest.raises(NoDigit):
+        number_page(np.full((100, 300), 230, np.uint8))
