@@ -52,11 +52,16 @@ def test_harvest_writes_pieces_and_their_kinds(digits, tmp_path, fixtures):
             "crossed",
             "--out",
             str(out),
+            "--sheet",
+            str(tmp_path / "sheet.png"),
         ]
     )
     with np.load(out) as saved:
         assert saved["images"].shape[1:] == (28, 28) and len(saved["images"]) == len(saved["kinds"]) > 0
         assert set(saved["kinds"]) <= {"tick", "crossed"}
+        rows = len(set(saved["kinds"]))
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))  # a row of 12 pieces after each kind's name
+    assert sheet.shape == (rows * not_digits.SHEET_TILE, 13 * not_digits.SHEET_TILE, 3)
 
 
 def test_a_missing_mnist_folder_is_one_line(tmp_path):

@@ -21,12 +21,14 @@ from tqdm import tqdm
 
 from training.mnist import VALIDATION_SIZE, load_mnist, train_validation_split
 from training.number_photos import CLUTTER, numbers, render_with_digits
+from vision import draw
 from vision.errors import InputError
 from vision.numbers import number_pieces
 
 SEEDS = 1_000_000  # the photos' seeds start here: far from number_photos' (0 up) and its tuning ones
 DIGIT_INK = 0.3  # a pixel of the digits' own ink, drawn before the photo
 MAX_DIGIT_SHARE = 0.01  # a piece whose box is more digit ink than this is (part of) a digit
+SHEET_TILE = 72  # pixels a piece (28 + 8 of margin, at 2x) takes on the --sheet picture
 PER_PHOTO = 6  # at most this many pieces from one photo: a crossing-out is cut many ways
 # A straight stroke within this many degrees of upright is how a 1 is written (89% of MNIST's 1s,
 # under 0.5% of other digits): never taught as a not-digit, wherever it was cut from.
@@ -76,16 +78,16 @@ def harvest(images: np.ndarray, labels: np.ndarray, count: int, kinds=CLUTTER) -
 
 
 def contact_sheet(pieces: np.ndarray, kinds: np.ndarray, per_kind: int = 12) -> np.ndarray:
-    """The first `per_kind` pieces of each kind, a labelled row each, dark ink on white at 2x."""
-    rows = []
+    """The first `per_kind` pieces of each kind, a row each after its name, dark ink on white at 2x
+    (`vision.draw.contact_sheet` lays the tiles out)."""
+    tiles = []
     for kind in dict.fromkeys(kinds):
+        name = np.full((SHEET_TILE, SHEET_TILE), 255, np.uint8)
+        cv2.putText(name, kind, (2, SHEET_TILE // 2 + 4), cv2.FONT_HERSHEY_PLAIN, 0.9, 0, 1, cv2.LINE_AA)
         row = list(pieces[kinds == kind][:per_kind])
         row += [np.zeros((28, 28), np.uint8)] * (per_kind - len(row))
-        strip = 255 - cv2.resize(np.hstack([np.pad(p, 2) for p in row]), None, fx=2, fy=2)
-        label = np.full((strip.shape[0], 150), 255, np.uint8)
-        cv2.putText(label, kind, (6, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2, cv2.LINE_AA)
-        rows.append(np.hstack([label, strip]))
-    return np.vstack(rows)
+        tiles += [name] + [255 - cv2.resize(np.pad(p, 4), (SHEET_TILE, SHEET_TILE)) for p in row]
+    return draw.contact_sheet([cv2.cvtColor(t, cv2.COLOR_GRAY2BGR) for t in tiles], columns=per_kind + 1)
 
 
 def main(argv: list[str] | None = None) -> None:

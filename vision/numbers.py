@@ -12,7 +12,7 @@ import numpy as np
 from vision.digits import DigitModel, NoDigit, to_model_input
 from vision.errors import InputError
 from vision.number_page import LeftOut, NumberPage, WrittenDigit, number_page
-from vision.signatures import softmax
+from vision.signatures import log_sum_exp, softmax
 
 # A piece of a number is not a digit when its logits' log-sum-exp is under this, per model. The
 # CNN is trained to see no digit in strokes that are not digits (training.not_digits); its
@@ -98,7 +98,7 @@ def read_number(
     logits = model(to_model_input(np.stack([p.image for p in found.pieces])))
     probabilities = softmax(logits)
     surety = np.log(probabilities.max(axis=1))
-    seen = logits.max(axis=1) + np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
+    seen = log_sum_exp(logits)
     chosen, left_out = [], list(found.left_out)
     for own, start in zip(found.spans, found.starts):
         best = [start + i for i in _surest(own, surety[start : start + len(own)])]

@@ -53,6 +53,13 @@ def model_pixels(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, dtype=np.float32) / PIXEL_MAX)[:, None]
 
 
+def log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    """(N, 10) logits -> (N,) their log-sum-exp: how much a digit model sees a digit at all (the
+    number reader's "not a digit" is a low one; the CNN is trained for it, training.digits.seen)."""
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """(N, 10) logits, the digit models' output -> (N, 10) probabilities."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
