@@ -34,6 +34,24 @@ def test_a_ruled_line_under_the_number_is_left_out_as_a_line_with_its_box(fixtur
     assert lines and max(o.box.width for o in lines) > 0.8 * width and all(abs(o.box.y - y) <= 6 for o in lines)
 
 
+def test_a_curved_pen_underline_touching_the_digits_leaves_no_sliver_on_them(fixtures):
+    """A pen's underline, thick and a little curved, drawn against the digits' feet: all of it is
+    line, none of its edge is left on the digits (where the straight core's edges were, a 3's foot
+    grew a tail and read as a 2)."""
+    page, photo = _page(fixtures, [30, 30, 30])
+    feet = int(max(page.bounds(group)[3] for group in page.groups) / page.scale)
+    xs = np.linspace(10, photo.shape[1] - 10, 24)
+    ys = feet + 2 + 8 * np.linspace(-1, 1, 24) ** 2  # through the digits' feet, its ends 8 pixels lower
+    underlined = photo.copy()
+    cv2.polylines(underlined, [np.round(np.stack([xs, ys], 1)).astype(np.int32)], False, (30, 30, 30), 12, cv2.LINE_AA)
+    lined = number_page(underlined)
+    assert len(lined.groups) == len(page.groups)
+    assert "line" in {o.kind for o in lined.left_out}
+    digits = np.isin(lined.labels, [i for group in lined.groups for i in group])
+    inside = round((feet - 1) * lined.scale)  # 3 pixels inside the line's top edge at its middle
+    assert digits[inside:].sum() <= 0.01 * digits.sum(), "the line's edge is left on the digits"
+
+
 def test_a_dot_beside_the_number_is_a_mark_not_a_digit(fixtures):
     page, photo = _page(fixtures, [30, 30, 30])
     dotted = cv2.copyMakeBorder(photo, 0, 0, 0, 80, cv2.BORDER_REPLICATE)

@@ -33,6 +33,11 @@ MIN_CONTRAST = 40
 # and so is one this many digit heights long (an underline, a table's rule; a 7's bar is under one).
 LINE_SHARE = 0.85
 LINE_HEIGHTS = 1.3
+# A pen's line (an underline) is found by its straight core; where it curves, its edges are left
+# beside the core as slivers that join the digits' feet. So a line no thicker than THIN_LINE digit
+# heights is grown by LINE_GROWTH of its core's thickness above and below (a scribble's solid rows
+# are thicker).
+LINE_GROWTH, THIN_LINE = 0.5, 0.2
 # Lines are looked for along the photo's skew, within this many degrees, at this step.
 MAX_SKEW, SKEW_STEP = 6.0, 0.5
 
@@ -96,16 +101,20 @@ def shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
-def paper_ink(gray: np.ndarray, work_side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def paper_ink(
+    gray: np.ndarray, work_side: int, pen_lines: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(ink, its mask without lines, the lines, the scale of all three): the paper's lighting
-    flattened away, at a working size whose longer side is at most `work_side`."""
+    flattened away, at a working size whose longer side is at most `work_side`. With `pen_lines`
+    (a number's photo), thick lines are a pen's and are grown to all of their ink (`_grown`); in a
+    digit's photo a thick "line" is the digit's own stroke (a tightly cropped 7's bar)."""
     gray, scale = shrunk(gray, work_side)
     inverted = 255 - cv2.GaussianBlur(gray, (3, 3), 0)
     ink = cv2.subtract(inverted, _paper(inverted))
     if int(ink.max()) < MIN_CONTRAST:
         raise NoDigit("no digit found: the image holds no ink that stands out from the paper")
     _, mask = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    lines = cv2.bitwise_and(mask, _long_lines(mask))
+    lines = cv2.bitwise_and(mask, _long_lines(mask, pen_lines))
     without_lines = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     # A tightly cropped 1 is a long straight stroke too: if nothing but "lines" was there, keep it.
     if not without_lines.any():
@@ -137,7 +146,7 @@ def soft_ink(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.clip(kept * (255.0 / max(peak, 1.0)), 0, 255)
 
 
-def _long_lines(mask: np.ndarray) -> np.ndarray:
+def _long_lines(mask: np.ndarray, pen_lines: bool) -> np.ndarray:
     """The pixels of straight lines: runs longer than LINE_SHARE of the image, or than LINE_HEIGHTS
     digit heights, along the photo's skew (ruled paper, an underline, a table's rules), with the
     strokes that cross them given back."""
@@ -153,15 +162,15 @@ def _long_lines(mask: np.ndarray) -> np.ndarray:
         return lines
     level |= _runs(mask, LINE_HEIGHTS * digit, skews[0])
     standing |= _runs(upright, LINE_HEIGHTS * digit, skews[1]).T
-    return _crossed_lines(mask, level, standing)
+    return _crossed_lines(mask, level, standing, digit if pen_lines else 0.0)
 
 
-def _crossed_lines(mask: np.ndarray, level: np.ndarray, standing: np.ndarray) -> np.ndarray:
-    """Level and standing lines, a pixel wider (their soft edges), less where a stroke crosses
-    them: line pixels with the stroke's ink on both sides, above and below a level line (left and
-    right of a standing one) within the line's thickness."""
-    grow = np.ones((3, 3), np.uint8)
-    level, standing = cv2.dilate(level, grow), cv2.dilate(standing, grow)
+def _crossed_lines(mask: np.ndarray, level: np.ndarray, standing: np.ndarray, digit: float = 0.0) -> np.ndarray:
+    """Level and standing lines, a pixel wider (their soft edges; a pen's line wider still when the
+    digits' height is given: `_grown`), less where a stroke crosses them: line pixels with the
+    stroke's ink on both sides, above and below a level line (left and right of a standing one)
+    within the line's thickness."""
+    level, standing = _grown(level, digit), _grown(np.ascontiguousarray(standing.T), digit).T
     lines = cv2.bitwise_or(level, standing)
     rest = cv2.bitwise_and(mask, cv2.bitwise_not(lines))
     for found, across in ((level, (_thickness(level) + 3, 1)), (standing, (1, _thickness(standing.T) + 3))):
@@ -169,6 +178,25 @@ def _crossed_lines(mask: np.ndarray, level: np.ndarray, standing: np.ndarray) ->
             crossings = cv2.bitwise_and(cv2.morphologyEx(rest, cv2.MORPH_CLOSE, np.ones(across, np.uint8)), found)
             lines = cv2.bitwise_and(lines, cv2.bitwise_not(crossings))
     return lines
+
+
+def _grown(level: np.ndarray, digit: float) -> np.ndarray:
+    """Level lines a pixel wider, and each one no thicker than THIN_LINE digit heights by
+    LINE_GROWTH of its thickness above and below: all of a pen's line, not just its straight core."""
+    grown = cv2.dilate(level, np.ones((3, 3), np.uint8))
+    if not digit or not level.any():
+        return grown
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(level, connectivity=8)
+    for i in range(1, count):
+        x, y, w, h, area = stats[i]
+        thickness = area / w
+        reach = round(LINE_GROWTH * thickness)
+        if reach <= 1 or thickness > THIN_LINE * digit:
+            continue  # a printed line's soft edge is a pixel wide; a scribble's solid rows are no pen's line
+        y0, y1 = max(0, y - reach - 1), min(level.shape[0], y + h + reach + 1)
+        core = np.where(labels[y0:y1, x : x + w] == i, 255, 0).astype(np.uint8)
+        grown[y0:y1, x : x + w] |= cv2.dilate(core, np.ones((2 * reach + 1, 3), np.uint8))
+    return grown
 
 
 def _thickness(level: np.ndarray) -> int:

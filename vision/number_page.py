@@ -101,7 +101,7 @@ def number_page(image: np.ndarray) -> NumberPage:
     gray = to_gray(image)
     dark = dark_ink(gray)
     if dark:
-        ink, mask, lines, scale = paper_ink(gray, NUMBER_WORK_SIDE)
+        ink, mask, lines, scale = paper_ink(gray, NUMBER_WORK_SIDE, pen_lines=True)
     else:
         ink, scale = ink_on_black(gray), 1.0
         mask = np.where(ink > INK_THRESHOLD * 255, 255, 0).astype(np.uint8)
