@@ -4,9 +4,10 @@
 
 The service is --url, else $VISION_URL, else http://127.0.0.1:3000. Measures, each loop bounded
 in time and count:
-- sequential latency of /digit (docs/examples/digit.png, 28x28) and /faces (docs/examples/face.jpg,
-  Grace Hopper, one face, placed in a 640x480 webcam-sized frame and in a 3000x2000 photo), with
-  each detector (YuNet, the default, and Haar);
+- sequential latency of /digit (docs/examples/digit.png, 28x28), /number (docs/examples/
+  number_on_paper.jpg, 5 underlined digits, as shipped and enlarged to a phone photo's 4032
+  pixels) and /faces (docs/examples/face.jpg, Grace Hopper, one face, placed in a 640x480
+  webcam-sized frame and in a 3000x2000 photo), with each detector (YuNet, the default, and Haar);
 - /faces on the 640x480 frame with `boxes` (the box /faces found there, as a tracker sends it:
   no detection) against the same frame detected with YuNet: p50 each and their ratio; and the
   request the webcam client sends for a followed frame: only the region the box's crop reads;
@@ -25,7 +26,7 @@ import cv2
 import httpx
 import numpy as np
 
-from bench.samples import DIGIT, PHOTO, BenchError, framed, sample
+from bench.samples import DIGIT, NUMBER, PHONE_WIDTH, PHOTO, BenchError, enlarged, framed, sample
 from clients.answers import Face
 from clients.api import URL_HELP, ServiceError, checked_url, service_url, unreachable_message
 from clients.webcam import encode_jpeg, followed_region
@@ -132,6 +133,16 @@ def run(url: str, seconds: float) -> None:
         f"POST /digit ({digit_size} PNG), sequential",
         timed(lambda: http.post("/digit", files={"image": ("d.png", digit)}).raise_for_status(), seconds, 5000),
     )
+    number, number_size = sample(NUMBER)
+    for label, photo in ((number_size, number), (f"{PHONE_WIDTH} px wide", enlarged(NUMBER, PHONE_WIDTH))):
+        report(
+            f"POST /number ({label} JPEG, 5 digits)",
+            timed(
+                lambda photo=photo: http.post("/number", files={"image": ("n.jpg", photo)}).raise_for_status(),
+                seconds,
+                2000,
+            ),
+        )
     for width, height in ((640, 480), (3000, 2000)):
         photo = framed(PHOTO, width, height)
         for detector in ("yunet", "haar"):

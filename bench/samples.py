@@ -7,6 +7,8 @@ from PIL import Image
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 DIGIT = EXAMPLES / "digit.png"
 PHOTO = EXAMPLES / "face.jpg"
+NUMBER = EXAMPLES / "number_on_paper.jpg"
+PHONE_WIDTH = 4032  # a 12-megapixel phone photo's longer side
 
 
 class BenchError(RuntimeError):
@@ -33,4 +35,16 @@ def framed(path: Path, width: int, height: int) -> bytes:
     frame.paste(scaled, ((width - scaled.width) // 2, 0))
     out = io.BytesIO()
     frame.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def enlarged(path: Path, width: int) -> bytes:
+    """The example photo enlarged to `width` pixels wide (a phone photo's size), as a JPEG."""
+    import io
+
+    with Image.open(path) as photo:
+        photo = photo.convert("RGB")
+        big = photo.resize((width, round(photo.height * width / photo.width)), Image.LANCZOS)
+    out = io.BytesIO()
+    big.save(out, format="JPEG", quality=90)
     return out.getvalue()

@@ -383,6 +383,7 @@ def test_bench_runs_against_the_service(server):
     done = run_module("bench", "--seconds", "0.2", env={"VISION_URL": server.url})
     assert done.returncode == 0, done.stderr
     assert "POST /digit (28x28 PNG)" in done.stdout
+    assert "POST /number (731x205 JPEG, 5 digits)" in done.stdout and "POST /number (4032 px wide JPEG" in done.stdout
     assert "POST /faces (640x480 JPEG, 1 face, yunet)" in done.stdout and "3000x2000 JPEG, 1 face, haar" in done.stdout
     given = r"^/faces 640x480, box given vs detected: p50 [0-9.]+ vs [0-9.]+ ms = [0-9.]+x .*the region\): [0-9.]+x$"
     assert re.search(given, done.stdout, re.M)

@@ -957,6 +957,10 @@ def test_the_shipped_models(tmp_path, fixtures):
                 photo = jpeg(written_number(list(images[rows]), [30, 12, 45]))
                 written = "".join(str(int(labels[row])) for row in rows)
                 assert post_image(client, "/number", photo, "number.jpg").json()["number"] == written
+            # service.md's example (what `python -m bench` times): the digits, the underline left out whole.
+            example = (ROOT / "docs" / "examples" / "number_on_paper.jpg").read_bytes()
+            body = post_image(client, "/number", example, "number_on_paper.jpg").json()
+            assert body["number"] == "32786" and [o["kind"] for o in body["left_out"]] == ["line"]
             served = fixture_faces_nme(
                 lambda name, image: one_face(post_image(client, "/faces", png(image), name).json()["faces"])
             )
