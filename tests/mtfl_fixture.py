@@ -13,15 +13,14 @@ The files are committed; `python tests/mtfl_fixture.py` writes them again.
 """
 
 import csv
-from pathlib import Path
 
 import cv2
 import numpy as np
+from paths import FIXTURES
 
 from training.faces_data import MTFL_COLUMNS, load_landmarks68
 from vision.keypoints import from_ibug68, to_five
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FOLDER = FIXTURES / "mtfl5"
 SIDE = 192
 EYE_DISTANCES_PER_SIDE = 5.6  # MTFL's photos: 34 px between the eye centres (median) of 192

@@ -9,14 +9,13 @@ writes them again.
 
 import io
 import struct
-from pathlib import Path
 
 import pillow_heif
+from paths import FIXTURES, ROOT
 from PIL import ExifTags, Image
 
-ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "docs" / "examples" / "face.jpg"
-FOLDER = Path(__file__).resolve().parent / "fixtures" / "phone"
+FOLDER = FIXTURES / "phone"
 UPRIGHT_SIZE = (512, 600)
 PHONE_PHOTOS = {  # name -> (Pillow format, stored sideways)
     "face.heic": ("HEIF", False),

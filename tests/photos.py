@@ -4,12 +4,12 @@ the mean face that a model with no eyes would answer for them."""
 
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
+from paths import FIXTURES
 
-FIXTURE_FACES = Path(__file__).resolve().parent / "fixtures" / "faces" / "images"
+FIXTURE_FACES = FIXTURES / "faces" / "images"
 # The most a served keypoint model may be off, end to end (detect, crop, predict, map back), as the
 # NME over the outer-eye-corner distance, averaged over the fixture faces or on each frame of a
 # webcam clip: about twice the shipped model's (0.035 over the fixture faces, at most 0.037 on a

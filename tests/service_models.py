@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from paths import ROOT
 
 from bench.processes import Server
 from export.manifest import YUNET
@@ -22,7 +23,6 @@ from vision.manifest import sha256_of
 from vision.signatures import INPUT_NAME
 
 OPSET = 18
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _save(path: Path, nodes, inputs, outputs, initializers) -> None:

@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import numpy as np
+from paths import ROOT
 
 from bench.processes import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from paths import ROOT
 from phone_photos import SOURCE, UPRIGHT_SIZE, phone_photo
 from service_models import serving, write_models
 
@@ -28,7 +29,6 @@ from clients.api import (
 )
 from training.mnist import load_mnist
 
-ROOT = Path(__file__).resolve().parent.parent
 FACE = ROOT / "docs" / "examples" / "face.jpg"  # Grace Hopper, public domain, 512x600
 DIGIT = ROOT / "docs" / "examples" / "digit.png"  # an MNIST 7, 28x28
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import FIXTURES
+from paths import FIXTURES
 
 from training import compare_checkpoints, prepare_faces
 from training import keypoints as kp_training

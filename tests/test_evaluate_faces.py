@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from paths import FIXTURES
 from service_models import keypoints_model
 
 from training import evaluate_faces, prepare_faces

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from paths import FIXTURES
 
 from training import evaluate_pose, prepare_faces
 

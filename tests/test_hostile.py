@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from paths import ROOT
 from PIL import ExifTags, Image
 from service_models import serving, write_models
 
@@ -523,7 +524,7 @@ def test_64_slow_clients_do_not_stop_the_others(http, server):
     """64 connections trickle their bodies in a byte every 50 ms; meanwhile other clients are
     served, and a slow client that finishes gets its answer. (How fast the others are served
     beside them: `python -m bench.soak --phases slow`.)"""
-    digit = (Path(__file__).resolve().parent.parent / "docs" / "examples" / "digit.png").read_bytes()
+    digit = (ROOT / "docs" / "examples" / "digit.png").read_bytes()
     stop = threading.Event()
     slow = [SlowClient(server.port, form(digit), 0.05, stop) for _ in range(63)]
     short = SlowClient(server.port, form(digit), 0.002, stop)  # one that finishes in a few seconds

@@ -4,13 +4,12 @@ from the Python constants that the page's tracker, smoother and overlay copy."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from clients import page_constants
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "service" / "page"
 
 

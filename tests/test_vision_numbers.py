@@ -30,7 +30,7 @@ def test_a_written_number_splits_into_its_digits_left_to_right(fixtures, gaps):
 
 
 def _shipped_cnn():
-    from conftest import ROOT
+    from paths import ROOT
 
     return OnnxModel(ROOT / "models" / "digits_cnn.onnx")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from paths import ROOT
 from photos import KEYPOINT_NME_BOUND, mean_face, mean_face_model
 from service_models import serving
 
@@ -25,7 +26,6 @@ from vision.faces import find_faces
 from vision.keypoints import from_ibug68
 from vision.metrics import nme_per_face
 
-ROOT = Path(__file__).resolve().parent.parent
 PERSON = "Chris_Noth_10.jpg"
 SIZE, SCALE, STEP = (640, 480), 1.5, 3  # the frame, the fixture face's enlargement, its drift per frame
 
