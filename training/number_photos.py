@@ -29,7 +29,7 @@ from vision.numbers import NOT_A_DIGIT, read_number
 SPACINGS = {"spaced": (0.15, 0.5), "close": (-0.08, 0.08)}  # gap between neighbours' ink, in digit heights
 DIGITS_PER_NUMBER = (2, 6)
 # What is not a digit, each kind drawn around `spaced` numbers on its own.
-CLUTTER = ("ruled", "squared", "underline", "stop", "dash", "table", "edge", "tick", "crossed")
+CLUTTER = ("ruled", "squared", "underline", "stop", "dash", "table", "edge", "tick", "crossed", "circled", "boxed")
 KINDS = (*SPACINGS, *CLUTTER)
 # --tuning: numbers of other digits and seeds than the reported ones, to choose thresholds on.
 TUNING_DIGITS, TUNING_SEEDS = 5_000, 500_000
@@ -105,7 +105,10 @@ class Row:
 
 
 def _room(clutter: str | None, height: int, rng: np.random.Generator) -> tuple[int, int]:
-    """Extra paper (left, right) for a mark beside the number, or for the table past the page."""
+    """Extra paper (left, right) for a mark beside the number, or for the table past the page, or
+    for an ellipse around the number."""
+    if clutter == "circled":
+        return round(0.4 * height), round(0.4 * height)
     if clutter in ("stop", "dash", "tick", "crossed"):
         room = round(height * (2.0 if clutter == "crossed" else 1.0))
         return (room, 0) if rng.random() < 0.3 else (0, room)
@@ -209,6 +212,26 @@ def crossed(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.nda
     _stroke(ink, np.stack([xs, ys], axis=1), _pen(row.height, rng))
 
 
+def circled(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """The number circled by its writer: an ellipse around it, once round and a little more,
+    touching the digits' ends or not."""
+    cx, cy = (row.x0 + row.x1) / 2, (row.top + row.base) / 2
+    width = (row.x1 - row.x0) / 2 + row.height * rng.uniform(0.3, 0.6)
+    high = min(row.height * rng.uniform(0.75, 1.0), ink.shape[0] / 2 - _pen(row.height, rng))
+    turn = np.linspace(0, 2 * np.pi * rng.uniform(1.0, 1.1), 80) + rng.uniform(0, 2 * np.pi)
+    _stroke(ink, np.stack([cx + width * np.cos(turn), cy + high * np.sin(turn)], 1), _pen(row.height, rng))
+
+
+def boxed(rng: np.random.Generator, row: Row, ink: np.ndarray, printed: np.ndarray) -> None:
+    """A box drawn by hand around the number, its corners a little off."""
+    room = row.height * rng.uniform(0.15, 0.35)
+    x0, x1 = row.x0 - room, row.x1 + room
+    y0, y1 = max(row.top - room, 2), min(row.base + room, ink.shape[0] - 3)
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]])
+    corners += rng.uniform(-0.04, 0.04, corners.shape) * row.height
+    _stroke(ink, corners, _pen(row.height, rng))
+
+
 def page_edge(rng: np.random.Generator, page: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """The paper ends short of the photo's edge (left or right, sometimes top or bottom too): a dark
     table past it, and the page's shadow on the paper beside it."""
@@ -248,6 +271,8 @@ CLUTTER_DRAWN = {
     "edge": lambda rng, row, ink, printed: None,  # the table past the page is drawn on the paper
     "tick": tick,
     "crossed": crossed,
+    "circled": circled,
+    "boxed": boxed,
 }
 
 
