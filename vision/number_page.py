@@ -23,6 +23,7 @@ from vision.digits import (
     soft_ink,
 )
 from vision.geometry import Box
+from vision.rings import drawn_rings
 
 # What a number's photo holds that is not a digit: a group of its ink shorter than MARK_HEIGHT or
 # taller than TALL digit heights (a stop, a dash; what is left of a line), a component that is under
@@ -33,9 +34,6 @@ MARK_AREA = 0.02
 SCRIBBLE_WIDTH, BLOT, SOLID, SCRIBBLE, SCRIBBLE_DENSITY = 0.85, 0.68, 0.85, 5, 3.0
 EDGE_SHARE = 0.5
 STEP_WIDTH = 0.3  # a group this many digit heights wide or less may be the rim of the page's edge
-# A stroke drawn around the number is looked for among the RING_CANDIDATES widest components; its
-# own stroke is its ink within RING_RIM of its stroke's width from its convex hull's rim.
-RING_CANDIDATES, RING_RIM = 3, 1.0
 
 # A number is read at a larger working size: a row of digits is wide.
 NUMBER_WORK_SIDE = 768
@@ -109,7 +107,7 @@ def number_page(image: np.ndarray) -> NumberPage:
         ink, scale = ink_on_black(gray), 1.0
         mask = np.where(ink > INK_THRESHOLD * 255, 255, 0).astype(np.uint8)
         lines = np.zeros_like(mask)
-    rings, ring_boxes = _rings(cv2.bitwise_or(mask, lines))
+    rings, ring_boxes = drawn_rings(cv2.bitwise_or(mask, lines))
     mask = cv2.bitwise_and(mask, cv2.bitwise_not(rings))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
@@ -152,51 +150,6 @@ def number_page(image: np.ndarray) -> NumberPage:
     if not groups:
         raise NoDigit("no digit found: only marks that are not digits")
     return NumberPage(ink, labels, groups, stats, scale, left_out)
-
-
-def _rings(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """The pixels of strokes drawn around the digits (a number circled or boxed by its writer), and
-    each one's box (x, y, width, height): a component (lines included) with ink above, below, left
-    and right of each of at least two others that are not specks, within its own rows and columns.
-    Of such a ring only its own stroke is taken, not the digits that touch it from inside."""
-    count, labels, stats, centres = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    rings, boxes = np.zeros_like(ink), []
-    if count <= 3:
-        return rings, boxes
-    large = stats[1:, cv2.CC_STAT_AREA].max() * 0.1
-    for i in np.argsort(-stats[1:, cv2.CC_STAT_WIDTH])[:RING_CANDIDATES] + 1:
-        x, y, w, h = stats[i, :4]
-        inside = [
-            j
-            for j in range(1, count)
-            if j != i and stats[j, cv2.CC_STAT_AREA] >= large and _surrounds(labels, i, centres[j], (x, y, w, h))
-        ]
-        if len(inside) >= 2:
-            rings |= _stroke_of_ring(np.where(labels == i, 255, 0).astype(np.uint8))
-            boxes.append((int(x), int(y), int(w), int(h)))
-    return rings, boxes
-
-
-def _stroke_of_ring(ring: np.ndarray) -> np.ndarray:
-    """A ring component's own stroke: its pixels near its convex hull's rim, not the digits that
-    touch it from inside."""
-    points = cv2.findNonZero(ring)
-    hull = np.zeros_like(ring)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 255)
-    depth = cv2.distanceTransform(ring, cv2.DIST_L2, 3)
-    width = max(2.0, 2 * float(np.percentile(depth[ring > 0], 90)))
-    inner = cv2.erode(hull, np.ones((3, 3), np.uint8), iterations=round(RING_RIM * width))
-    return cv2.bitwise_and(ring, cv2.bitwise_not(inner))
-
-
-def _surrounds(labels: np.ndarray, ring: int, centre: np.ndarray, box: tuple[int, int, int, int]) -> bool:
-    """Whether component `ring` has ink above, below, left and right of `centre` in its box."""
-    x, y, w, h = box
-    cx, cy = int(round(centre[0])), int(round(centre[1]))
-    if not (x < cx < x + w - 1 and y < cy < y + h - 1):
-        return False
-    column, row = labels[y : y + h, cx] == ring, labels[cy, x : x + w] == ring
-    return bool(column[: cy - y].any() and column[cy - y :].any() and row[: cx - x].any() and row[cx - x :].any())
 
 
 def _scribbled(page: NumberPage, group: list[int], digit: float) -> bool:
