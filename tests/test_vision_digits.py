@@ -28,6 +28,24 @@ def test_dark_ink_on_light_paper_of_any_size(fixtures):
     assert result[0].max() == 0 and result[:, 0].max() == 0  # background is black
 
 
+@pytest.mark.parametrize("index", range(6))
+def test_a_digit_circled_by_its_writer_comes_out_without_the_circle(fixtures, index):
+    """The digit on paper with a pen's ellipse drawn round it, clear of it: the same 28x28 as
+    without the ellipse, near enough (before, the ellipse was the largest ink and was kept)."""
+    digit = _mnist(fixtures)[index]
+    page = np.full((300, 300), 235, np.uint8)
+    page[50:250, 50:250] = np.minimum(
+        page[50:250, 50:250], 255 - cv2.resize(digit, (200, 200), interpolation=cv2.INTER_CUBIC)
+    )
+    circled = page.copy()
+    cv2.ellipse(circled, (150, 150), (118, 132), 0, 0, 360, 30, 9, cv2.LINE_AA)
+    plain, ringed = (
+        to_mnist(cv2.cvtColor(page, cv2.COLOR_GRAY2BGR)),
+        to_mnist(cv2.cvtColor(circled, cv2.COLOR_GRAY2BGR)),
+    )
+    assert np.corrcoef(plain.ravel(), ringed.ravel())[0, 1] > 0.9
+
+
 def test_ink_fits_20x20_with_center_of_mass_at_14():
     bar = np.zeros((200, 50), np.uint8)
     bar[20:180, 10:40] = 255

@@ -39,6 +39,7 @@ KINDS = (
     "noise",
     "jpeg",
     "mixed",
+    "circled",
 )
 
 
@@ -115,6 +116,10 @@ def render(digit: np.ndarray, kind: str, seed: int) -> np.ndarray:
         x, y = (width - size) // 2, (height - size) // 2
     ink = np.zeros((height, width), np.float32)
     ink[y : y + size, x : x + size] = np.clip(stroke, 0, 1)
+    if kind == "circled":  # by its writer, a pen's ellipse round the digit, clear of it or grazing it
+        axes = (round(size * rng.uniform(0.42, 0.55)), round(size * rng.uniform(0.45, 0.6)))
+        pen = max(2, round(size * rng.uniform(0.05, 0.09)))
+        cv2.ellipse(ink, (x + size // 2, y + size // 2), axes, rng.uniform(-20, 20), 0, 360, 1.0, pen, cv2.LINE_AA)
     return on_paper(page, ink, kind, rng)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from vision.colors import to_gray
 from vision.errors import InputError
+from vision.rings import drawn_rings
 from vision.signatures import MNIST_SIZE, model_pixels
 
 INK_BOX = 20
@@ -85,8 +86,9 @@ def _border_median(gray: np.ndarray) -> float:
 
 def _ink_from_paper(gray: np.ndarray) -> np.ndarray:
     """Dark ink on light paper (a photo or a scan) -> the digit's ink, bright on black, float32."""
-    ink, mask, _, _ = paper_ink(gray, WORK_SIDE)
-    return soft_ink(ink, _digit_components(mask))
+    ink, mask, lines, _ = paper_ink(gray, WORK_SIDE)
+    rings, _ = drawn_rings(cv2.bitwise_or(mask, lines), digits=1)  # a digit circled by its writer
+    return soft_ink(ink, _digit_components(cv2.bitwise_and(mask, cv2.bitwise_not(rings))))
 
 
 def shrunk(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:

@@ -12,15 +12,16 @@ RING_CANDIDATES, RING_RIM = 3, 1.0
 TOUCHING_HEIGHT = 0.6
 
 
-def drawn_rings(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+def drawn_rings(ink: np.ndarray, digits: int = 2) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """The pixels of strokes drawn around the digits (a number circled or boxed by its writer), and
     each one's box (x, y, width, height): a component (lines included) with ink above, below, left
-    and right of another that is not a speck, within its own rows and columns, and of one more
-    digit, apart from it too or touching it from inside. Of such a ring only its own stroke is
-    taken, not the digits that touch it."""
+    and right of another that is not a speck, within its own rows and columns, and of more digits,
+    apart from it too or touching it from inside, up to `digits` (a number's ring holds two at
+    least; one digit's photo, one). Of such a ring only its own stroke is taken, not the digits
+    that touch it."""
     count, labels, stats, centres = cv2.connectedComponentsWithStats(ink, connectivity=8)
     rings, boxes = np.zeros_like(ink), []
-    if count <= 2:  # a ring and one digit inside it at least
+    if count <= 2:  # a ring and a digit apart inside it at least
         return rings, boxes
     large = stats[1:, cv2.CC_STAT_AREA].max() * 0.1
     for i in np.argsort(-stats[1:, cv2.CC_STAT_WIDTH])[:RING_CANDIDATES] + 1:
@@ -28,14 +29,17 @@ def drawn_rings(ink: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int, 
         inside = [
             j
             for j in range(1, count)
-            if j != i and stats[j, cv2.CC_STAT_AREA] >= large and _surrounds(labels, i, centres[j], (x, y, w, h))
+            if j != i
+            and stats[j, cv2.CC_STAT_AREA] >= large
+            and _within(stats[j, :4], stats[i, :4])  # (a ring's centre is inside the middle digit)
+            and _surrounds(labels, i, centres[j], (x, y, w, h))
         ]
         if not inside:  # digits touching it alone make no ring: a 0 between two it touches would be one
             continue
         ring = np.where(labels == i, 255, 0).astype(np.uint8)
         stroke = _stroke_of_ring(ring)
         digit = float(np.median(stats[inside, cv2.CC_STAT_HEIGHT]))
-        if len(inside) + _touching(cv2.bitwise_and(ring, cv2.bitwise_not(stroke)), large, digit) >= 2:
+        if len(inside) + _touching(cv2.bitwise_and(ring, cv2.bitwise_not(stroke)), large, digit) >= digits:
             rings |= stroke
             boxes.append((int(x), int(y), int(w), int(h)))
     return rings, boxes
@@ -69,3 +73,10 @@ def _surrounds(labels: np.ndarray, ring: int, centre: np.ndarray, box: tuple[int
         return False
     column, row = labels[y : y + h, cx] == ring, labels[cy, x : x + w] == ring
     return bool(column[: cy - y].any() and column[cy - y :].any() and row[: cx - x].any() and row[cx - x :].any())
+
+
+def _within(inner: np.ndarray, outer: np.ndarray) -> bool:
+    """Whether one (x, y, width, height) box lies inside another."""
+    x, y, w, h = inner
+    ox, oy, ow, oh = outer
+    return bool(ox <= x and oy <= y and x + w <= ox + ow and y + h <= oy + oh)
