@@ -22,6 +22,15 @@ class Box:
     def as_dict(self) -> dict:
         return {"x": int(self.x), "y": int(self.y), "width": int(self.width), "height": int(self.height)}
 
+    def within(self, other: "Box") -> bool:
+        """Whether this box lies inside the other (edges may meet)."""
+        return (
+            other.x <= self.x
+            and other.y <= self.y
+            and self.x + self.width <= other.x + other.width
+            and self.y + self.height <= other.y + other.height
+        )
+
     @property
     def center(self) -> tuple[float, float]:
         return self.x + self.width / 2, self.y + self.height / 2

@@ -143,7 +143,7 @@ def number_page(image: np.ndarray) -> NumberPage:
     kinds = [kind for _, kind in found] + ["mark"] * len(marks)
     marks += edges
     rings = [page.box(*box) for box in ring_boxes]
-    lines_apart = [o for o in _line_boxes(lines, page) if not any(_within(o.box, ring) for ring in rings)]
+    lines_apart = [o for o in _line_boxes(lines, page) if not any(o.box.within(ring) for ring in rings)]
     left_out = [LeftOut(b, k) for b, k in zip(left_out, kinds, strict=True)] + lines_apart  # a ring once
     left_out += [LeftOut(ring, "mark") for ring in rings]
     groups = [g for g in groups if g not in marks]
@@ -181,15 +181,6 @@ def _step(gray: np.ndarray, labels: np.ndarray, bounds: tuple[int, int, int, int
     if left.size == 0 or right.size == 0:
         return True  # at the photo's border
     return abs(float(np.median(left)) - float(np.median(right))) >= MIN_CONTRAST
-
-
-def _within(inner: Box, outer: Box) -> bool:
-    return (
-        outer.x <= inner.x
-        and outer.y <= inner.y
-        and inner.x + inner.width <= outer.x + outer.width
-        and inner.y + inner.height <= outer.y + outer.height
-    )
 
 
 def _box(bounds: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

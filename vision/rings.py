@@ -4,6 +4,8 @@
 import cv2
 import numpy as np
 
+from vision.geometry import Box
+
 # A stroke drawn around the number is looked for among the RING_CANDIDATES widest components; its
 # own stroke is its ink within RING_RIM of its stroke's width from its convex hull's rim.
 RING_CANDIDATES, RING_RIM = 3, 1.0
@@ -31,7 +33,7 @@ def drawn_rings(ink: np.ndarray, digits: int = 2) -> tuple[np.ndarray, list[tupl
             for j in range(1, count)
             if j != i
             and stats[j, cv2.CC_STAT_AREA] >= large
-            and _within(stats[j, :4], stats[i, :4])  # (a ring's centre is inside the middle digit)
+            and Box(*stats[j, :4]).within(Box(*stats[i, :4]))  # (a ring's centre is inside the middle digit)
             and _surrounds(labels, i, centres[j], (x, y, w, h))
         ]
         if not inside:  # digits touching it alone make no ring: a 0 between two it touches would be one
@@ -73,10 +75,3 @@ def _surrounds(labels: np.ndarray, ring: int, centre: np.ndarray, box: tuple[int
         return False
     column, row = labels[y : y + h, cx] == ring, labels[cy, x : x + w] == ring
     return bool(column[: cy - y].any() and column[cy - y :].any() and row[: cx - x].any() and row[cx - x :].any())
-
-
-def _within(inner: np.ndarray, outer: np.ndarray) -> bool:
-    """Whether one (x, y, width, height) box lies inside another."""
-    x, y, w, h = inner
-    ox, oy, ow, oh = outer
-    return bool(ox <= x and oy <= y and x + w <= ox + ow and y + h <= oy + oh)
