@@ -27,14 +27,16 @@ def drawn_rings(ink: np.ndarray, digits: int = 2) -> tuple[np.ndarray, list[tupl
         return rings, boxes
     large = stats[1:, cv2.CC_STAT_AREA].max() * 0.1
     for i in np.argsort(-stats[1:, cv2.CC_STAT_WIDTH])[:RING_CANDIDATES] + 1:
-        x, y, w, h = stats[i, :4]
+        box = Box(*stats[i, :4])
+        # Digits apart from it, wholly in its box (the ring's own centre lies in the middle digit,
+        # whose ink is above, below, left and right of it: that digit is no ring around the ring).
         inside = [
             j
             for j in range(1, count)
             if j != i
             and stats[j, cv2.CC_STAT_AREA] >= large
-            and Box(*stats[j, :4]).within(Box(*stats[i, :4]))  # (a ring's centre is inside the middle digit)
-            and _surrounds(labels, i, centres[j], (x, y, w, h))
+            and Box(*stats[j, :4]).within(box)
+            and _surrounds(labels, i, centres[j], box)
         ]
         if not inside:  # digits touching it alone make no ring: a 0 between two it touches would be one
             continue
@@ -43,7 +45,7 @@ def drawn_rings(ink: np.ndarray, digits: int = 2) -> tuple[np.ndarray, list[tupl
         digit = float(np.median(stats[inside, cv2.CC_STAT_HEIGHT]))
         if len(inside) + _touching(cv2.bitwise_and(ring, cv2.bitwise_not(stroke)), large, digit) >= digits:
             rings |= stroke
-            boxes.append((int(x), int(y), int(w), int(h)))
+            boxes.append((int(box.x), int(box.y), int(box.width), int(box.height)))
     return rings, boxes
 
 
@@ -67,9 +69,9 @@ def _stroke_of_ring(ring: np.ndarray) -> np.ndarray:
     return cv2.bitwise_and(ring, cv2.bitwise_not(inner))
 
 
-def _surrounds(labels: np.ndarray, ring: int, centre: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+def _surrounds(labels: np.ndarray, ring: int, centre: np.ndarray, box: Box) -> bool:
     """Whether component `ring` has ink above, below, left and right of `centre` in its box."""
-    x, y, w, h = box
+    x, y, w, h = int(box.x), int(box.y), int(box.width), int(box.height)
     cx, cy = int(round(centre[0])), int(round(centre[1]))
     if not (x < cx < x + w - 1 and y < cy < y + h - 1):
         return False
