@@ -1,5 +1,6 @@
 """The example inputs every benchmark posts: shipped in docs/examples, framed as a webcam would."""
 
+import io
 from pathlib import Path
 
 from PIL import Image
@@ -26,25 +27,22 @@ def sample(path: Path) -> tuple[bytes, str]:
 
 def framed(path: Path, width: int, height: int) -> bytes:
     """The example photo scaled to the frame's height and centred on a grey frame, as a JPEG."""
-    import io
-
     with Image.open(path) as photo:
         photo = photo.convert("RGB")
         scaled = photo.resize((round(photo.width * height / photo.height), height), Image.LANCZOS)
     frame = Image.new("RGB", (width, height), (120, 120, 120))
     frame.paste(scaled, ((width - scaled.width) // 2, 0))
-    out = io.BytesIO()
-    frame.save(out, format="JPEG", quality=90)
-    return out.getvalue()
+    return _jpeg(frame)
 
 
 def enlarged(path: Path, width: int) -> bytes:
     """The example photo enlarged to `width` pixels wide (a phone photo's size), as a JPEG."""
-    import io
-
     with Image.open(path) as photo:
         photo = photo.convert("RGB")
-        big = photo.resize((width, round(photo.height * width / photo.width)), Image.LANCZOS)
+        return _jpeg(photo.resize((width, round(photo.height * width / photo.width)), Image.LANCZOS))
+
+
+def _jpeg(image: Image.Image) -> bytes:
     out = io.BytesIO()
-    big.save(out, format="JPEG", quality=90)
+    image.save(out, format="JPEG", quality=90)
     return out.getvalue()

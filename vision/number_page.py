@@ -107,8 +107,8 @@ def number_page(image: np.ndarray) -> NumberPage:
         ink, scale = ink_on_black(gray), 1.0
         mask = np.where(ink > INK_THRESHOLD * 255, 255, 0).astype(np.uint8)
         lines = np.zeros_like(mask)
-    rings, ring_boxes = drawn_rings(cv2.bitwise_or(mask, lines))
-    mask = cv2.bitwise_and(mask, cv2.bitwise_not(rings))
+    ring_ink, ring_boxes = drawn_rings(cv2.bitwise_or(mask, lines))
+    mask = cv2.bitwise_and(mask, cv2.bitwise_not(ring_ink))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         raise NoDigit("no digit found: the image is blank")
